@@ -1,0 +1,35 @@
+# Verbs a newcomer looks for. Every target bootstraps what it needs first.
+PY := .venv/bin/python
+export UNDERSTANDING_CACHE ?= $(HOME)/.cache/understanding
+
+.PHONY: setup run test test-fast bench lint protos kafka-up kafka-down clean
+
+setup:
+	@bash scripts/bootstrap.sh
+
+run: setup  ## run the service with embedded defaults (no Kafka or Qdrant server needed)
+	$(PY) -m understanding serve
+
+test: setup  ## the full test suite (starts a real Kafka broker if none is running)
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit $(PYTEST_ARGS)
+
+bench: setup  ## every benchmark script, one summary table
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
+
+protos: setup
+	$(PY) scripts/gen_protos.py
+
+lint: setup
+	$(PY) -m ruff check understanding tests benchmarks || true
+
+kafka-up:
+	@bash scripts/kafka.sh up
+
+kafka-down:
+	@bash scripts/kafka.sh down
+
+clean:
+	rm -rf understanding/v1 .pytest_cache

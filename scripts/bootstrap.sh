@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Set up everything the service and its tests need on a fresh machine:
+# system packages (speech/video fixtures), a Python virtualenv cached outside
+# the repo (keyed by requirements.lock, so CI reuses it), the project in
+# editable mode, and the generated protobuf stubs. Idempotent and quick when
+# nothing changed.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${UNDERSTANDING_CACHE:-$HOME/.cache/understanding}"
+PYTHON="${PYTHON:-python3}"
+LOCK_HASH="$(cat "$ROOT/requirements.lock" | sha256sum | cut -c1-12)"
+VENV="${UNDERSTANDING_VENV:-$CACHE/venv-$LOCK_HASH}"
+
+log() { printf '[bootstrap] %s\n' "$*" >&2; }
+
+# --- system packages used by the test fixtures (speech from text, video).
+need_apt=()
+command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
+command -v sox >/dev/null || need_apt+=(sox)
+command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
+command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || need_apt+=(maven)
+if ((${#need_apt[@]})); then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    log "installing system packages: ${need_apt[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    log "missing system packages: ${need_apt[*]} (install them with your package manager)"
+  fi
+fi
+
+# --- virtualenv (cached by lock hash).
+if [[ ! -x "$VENV/bin/python" || ! -f "$VENV/.complete" ]]; then
+  log "creating virtualenv $VENV"
+  rm -rf "$VENV"
+  "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+  "$VENV/bin/pip" install -q -r "$ROOT/requirements.lock"
+  touch "$VENV/.complete"
+fi
+# The project itself (editable: cheap, points at this checkout).
+if ! "$VENV/bin/python" -c "import understanding, pathlib, sys; sys.exit(0 if pathlib.Path(understanding.__file__).resolve().parent == pathlib.Path('$ROOT/understanding').resolve() else 1)" 2>/dev/null; then
+  "$VENV/bin/pip" install -q --no-deps --no-build-isolation -e "$ROOT"
+fi
+ln -sfn "$VENV" "$ROOT/.venv"
+
+# --- generated stubs.
+"$VENV/bin/python" "$ROOT/scripts/gen_protos.py" >/dev/null
+log "ready: $VENV"

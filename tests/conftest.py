@@ -1,0 +1,55 @@
+"""Session fixtures: the real Kafka broker and a real server process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from typing import Iterator
+
+import pytest
+
+from tests.support.kafka import kafka
+from tests.support.server import ServerProcess
+
+KAFKA = os.environ.get("UNDERSTANDING_TEST_KAFKA", "127.0.0.1:19092")
+
+
+def _port_open(target: str) -> bool:
+    host, port = target.rsplit(":", 1)
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex((host, int(port))) == 0
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    """The real broker: started by scripts/kafka.sh if it is not running yet."""
+    if not _port_open(KAFKA):
+        kafka("up")
+    return KAFKA
+
+
+@pytest.fixture(scope="session")
+def analysis_topic() -> str:
+    return f"understanding.analysis.v1.test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str, analysis_topic: str) -> Iterator[ServerProcess]:
+    """One server for the e2e session: embedded Qdrant store, real Kafka."""
+    proc = ServerProcess(
+        tmp_path_factory.mktemp("server"),
+        env={
+            "UNDERSTANDING_KAFKA_BOOTSTRAP": kafka_bootstrap,
+            "UNDERSTANDING_KAFKA_ANALYSIS_TOPIC": analysis_topic,
+            "UNDERSTANDING_MAX_TEXTS_PER_CALL": "16",
+            "UNDERSTANDING_MAX_TEXT_BYTES": "20000",
+        },
+    ).start()
+    try:
+        proc.wait_serving()
+        yield proc
+    finally:
+        code = proc.stop()
+        assert code == 0, f"server exited with {code} on SIGTERM:\n{proc.log()}"

@@ -1,0 +1,3 @@
+"""understanding: multimodal understanding service (text, speech, video)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""gRPC edge: validation, proto<->domain conversion, identity, error mapping."""

@@ -1,0 +1,166 @@
+"""The Understanding service's RPCs: validate, convert, call the core, convert back."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from understanding import codec
+from understanding.api import validation
+from understanding.api.server import Call
+from understanding.domain import InvalidInput, LimitExceeded, Modality, NotFound, Unavailable
+from understanding.pipelines.text import TextInput
+from understanding.search import SearchQuery
+from understanding.sinks.store import PointFilter, StoredPoint
+from understanding.v1 import common_pb2, understanding_pb2 as pb
+
+if TYPE_CHECKING:
+    from understanding.app import Core
+
+
+def _hit_pb(point: StoredPoint, *, matched: tuple[str, ...] = (), group_hits: int = 0, with_vector: bool = False) -> pb.SearchHit:
+    p = point.payload
+    tag_scores = p.get("tag_scores") or {}
+    hit = pb.SearchHit(
+        point_id=point.id,
+        score=point.score,
+        media_id=str(p.get("media_id", "")),
+        modality=codec.MODALITY_TO_PROTO.get(_modality(p), common_pb2.MODALITY_UNSPECIFIED),
+        chunk_index=int(p.get("chunk_index", 0)),
+        start_s=float(p.get("start_s", 0.0)),
+        end_s=float(p.get("end_s", 0.0)),
+        text=str(p.get("text", "")),
+        matched_terms=list(matched),
+        tags=[
+            common_pb2.Tag(label=label, group=label.split(".", 1)[0], score=float(tag_scores.get(label, 0.0)))
+            for label in p.get("tags", [])
+        ],
+        language=common_pb2.Language(code=str(p.get("language", "und"))),
+        metadata={str(k): str(v) for k, v in (p.get("metadata") or {}).items()},
+        group_hits=group_hits,
+        embedding_model=common_pb2.ModelRef(
+            name=str(p.get("embedding_model", "")), version=str(p.get("embedding_model_version", ""))
+        ),
+        created_at=codec.timestamp(float(p.get("created_at", 0.0))),
+        keyframe_s=float(p.get("keyframe_s", 0.0)),
+    )
+    if with_vector and point.vector is not None:
+        hit.vector.extend(float(x) for x in point.vector)
+    return hit
+
+
+def _modality(payload: Mapping[str, Any]) -> Modality:
+    try:
+        return Modality(payload.get("modality", "text"))
+    except ValueError:
+        return Modality.TEXT
+
+
+class UnderstandingServicer:
+    def __init__(self, core: Callable[[], Core | None]) -> None:
+        self._get_core = core
+
+    @property
+    def _core(self) -> Core:
+        core = self._get_core()
+        if core is None:
+            raise Unavailable("the service is warming up; retry shortly")
+        return core
+
+    # ------------------------------------------------------------ text
+    async def AnalyzeText(self, request: pb.AnalyzeTextRequest, call: Call) -> pb.AnalyzeTextResponse:
+        settings = self._core.settings
+        if not request.items:
+            raise InvalidInput("at least one item is required", field="items")
+        if len(request.items) > settings.max_texts_per_call:
+            raise LimitExceeded(
+                f"{len(request.items)} items exceed the limit of {settings.max_texts_per_call} per call", field="items"
+            )
+        inputs = []
+        for i, item in enumerate(request.items):
+            size = len(item.text.encode("utf-8"))
+            if not item.text.strip():
+                raise InvalidInput("must not be empty or whitespace", field=f"items[{i}].text")
+            if size > settings.max_text_bytes:
+                raise LimitExceeded(
+                    f"{size} bytes exceed the limit of {settings.max_text_bytes}", field=f"items[{i}].text"
+                )
+            mid = item.media_id or "txt-" + hashlib.sha256(item.text.encode()).hexdigest()[:24]
+            validation.media_id(mid, f"items[{i}].media_id")
+            inputs.append(TextInput(mid, item.text, validation.metadata(item.metadata, f"items[{i}].metadata")))
+        analyses = await asyncio.gather(*(self._core.text.analyze(call.tenant, x) for x in inputs))
+        if not request.options.dry_run:
+            await asyncio.gather(*(self._core.sink.write(a, trace_id=call.trace_id) for a in analyses))
+        return pb.AnalyzeTextResponse(
+            results=[codec.analysis_pb(a, with_embeddings=request.options.return_embeddings) for a in analyses]
+        )
+
+    # ------------------------------------------------------------ search
+    async def Search(self, request: pb.SearchRequest, call: Call) -> pb.SearchResponse:
+        kind = request.WhichOneof("query")
+        if kind is None:
+            raise InvalidInput("one of text, vector or example is required", field="query")
+        offset = request.offset
+        if request.cursor:
+            try:
+                offset = int(request.cursor)
+            except ValueError:
+                raise InvalidInput("is not a cursor returned by Search", field="cursor") from None
+        f = request.filter
+        flt = PointFilter(
+            tenant=call.tenant,
+            modalities=tuple(codec.MODALITY_FROM_PROTO[m].value for m in f.modalities if m in codec.MODALITY_FROM_PROTO),
+            media_ids=tuple(f.media_ids),
+            languages=tuple(f.languages),
+            tags_any=tuple(f.tags.any),
+            tags_all=tuple(f.tags.all),
+            created_after=f.created_after.ToNanoseconds() / 1e9 if f.HasField("created_after") else None,
+            created_before=f.created_before.ToNanoseconds() / 1e9 if f.HasField("created_before") else None,
+            overlaps_start_s=f.time_range.start_s if f.HasField("time_range") else None,
+            overlaps_end_s=f.time_range.end_s if f.HasField("time_range") and f.time_range.end_s > 0 else None,
+            metadata=validation.metadata(f.metadata, "filter.metadata"),
+        )
+        query = SearchQuery(
+            text=request.text if kind == "text" else None,
+            vector=list(request.vector.values) if kind == "vector" else None,
+            example_media_id=validation.media_id(request.example.media_id, "example.media_id") if kind == "example" else None,
+            example_chunk_index=request.example.chunk_index,
+            top_k=request.top_k or 10,
+            offset=offset,
+            score_threshold=request.score_threshold or None,
+            group_by_media=request.group_by_media,
+            with_vectors=request.with_vectors,
+        )
+        hits = await self._core.searcher.search(query, flt)
+        next_cursor = str(offset + len(hits)) if len(hits) == query.top_k else ""
+        return pb.SearchResponse(
+            hits=[
+                _hit_pb(h.point, matched=h.matched_terms, group_hits=h.group_hits if request.group_by_media else 0,
+                        with_vector=request.with_vectors)
+                for h in hits
+            ],
+            next_cursor=next_cursor,
+            embedding_model=codec.model_pb(self._core.embedding_model),
+        )
+
+    # ------------------------------------------------------------ media
+    async def GetMedia(self, request: pb.GetMediaRequest, call: Call) -> pb.GetMediaResponse:
+        mid = validation.media_id(request.media_id, "media_id")
+        points = await asyncio.to_thread(self._core.store.media_points, call.tenant, mid)
+        if not points:
+            raise NotFound(f"no media {mid!r}", field="media_id")
+        first = points[0].payload
+        return pb.GetMediaResponse(
+            media_id=mid,
+            modality=codec.MODALITY_TO_PROTO.get(_modality(first), common_pb2.MODALITY_UNSPECIFIED),
+            points=[_hit_pb(p) for p in points],
+            version=int(first.get("version", 0)),
+        )
+
+    async def DeleteMedia(self, request: pb.DeleteMediaRequest, call: Call) -> pb.DeleteMediaResponse:
+        mid = validation.media_id(request.media_id, "media_id")
+        deleted = await self._core.delete_media(call.tenant, mid, trace_id=call.trace_id)
+        if deleted == 0:
+            raise NotFound(f"no media {mid!r}", field="media_id")
+        return pb.DeleteMediaResponse(points_deleted=deleted)

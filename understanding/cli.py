@@ -1,0 +1,206 @@
+"""`understanding` command line: run the service, or call a running one."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Sequence
+
+from understanding import __version__
+
+EXIT_USAGE = 2
+EXIT_RPC = 3
+
+
+def _channel_target(args: argparse.Namespace) -> str:
+    return args.server or os.environ.get("UNDERSTANDING_SERVER", "127.0.0.1:50051")
+
+
+def _metadata(args: argparse.Namespace) -> list[tuple[str, str]]:
+    md = []
+    key = args.api_key or os.environ.get("UNDERSTANDING_API_KEY", "")
+    if key:
+        md.append(("x-api-key", key))
+    tenant = args.tenant or os.environ.get("UNDERSTANDING_TENANT", "")
+    if tenant:
+        md.append(("x-tenant-id", tenant))
+    return md
+
+
+def _stub(args: argparse.Namespace) -> Any:
+    import grpc
+
+    from understanding.v1 import understanding_pb2_grpc
+
+    channel = grpc.insecure_channel(_channel_target(args))
+    return understanding_pb2_grpc.UnderstandingStub(channel)
+
+
+def _to_json(message: Any) -> dict[str, Any]:
+    from google.protobuf.json_format import MessageToDict
+
+    return MessageToDict(message, preserving_proto_field_name=True)
+
+
+def _rpc_error(error: Any, args: argparse.Namespace) -> int:
+    code = error.code().name
+    hints = {
+        "UNAVAILABLE": f"is the server running at {_channel_target(args)}? Start it with `understanding serve` "
+        "(or pass --server HOST:PORT).",
+        "UNAUTHENTICATED": "pass --api-key or set UNDERSTANDING_API_KEY.",
+        "DEADLINE_EXCEEDED": "the server took too long; raise --timeout.",
+    }
+    print(f"error: {code}: {error.details()}", file=sys.stderr)
+    if code in hints:
+        print(f"hint: {hints[code]}", file=sys.stderr)
+    return EXIT_RPC
+
+
+# ---------------------------------------------------------------- commands
+def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from understanding import logs
+    from understanding.app import serve
+    from understanding.config import Settings
+
+    overrides: dict[str, Any] = {}
+    if args.port is not None:
+        overrides["grpc_port"] = args.port
+    if args.host is not None:
+        overrides["grpc_host"] = args.host
+    settings = Settings.from_env(**overrides)
+    logs.configure(settings.log_level, json_lines=settings.log_json)
+    asyncio.run(serve(settings))
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from understanding.config import Settings
+
+    rows = Settings.from_env().describe()
+    if args.json:
+        print(json.dumps([{"variable": v, "value": val, "doc": d} for v, val, d in rows], indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="understanding settings")
+    for col in ("variable", "value", "meaning"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    import grpc
+
+    from understanding.v1 import understanding_pb2 as pb
+
+    if not args.text:
+        print("error: give --text TEXT (file analysis arrives with speech/video support)", file=sys.stderr)
+        return EXIT_USAGE
+    request = pb.AnalyzeTextRequest(
+        items=[pb.TextItem(text=t, media_id=args.media_id or "") for t in args.text],
+        options=pb.TextOptions(return_embeddings=args.embeddings),
+    )
+    try:
+        response = _stub(args).AnalyzeText(request, metadata=_metadata(args), timeout=args.timeout)
+    except grpc.RpcError as error:
+        return _rpc_error(error, args)
+    if args.json:
+        print(json.dumps(_to_json(response), indent=2, ensure_ascii=False))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for result in response.results:
+        table = Table(title=f"{result.media_id}  language={result.language.code} ({result.language.probability:.2f})")
+        table.add_column("tag")
+        table.add_column("score", justify="right")
+        for tag in result.tags:
+            table.add_row(tag.label, f"{tag.score:.3f}")
+        if not result.tags:
+            table.add_row("(none)", "")
+        console.print(table)
+        console.print(f"{len(result.chunks)} chunk(s) indexed, model {result.embedding_model.name}")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    import grpc
+
+    from understanding.v1 import understanding_pb2 as pb
+
+    request = pb.SearchRequest(text=args.query, top_k=args.top_k, group_by_media=args.group)
+    try:
+        response = _stub(args).Search(request, metadata=_metadata(args), timeout=args.timeout)
+    except grpc.RpcError as error:
+        return _rpc_error(error, args)
+    if args.json:
+        print(json.dumps(_to_json(response), indent=2, ensure_ascii=False))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"results for {args.query!r}")
+    for col in ("score", "media", "time", "text", "tags"):
+        table.add_column(col)
+    for hit in response.hits:
+        span = f"{hit.start_s:.1f}-{hit.end_s:.1f}s" if hit.end_s else ""
+        table.add_row(
+            f"{hit.score:.3f}", hit.media_id, span, hit.text[:80], ", ".join(t.label for t in hit.tags)
+        )
+    Console().print(table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="understanding", description="Multimodal understanding service.")
+    parser.add_argument("--version", action="version", version=f"understanding {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gRPC service (embedded defaults: no Kafka/Qdrant needed)")
+    serve.add_argument("--port", type=int, help="gRPC port (default UNDERSTANDING_GRPC_PORT or 50051)")
+    serve.add_argument("--host", help="bind address (default UNDERSTANDING_GRPC_HOST or 127.0.0.1)")
+    serve.set_defaults(fn=cmd_serve)
+
+    config = sub.add_parser("config", help="list every setting with its current value")
+    config.add_argument("--json", action="store_true")
+    config.set_defaults(fn=cmd_config)
+
+    def client(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--server", help="HOST:PORT of the service (default UNDERSTANDING_SERVER or 127.0.0.1:50051)")
+        p.add_argument("--api-key", help="API key (default UNDERSTANDING_API_KEY)")
+        p.add_argument("--tenant", help="tenant when the server runs without API keys")
+        p.add_argument("--timeout", type=float, default=120.0, help="deadline in seconds")
+        p.add_argument("--json", action="store_true", help="print the response as JSON")
+
+    analyze = sub.add_parser("analyze", help="analyze text on a running server")
+    analyze.add_argument("--text", action="append", help="text to analyze (repeat for several)")
+    analyze.add_argument("--media-id", help="media id (default: derived from the text)")
+    analyze.add_argument("--embeddings", action="store_true", help="include the vectors in the output")
+    client(analyze)
+    analyze.set_defaults(fn=cmd_analyze)
+
+    search = sub.add_parser("search", help="semantic search on a running server")
+    search.add_argument("query")
+    search.add_argument("-k", "--top-k", type=int, default=10)
+    search.add_argument("--group", action="store_true", help="best hit per media")
+    client(search)
+    search.set_defaults(fn=cmd_search)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.fn(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

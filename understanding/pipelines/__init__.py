@@ -1,0 +1,1 @@
+"""Pipelines: plain functions of decoded media to domain results (no sinks, no I/O)."""

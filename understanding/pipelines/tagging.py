@@ -1,0 +1,106 @@
+"""Zero-shot tagging: compare content embeddings to label descriptions.
+
+The taxonomy is data (a TOML file shipped in the package and replaceable by
+configuration), so Trust & Safety can tune labels and thresholds without a
+release.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from typing import Callable, Sequence
+
+import numpy as np
+
+from understanding.domain import InvalidInput, Tag, Vector
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    id: str
+    group: str
+    threshold: float
+    descriptions: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Taxonomy:
+    version: str
+    labels: tuple[Label, ...]
+
+    @classmethod
+    def load(cls, path: str | pathlib.Path | None = None) -> Taxonomy:
+        """Load the packaged taxonomy, or the file at `path`."""
+        if path:
+            raw = pathlib.Path(path).read_bytes()
+            source = str(path)
+        else:
+            raw = resources.files("understanding.data").joinpath("taxonomy.toml").read_bytes()
+            source = "packaged taxonomy"
+        try:
+            doc = tomllib.loads(raw.decode("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise InvalidInput(f"{source} is not valid TOML: {error}") from error
+        default_threshold = float(doc.get("defaults", {}).get("threshold", 0.4))
+        labels = []
+        seen: set[str] = set()
+        for entry in doc.get("label", []):
+            label_id = str(entry["id"])
+            if label_id in seen:
+                raise InvalidInput(f"{source}: label {label_id!r} is defined twice")
+            seen.add(label_id)
+            descriptions = tuple(str(d) for d in entry.get("descriptions", []))
+            if not descriptions:
+                raise InvalidInput(f"{source}: label {label_id!r} has no descriptions")
+            labels.append(
+                Label(
+                    id=label_id,
+                    group=str(entry.get("group", label_id.split(".", 1)[0])),
+                    threshold=float(entry.get("threshold", default_threshold)),
+                    descriptions=descriptions,
+                )
+            )
+        if not labels:
+            raise InvalidInput(f"{source} defines no labels")
+        return cls(version=str(doc.get("version", "0")), labels=tuple(labels))
+
+
+class Tagger:
+    """Scores embeddings against every label; keeps those over their threshold."""
+
+    def __init__(self, taxonomy: Taxonomy, encode: Callable[[Sequence[str]], Sequence[Vector]]) -> None:
+        self.taxonomy = taxonomy
+        descriptions: list[str] = []
+        owners: list[int] = []
+        for i, label in enumerate(taxonomy.labels):
+            descriptions.extend(label.descriptions)
+            owners.extend([i] * len(label.descriptions))
+        self._matrix = np.stack(list(encode(descriptions))).astype(np.float32)  # (D, dim)
+        self._owners = np.asarray(owners)
+        self._thresholds = np.asarray([label.threshold for label in taxonomy.labels], dtype=np.float32)
+
+    def scores(self, vectors: np.ndarray) -> np.ndarray:
+        """(N, labels) best cosine similarity per label (vectors are unit-norm)."""
+        sims = vectors.astype(np.float32) @ self._matrix.T  # (N, D)
+        out = np.full((sims.shape[0], len(self.taxonomy.labels)), -1.0, dtype=np.float32)
+        for d, owner in enumerate(self._owners):
+            np.maximum(out[:, owner], sims[:, d], out=out[:, owner])
+        return out
+
+    def tag(self, vectors: Sequence[Vector], *, start_s: float = 0.0, end_s: float = 0.0) -> list[tuple[Tag, ...]]:
+        if not vectors:
+            return []
+        scores = self.scores(np.stack(list(vectors)))
+        result = []
+        for row in scores:
+            tags = [
+                Tag(label=label.id, group=label.group, score=round(float(score), 4), start_s=start_s, end_s=end_s)
+                for label, score, threshold in zip(self.taxonomy.labels, row, self._thresholds)
+                if score >= threshold
+            ]
+            tags.sort(key=lambda t: t.score, reverse=True)
+            result.append(tuple(tags))
+        return result

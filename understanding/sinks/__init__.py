@@ -1,0 +1,1 @@
+"""Sinks: write results out (vector store first, then events through the outbox)."""

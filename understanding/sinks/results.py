@@ -1,0 +1,106 @@
+"""Writes a finished analysis out: vector store first, then its event via the outbox.
+
+Order matters: a consumer that receives the event can already query the
+vectors. Both writes are group-committed through micro-batchers so many
+concurrent analyses share one store update and one outbox transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Sequence
+
+from understanding import codec
+from understanding.domain import Analysis
+from understanding.models.batcher import MicroBatcher
+from understanding.sinks.outbox import Outbox, OutboxRecord
+from understanding.sinks.relay import OutboxRelay
+from understanding.sinks.store import PointRecord, VectorStore, analysis_points
+
+
+class ResultSink:
+    def __init__(
+        self,
+        *,
+        store: VectorStore,
+        outbox: Outbox,
+        analysis_topic: str,
+        relay: OutboxRelay | None = None,
+        group_commit_wait_ms: float = 2.0,
+    ) -> None:
+        self.store = store
+        self.outbox = outbox
+        self._topic = analysis_topic
+        self._relay = relay
+        self._store_writes: MicroBatcher[tuple[Analysis, list[PointRecord]], None] = MicroBatcher(
+            self._write_points, name="store-writes", max_batch_size=64, max_wait_ms=group_commit_wait_ms
+        )
+        self._event_writes: MicroBatcher[OutboxRecord, None] = MicroBatcher(
+            self._append_events, name="outbox-writes", max_batch_size=256, max_wait_ms=group_commit_wait_ms
+        )
+
+    async def start(self) -> None:
+        await self._store_writes.start()
+        await self._event_writes.start()
+
+    async def stop(self) -> None:
+        await self._store_writes.stop()
+        await self._event_writes.stop()
+
+    async def write(self, analysis: Analysis, *, trace_id: str = "") -> str:
+        """Index the analysis and queue its event durably; returns the event id."""
+        await self._store_writes.submit((analysis, analysis_points(analysis)))
+        event = codec.analysis_event(analysis, collection=self.store.collection, produced_at=time.time())
+        await self._event_writes.submit(
+            OutboxRecord(
+                topic=self._topic,
+                key=analysis.media_id.encode(),
+                value=event.SerializeToString(),
+                headers=(
+                    ("schema", b"understanding.v1.AnalysisEvent"),
+                    ("content-type", codec.CONTENT_TYPE),
+                    ("tenant", analysis.tenant.encode()),
+                    ("trace-id", (trace_id or uuid.uuid4().hex).encode()),
+                ),
+                event_id=event.event_id,
+            )
+        )
+        if self._relay is not None:
+            self._relay.notify()
+        return event.event_id
+
+    async def delete_media(self, tenant: str, media_id: str, *, trace_id: str = "") -> int:
+        """Remove every point of the media and tell consumers (MediaDeletedEvent)."""
+        deleted = await asyncio.to_thread(self.store.delete_media, tenant, media_id)
+        if deleted:
+            event = codec.media_deleted_event(tenant, media_id, deleted, produced_at=time.time())
+            await self._event_writes.submit(
+                OutboxRecord(
+                    topic=self._topic,
+                    key=media_id.encode(),
+                    value=event.SerializeToString(),
+                    headers=(
+                        ("schema", b"understanding.v1.MediaDeletedEvent"),
+                        ("content-type", codec.CONTENT_TYPE),
+                        ("tenant", tenant.encode()),
+                        ("trace-id", (trace_id or uuid.uuid4().hex).encode()),
+                    ),
+                    event_id=event.event_id,
+                )
+            )
+            if self._relay is not None:
+                self._relay.notify()
+        return deleted
+
+    def _write_points(self, batch: Sequence[tuple[Analysis, list[PointRecord]]]) -> list[None]:
+        # New points first (same ids overwrite), then each media's stale versions.
+        self.store.upsert([p for _, points in batch for p in points])
+        for analysis, points in batch:
+            self.store.replace_media(analysis.tenant, analysis.media_id, [], analysis.version)
+        return [None] * len(batch)
+
+    def _append_events(self, records: Sequence[OutboxRecord]) -> list[None]:
+        self.outbox.append(records)
+        return [None] * len(records)
