@@ -41,8 +41,8 @@ if [[ ! -x "$VENV/bin/python" || ! -f "$VENV/.complete" ]]; then
   touch "$VENV/.complete"
 fi
 # The project itself (editable: cheap, points at this checkout).
-if ! "$VENV/bin/python" -c "import understanding, pathlib, sys; sys.exit(0 if pathlib.Path(understanding.__file__).resolve().parent == pathlib.Path('$ROOT/understanding').resolve() else 1)" 2>/dev/null; then
-  "$VENV/bin/pip" install -q --no-deps --no-build-isolation -e "$ROOT"
+if ! (cd / && "$VENV/bin/python" -c "import understanding, pathlib, sys; sys.exit(0 if pathlib.Path(understanding.__file__).resolve().parent == pathlib.Path('$ROOT/understanding').resolve() else 1)" 2>/dev/null); then
+  "$VENV/bin/pip" install -q --no-deps --no-build-isolation -e "$ROOT" >"$CACHE/editable-install.log" 2>&1 || { cat "$CACHE/editable-install.log" >&2; exit 1; }
 fi
 ln -sfn "$VENV" "$ROOT/.venv"
 
