@@ -45,6 +45,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str, analy
             "UNDERSTANDING_KAFKA_ANALYSIS_TOPIC": analysis_topic,
             "UNDERSTANDING_MAX_TEXTS_PER_CALL": "16",
             "UNDERSTANDING_MAX_TEXT_BYTES": "20000",
+            "UNDERSTANDING_MAX_UPLOAD_BYTES": str(8 * 1024 * 1024),
         },
     ).start()
     try:

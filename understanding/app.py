@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import pathlib
 import signal
 import time
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from understanding.models.batcher import MicroBatcher
 from understanding.models.embedder import Embedder, resolve_embedding_model
 from understanding.models.language import LanguageDetector
 from understanding.pipelines.tagging import Taxonomy, Tagger
+from understanding.models.whisper import Transcriber, resolve_whisper_model
+from understanding.pipelines.speech import SpeechPipeline
 from understanding.pipelines.text import TextPipeline
 from understanding.search import Searcher
 from understanding.sinks.outbox import Outbox
@@ -68,6 +71,11 @@ class Core:
     relay: OutboxRelay | None
     sink: ResultSink
     searcher: Searcher
+    speech: SpeechPipeline
+
+    @property
+    def spool_dir(self) -> pathlib.Path:
+        return self.settings.data_path / "spool"
 
     @property
     def embedding_model(self) -> ModelRef:
@@ -80,6 +88,10 @@ class Core:
     def build(cls, settings: Settings) -> Core:
         """Load models and open stores (blocking: call from a worker thread)."""
         started = time.perf_counter()
+        spool = settings.data_path / "spool"
+        spool.mkdir(parents=True, exist_ok=True)
+        for leftover in spool.glob("upload-*"):  # from a crash: nobody owns them any more
+            leftover.unlink(missing_ok=True)
         embedder = Embedder(resolve_embedding_model(settings.embedding_model), device=settings.embedding_device)
         embedder.warm_up()
         batcher: MicroBatcher[str, Vector] = MicroBatcher(
@@ -112,8 +124,16 @@ class Core:
         )
         sink = ResultSink(store=store, outbox=outbox, analysis_topic=settings.kafka_analysis_topic, relay=relay)
         searcher = Searcher(store, batcher.submit)
+        transcriber = Transcriber(
+            model_path=resolve_whisper_model(settings.whisper_model, settings.cache_path / "models"),
+            compute_type=settings.whisper_compute_type,
+            cpu_threads=settings.whisper_cpu_threads,
+            num_workers=settings.whisper_workers,
+        )
+        transcriber.warm_up()
+        speech = SpeechPipeline(transcriber=transcriber, text=text, max_duration_s=settings.max_media_duration_s)
         log.info("core ready", extra={"seconds": round(time.perf_counter() - started, 2)})
-        return cls(settings, embedder, batcher, text, store, outbox, relay, sink, searcher)
+        return cls(settings, embedder, batcher, text, store, outbox, relay, sink, searcher, speech)
 
     async def start(self) -> None:
         await self.embed_batcher.start()

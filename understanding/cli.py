@@ -101,8 +101,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     from understanding.v1 import understanding_pb2 as pb
 
+    if args.file:
+        return _analyze_file(args)
     if not args.text:
-        print("error: give --text TEXT (file analysis arrives with speech/video support)", file=sys.stderr)
+        print("error: give a FILE to analyze or --text TEXT", file=sys.stderr)
         return EXIT_USAGE
     request = pb.AnalyzeTextRequest(
         items=[pb.TextItem(text=t, media_id=args.media_id or "") for t in args.text],
@@ -130,6 +132,118 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         console.print(table)
         console.print(f"{len(result.chunks)} chunk(s) indexed, model {result.embedding_model.name}")
     return 0
+
+
+def detect_modality(path: str) -> str:
+    """'text', 'speech' or 'video' from the file's content (not its extension)."""
+    import av
+
+    try:
+        with av.open(path) as container:
+            if any(s.type == "video" and s.frames != 1 for s in container.streams.video):
+                return "video"
+            if container.streams.audio:
+                return "speech"
+    except Exception:  # noqa: BLE001 - not a media container: maybe text
+        pass
+    with open(path, "rb") as fh:
+        head = fh.read(65536)
+    try:
+        head.decode("utf-8")
+        return "text"
+    except UnicodeDecodeError:
+        return "speech"  # let the server say precisely why it cannot decode it
+
+
+def _upload_stream(path: str, header: Any, progress: Any, task: Any, chunk_size: int = 256 * 1024) -> Any:
+    import hashlib
+
+    from understanding.v1 import understanding_pb2 as pb
+
+    digest = hashlib.sha256()
+    yield pb.UploadRequest(header=header)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(chunk_size):
+            digest.update(chunk)
+            progress.update(task, advance=len(chunk))
+            yield pb.UploadRequest(chunk=chunk)
+    yield pb.UploadRequest(end=pb.UploadEnd(sha256=digest.hexdigest()))
+
+
+def _analyze_file(args: argparse.Namespace) -> int:
+    import grpc
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    from understanding.v1 import understanding_pb2 as pb
+
+    path = args.file
+    if not os.path.isfile(path):
+        print(f"error: {path}: no such file", file=sys.stderr)
+        return EXIT_USAGE
+    modality = detect_modality(path)
+    if modality == "text":
+        with open(path, encoding="utf-8") as fh:
+            args.text = [fh.read()]
+        args.file = None
+        args.media_id = args.media_id or os.path.basename(path).replace(" ", "_")
+        return cmd_analyze(args)
+    header = pb.UploadHeader(
+        media_id=args.media_id or "",
+        filename=os.path.basename(path),
+        size_bytes=os.path.getsize(path),
+        speech=pb.SpeechOptions(
+            language=args.language or "",
+            task=pb.SPEECH_TASK_TRANSLATE if args.translate else pb.SPEECH_TASK_TRANSCRIBE,
+            word_timestamps=args.words,
+        ),
+        text=pb.TextOptions(return_embeddings=args.embeddings),
+    )
+    stub = _stub(args)
+    console = Console(stderr=True)
+    columns = (TextColumn("uploading {task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=console, transient=True, disable=args.json) as progress:
+        task = progress.add_task(os.path.basename(path), total=os.path.getsize(path))
+        try:
+            if modality == "video":
+                try:
+                    response = stub.AnalyzeVideo(_upload_stream(path, header, progress, task), metadata=_metadata(args), timeout=args.timeout)
+                except grpc.RpcError as error:
+                    if error.code() != grpc.StatusCode.UNIMPLEMENTED:
+                        raise
+                    console.print("video analysis is not available on this server: transcribing the audio track")
+                    progress.reset(task)
+                    response = stub.Transcribe(_upload_stream(path, header, progress, task), metadata=_metadata(args), timeout=args.timeout)
+            else:
+                response = stub.Transcribe(_upload_stream(path, header, progress, task), metadata=_metadata(args), timeout=args.timeout)
+        except grpc.RpcError as error:
+            return _rpc_error(error, args)
+    if args.json:
+        print(json.dumps(_to_json(response), indent=2, ensure_ascii=False))
+        return 0
+    _print_analysis(response.analysis)
+    return 0
+
+
+def _print_analysis(analysis: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    t = analysis.transcript
+    console.print(
+        f"[bold]{analysis.media_id}[/bold]  language={t.language.code or 'none'} ({t.language.probability:.2f})  "
+        f"duration={t.duration_s:.1f}s  segments={len(t.segments)}"
+    )
+    table = Table(show_header=True)
+    table.add_column("start", justify="right")
+    table.add_column("end", justify="right")
+    table.add_column("text")
+    for seg in t.segments:
+        table.add_row(f"{seg.start_s:.2f}", f"{seg.end_s:.2f}", seg.text.strip())
+    console.print(table)
+    if analysis.tags:
+        console.print("tags: " + ", ".join(f"{tag.label} ({tag.score:.2f})" for tag in analysis.tags))
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -181,8 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--timeout", type=float, default=120.0, help="deadline in seconds")
         p.add_argument("--json", action="store_true", help="print the response as JSON")
 
-    analyze = sub.add_parser("analyze", help="analyze text on a running server")
+    analyze = sub.add_parser("analyze", help="analyze a file (text, audio or video) or --text on a running server")
+    analyze.add_argument("file", nargs="?", help="media file; its modality is detected from its content")
     analyze.add_argument("--text", action="append", help="text to analyze (repeat for several)")
+    analyze.add_argument("--language", help="force the spoken language (ISO 639-1), default: detect")
+    analyze.add_argument("--translate", action="store_true", help="translate speech to English")
+    analyze.add_argument("--words", action="store_true", help="word timestamps")
     analyze.add_argument("--media-id", help="media id (default: derived from the text)")
     analyze.add_argument("--embeddings", action="store_true", help="include the vectors in the output")
     client(analyze)

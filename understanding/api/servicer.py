@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+import threading
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Mapping
 
 from understanding import codec
 from understanding.api import validation
 from understanding.api.server import Call
 from understanding.domain import InvalidInput, LimitExceeded, Modality, NotFound, Unavailable
+from understanding.api.upload import removing, spool_upload
+from understanding.models.whisper import TranscribeOptions
+from understanding.pipelines.speech import SpeechInput
 from understanding.pipelines.text import TextInput
 from understanding.search import SearchQuery
 from understanding.sinks.store import PointFilter, StoredPoint
@@ -57,6 +61,26 @@ def _modality(payload: Mapping[str, Any]) -> Modality:
         return Modality.TEXT
 
 
+_TASKS = {pb.SPEECH_TASK_UNSPECIFIED: "transcribe", pb.SPEECH_TASK_TRANSCRIBE: "transcribe", pb.SPEECH_TASK_TRANSLATE: "translate"}
+
+
+def speech_options(options: pb.SpeechOptions) -> TranscribeOptions:
+    """Proto options -> domain options (which validate themselves)."""
+    if options.task not in _TASKS:
+        raise InvalidInput(f"unknown task {options.task}", field="speech.task")
+    if len(options.initial_prompt) > 2000 or len(options.hotwords) > 2000:
+        raise InvalidInput("at most 2000 characters", field="speech.initial_prompt")
+    return TranscribeOptions(
+        language=options.language.strip().lower().replace("_", "-").split("-")[0] or None,
+        task=_TASKS[options.task],  # type: ignore[arg-type]
+        word_timestamps=options.word_timestamps,
+        vad=not options.disable_vad,
+        initial_prompt=options.initial_prompt or None,
+        hotwords=options.hotwords or None,
+        beam_size=options.beam_size or 5,
+    )
+
+
 class UnderstandingServicer:
     def __init__(self, core: Callable[[], Core | None]) -> None:
         self._get_core = core
@@ -94,6 +118,39 @@ class UnderstandingServicer:
             await asyncio.gather(*(self._core.sink.write(a, trace_id=call.trace_id) for a in analyses))
         return pb.AnalyzeTextResponse(
             results=[codec.analysis_pb(a, with_embeddings=request.options.return_embeddings) for a in analyses]
+        )
+
+    # ------------------------------------------------------------ speech
+    async def Transcribe(self, requests: AsyncIterator[pb.UploadRequest], call: Call) -> pb.TranscribeResponse:
+        core = self._core
+        parsed: dict[str, Any] = {}
+
+        def on_header(header: pb.UploadHeader) -> None:
+            if header.media_id:
+                validation.media_id(header.media_id, "header.media_id")
+            parsed["options"] = speech_options(header.speech)
+            parsed["metadata"] = validation.metadata(header.metadata, "header.metadata")
+
+        spooled = await spool_upload(
+            requests, spool_dir=core.spool_dir, max_bytes=core.settings.max_upload_bytes, on_header=on_header
+        )
+        header: pb.UploadHeader = spooled.header
+        media_id = header.media_id or "aud-" + spooled.sha256[:24]
+        cancelled = threading.Event()
+        try:
+            with removing(spooled.path):
+                analysis = await core.speech.analyze(
+                    call.tenant,
+                    SpeechInput(media_id, spooled.path, parsed["options"], parsed["metadata"]),
+                    cancelled=cancelled,
+                )
+        except asyncio.CancelledError:
+            cancelled.set()  # the client went away or its deadline passed: stop decoding
+            raise
+        if not header.text.dry_run:
+            await core.sink.write(analysis, trace_id=call.trace_id)
+        return pb.TranscribeResponse(
+            analysis=codec.analysis_pb(analysis, with_embeddings=header.text.return_embeddings)
         )
 
     # ------------------------------------------------------------ search

@@ -1,0 +1,109 @@
+"""Client-streamed uploads spooled to disk: header first, then chunks, then an optional end.
+
+The bytes never sit in memory as a whole: each chunk is appended to a file in
+the spool directory while its size and SHA-256 are tracked. Any protocol
+violation raises a domain error naming the offending message, and the spool
+file is removed whatever happens (the caller owns it only on success).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import pathlib
+import tempfile
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable, Iterator
+
+from understanding.domain import InvalidInput, LimitExceeded
+
+
+@dataclass(frozen=True, slots=True)
+class Spooled:
+    """An upload on disk. `header` is the protobuf header message (api/ only)."""
+
+    path: pathlib.Path
+    size_bytes: int
+    sha256: str
+    header: Any
+
+
+async def spool_upload(
+    stream: AsyncIterator[Any],
+    *,
+    spool_dir: pathlib.Path,
+    max_bytes: int,
+    header_field: str = "header",
+    on_progress: Callable[[int], None] | None = None,
+    on_header: Callable[[Any], None] | None = None,
+) -> Spooled:
+    """Consume an upload stream whose messages have a `payload` oneof of header/chunk/end."""
+    spool_dir.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix="upload-", suffix=".part", dir=spool_dir)
+    path = pathlib.Path(name)
+    ok = False
+    try:
+        with os.fdopen(fd, "wb") as out:
+            header: Any = None
+            ended = False
+            size = 0
+            digest = hashlib.sha256()
+            index = -1
+            async for message in stream:
+                index += 1
+                kind = message.WhichOneof("payload")
+                if kind is None:
+                    raise InvalidInput(f"message {index} has no payload", field="payload")
+                if ended:
+                    raise InvalidInput(f"message {index} ({kind}) arrived after the end message", field=kind)
+                if kind == header_field:
+                    if header is not None:
+                        raise InvalidInput(f"sent twice (again at message {index})", field=header_field)
+                    header = getattr(message, header_field)
+                    declared = int(getattr(_media_header(header), "size_bytes", 0) or 0)
+                    if declared > max_bytes:
+                        raise LimitExceeded(f"declared {declared} bytes exceed the limit of {max_bytes}", field="size_bytes")
+                    if on_header is not None:
+                        on_header(header)  # validate options before accepting megabytes
+                    continue
+                if header is None:
+                    raise InvalidInput(f"must be the first message (got {kind} first)", field=header_field)
+                if kind == "chunk":
+                    size += len(message.chunk)
+                    if size > max_bytes:
+                        raise LimitExceeded(f"upload exceeds the limit of {max_bytes} bytes", field="chunk")
+                    out.write(message.chunk)
+                    digest.update(message.chunk)
+                    if on_progress is not None:
+                        on_progress(size)
+                elif kind == "end":
+                    expected = message.end.sha256.strip().lower()
+                    if expected and expected != digest.hexdigest():
+                        raise InvalidInput("sha256 does not match the uploaded bytes", field="end.sha256")
+                    ended = True
+            if header is None:
+                raise InvalidInput("the stream is empty: a header message is required", field=header_field)
+            if size == 0:
+                raise InvalidInput("no media bytes were uploaded (zero-length upload)", field="chunk")
+        ok = True
+        return Spooled(path=path, size_bytes=size, sha256=digest.hexdigest(), header=header)
+    finally:
+        if not ok:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
+def _media_header(header: Any) -> Any:
+    """UploadHeader, or the `media` header inside a JobSpec."""
+    return header.media if hasattr(header, "media") else header
+
+
+@contextlib.contextmanager
+def removing(path: pathlib.Path) -> Iterator[pathlib.Path]:
+    """Delete a spool file when the block ends, however it ends."""
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
