@@ -25,6 +25,11 @@ from understanding.api.server import SERVICE_NAME, Observer, build_handler
 from understanding.api.servicer import UnderstandingServicer
 from understanding.config import Settings
 from understanding.domain import ModelRef, Vector
+from understanding.faults import FaultInjector
+from understanding.jobs.blobs import BlobStore
+from understanding.jobs.runner import PipelineExecutor
+from understanding.jobs.service import JobService, JobSettings
+from understanding.jobs.store import SqliteJobStore
 from understanding.models.batcher import MicroBatcher
 from understanding.models.embedder import Embedder, resolve_embedding_model
 from understanding.models.language import LanguageDetector
@@ -72,6 +77,8 @@ class Core:
     sink: ResultSink
     searcher: Searcher
     speech: SpeechPipeline
+    jobs: JobService
+    blobs: BlobStore
 
     @property
     def spool_dir(self) -> pathlib.Path:
@@ -122,7 +129,13 @@ class Core:
             if settings.kafka_bootstrap
             else None
         )
-        sink = ResultSink(store=store, outbox=outbox, analysis_topic=settings.kafka_analysis_topic, relay=relay)
+        sink = ResultSink(
+            store=store,
+            outbox=outbox,
+            analysis_topic=settings.kafka_analysis_topic,
+            relay=relay,
+            faults=FaultInjector.from_spec(settings.faults),
+        )
         searcher = Searcher(store, batcher.submit)
         transcriber = Transcriber(
             model_path=resolve_whisper_model(settings.whisper_model, settings.cache_path / "models"),
@@ -132,16 +145,34 @@ class Core:
         )
         transcriber.warm_up()
         speech = SpeechPipeline(transcriber=transcriber, text=text, max_duration_s=settings.max_media_duration_s)
+        blobs = BlobStore(settings.data_path / "blobs")
+        jobs = JobService(
+            store=SqliteJobStore(settings.data_path / "jobs.sqlite3"),
+            blobs=blobs,
+            sink=sink,
+            execute=PipelineExecutor(text=text, speech=speech),
+            settings=JobSettings(
+                workers=settings.job_workers,
+                queue_size=settings.job_queue_size,
+                tenant_inflight=settings.job_tenant_inflight,
+                max_attempts=settings.job_max_attempts,
+                backoff_s=settings.job_backoff_s,
+                status_topic=settings.kafka_job_status_topic,
+                dead_letter_topic=settings.kafka_job_dlq_topic,
+            ),
+        )
         log.info("core ready", extra={"seconds": round(time.perf_counter() - started, 2)})
-        return cls(settings, embedder, batcher, text, store, outbox, relay, sink, searcher, speech)
+        return cls(settings, embedder, batcher, text, store, outbox, relay, sink, searcher, speech, jobs, blobs)
 
     async def start(self) -> None:
         await self.embed_batcher.start()
         await self.sink.start()
         if self.relay is not None:
             await self.relay.start()
+        await self.jobs.start()
 
     async def stop(self) -> None:
+        await self.jobs.stop()
         await self.embed_batcher.stop()
         await self.sink.stop()
         if self.relay is not None:

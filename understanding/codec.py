@@ -23,7 +23,8 @@ from understanding.domain import (
     VideoInfo,
     point_id,
 )
-from understanding.v1 import common_pb2, events_pb2
+from understanding.jobs.model import Job
+from understanding.v1 import common_pb2, events_pb2, jobs_pb2
 
 SCHEMA_VERSION = 1
 CONTENT_TYPE = b"application/x-protobuf"
@@ -170,4 +171,47 @@ def media_deleted_event(tenant: str, media_id: str, deleted: int, *, produced_at
         tenant=tenant,
         media_id=media_id,
         points_deleted=deleted,
+    )
+
+
+_JOB_STATES = {
+    "QUEUED": jobs_pb2.JOB_STATE_QUEUED,
+    "RUNNING": jobs_pb2.JOB_STATE_RUNNING,
+    "SUCCEEDED": jobs_pb2.JOB_STATE_SUCCEEDED,
+    "FAILED": jobs_pb2.JOB_STATE_FAILED,
+    "CANCELLED": jobs_pb2.JOB_STATE_CANCELLED,
+}
+JOB_STATE_FROM_PROTO = {v: k for k, v in _JOB_STATES.items()}
+
+
+def job_pb(job: Job, *, with_result: bool = True) -> jobs_pb2.Job:
+    msg = jobs_pb2.Job(
+        job_id=job.job_id,
+        tenant=job.tenant,
+        media_id=job.spec.media_id,
+        modality=MODALITY_TO_PROTO[job.spec.modality],
+        state=_JOB_STATES[job.state.value],
+        progress=jobs_pb2.JobProgress(fraction=job.progress, stage=job.stage),
+        attempts=job.attempts,
+        created_at=timestamp(job.created_at),
+        idempotency_key=job.idempotency_key,
+    )
+    if job.started_at is not None:
+        msg.started_at.CopyFrom(timestamp(job.started_at))
+    if job.finished_at is not None:
+        msg.finished_at.CopyFrom(timestamp(job.finished_at))
+    if job.error is not None:
+        msg.error.CopyFrom(jobs_pb2.JobError(code=job.error.code, message=job.error.message, retriable=job.error.retriable))
+    if with_result and job.result:
+        msg.result.ParseFromString(job.result)
+    return msg
+
+
+def job_event(job: Job, *, produced_at: float) -> events_pb2.JobEvent:
+    """Terminal-state event; the id is stable per (job, state) so redeliveries dedupe."""
+    return events_pb2.JobEvent(
+        event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"job/{job.job_id}/{job.state.value}")),
+        schema_version=SCHEMA_VERSION,
+        produced_at=timestamp(produced_at),
+        job=job_pb(job),
     )

@@ -70,6 +70,14 @@ class Settings:
     whisper_workers: int = _setting(1, "Transcriptions run in parallel.")
     max_upload_bytes: int = _setting(512 * 1024 * 1024, "Largest media upload.")
     max_media_duration_s: float = _setting(4 * 3600.0, "Longest media accepted.")
+    # --- jobs
+    job_workers: int = _setting(1, "Jobs run concurrently in this process (embedded queue).")
+    job_queue_size: int = _setting(256, "Queued jobs before SubmitJob answers RESOURCE_EXHAUSTED.")
+    job_tenant_inflight: int = _setting(64, "Unfinished jobs one tenant may have.")
+    job_max_attempts: int = _setting(3, "Attempts for transient failures (exponential back-off).")
+    job_backoff_s: float = _setting(1.0, "First retry delay; doubles per attempt.")
+    kafka_job_dlq_topic: str = _setting("understanding.jobs.dlq.v1", "Dead-letter topic for exhausted jobs.")
+    faults: str = _setting("", "Fault injection for tests, e.g. `store_write=2` (never in production).")
     # --- vector store
     qdrant_url: str = _setting("", "Remote Qdrant URL; empty uses the embedded store.")
     qdrant_api_key: str = _setting("", "API key for the remote Qdrant.")

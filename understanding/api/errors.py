@@ -1,38 +1,15 @@
-"""Domain errors -> gRPC status, in exactly one place."""
+"""Domain errors -> gRPC status, in exactly one place (each error names its status)."""
 
 from __future__ import annotations
 
 import grpc
 
-from understanding.domain import (
-    Conflict,
-    InvalidInput,
-    LimitExceeded,
-    NotFound,
-    PreconditionFailed,
-    Unauthenticated,
-    Unavailable,
-    UnderstandingError,
-)
-
-_CODES: list[tuple[type[UnderstandingError], grpc.StatusCode]] = [
-    (InvalidInput, grpc.StatusCode.INVALID_ARGUMENT),
-    (LimitExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (NotFound, grpc.StatusCode.NOT_FOUND),
-    (Conflict, grpc.StatusCode.ALREADY_EXISTS),
-    (PreconditionFailed, grpc.StatusCode.FAILED_PRECONDITION),
-    (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
-    (Unavailable, grpc.StatusCode.UNAVAILABLE),
-]
+from understanding.domain import UnderstandingError
 
 
 def status_for(error: UnderstandingError) -> tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]]:
     """(code, message, trailing metadata) for a domain error."""
-    code = grpc.StatusCode.INTERNAL
-    for kind, mapped in _CODES:
-        if isinstance(error, kind):
-            code = mapped
-            break
+    code = getattr(grpc.StatusCode, error.status, grpc.StatusCode.INTERNAL)
     message = f"{error.field}: {error.message}" if error.field else error.message
     trailers: tuple[tuple[str, str], ...] = ()
     retry_after = getattr(error, "retry_after_s", None)

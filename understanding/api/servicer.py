@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
+import pathlib
 import threading
+import uuid
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Mapping
 
 from understanding import codec
@@ -12,12 +15,13 @@ from understanding.api import validation
 from understanding.api.server import Call
 from understanding.domain import InvalidInput, LimitExceeded, Modality, NotFound, Unavailable
 from understanding.api.upload import removing, spool_upload
+from understanding.jobs.model import JobSpec, JobState
 from understanding.models.whisper import TranscribeOptions
 from understanding.pipelines.speech import SpeechInput
 from understanding.pipelines.text import TextInput
 from understanding.search import SearchQuery
 from understanding.sinks.store import PointFilter, StoredPoint
-from understanding.v1 import common_pb2, understanding_pb2 as pb
+from understanding.v1 import common_pb2, jobs_pb2, understanding_pb2 as pb
 
 if TYPE_CHECKING:
     from understanding.app import Core
@@ -152,6 +156,116 @@ class UnderstandingServicer:
         return pb.TranscribeResponse(
             analysis=codec.analysis_pb(analysis, with_embeddings=header.text.return_embeddings)
         )
+
+    # ------------------------------------------------------------ jobs
+    async def UploadMedia(self, requests: AsyncIterator[pb.UploadRequest], call: Call) -> pb.UploadMediaResponse:
+        core = self._core
+
+        def on_header(header: pb.UploadHeader) -> None:
+            if header.media_id:
+                validation.media_id(header.media_id, "header.media_id")
+
+        spooled = await spool_upload(requests, spool_dir=core.spool_dir, max_bytes=core.settings.max_upload_bytes, on_header=on_header)
+        upload_id = "upl-" + uuid.uuid4().hex
+        meta = {"tenant": call.tenant, "sha256": spooled.sha256, "size": spooled.size_bytes, "filename": spooled.header.filename}
+        try:
+            await asyncio.to_thread(core.blobs.put, upload_id, spooled.path, meta)
+        finally:
+            spooled.path.unlink(missing_ok=True)
+        return pb.UploadMediaResponse(upload_id=upload_id, size_bytes=spooled.size_bytes, sha256=spooled.sha256)
+
+    async def SubmitJob(self, requests: AsyncIterator[pb.SubmitJobRequest], call: Call) -> jobs_pb2.Job:
+        core = self._core
+        parsed: dict[str, Any] = {}
+
+        def on_spec(spec: pb.JobSpec) -> None:
+            parsed["spec"] = self._job_spec(spec)
+
+        spooled = await spool_upload(
+            requests, spool_dir=core.spool_dir, max_bytes=core.settings.max_upload_bytes,
+            header_field="spec", on_header=on_spec, allow_empty=True,
+        )
+        request: pb.JobSpec = spooled.header
+        spec: JobSpec = parsed["spec"]
+        media: pathlib.Path | None = spooled.path
+        try:
+            if spec.modality is Modality.TEXT:
+                if spooled.size_bytes:
+                    raise InvalidInput("text jobs carry their text in spec.text, not in chunks", field="chunk")
+                media = None
+            elif request.upload_id:
+                if spooled.size_bytes:
+                    raise InvalidInput("send either chunks or spec.upload_id, not both", field="spec.upload_id")
+                meta = await asyncio.to_thread(core.blobs.meta, request.upload_id)
+                if meta.get("tenant") != call.tenant:
+                    raise NotFound(f"no upload {request.upload_id!r}", field="spec.upload_id")
+                media = await asyncio.to_thread(core.blobs.path, request.upload_id)
+                spec = dataclasses.replace(spec, media_sha256=str(meta.get("sha256", "")))
+            elif spooled.size_bytes == 0:
+                raise InvalidInput("no media bytes were uploaded (zero-length upload)", field="chunk")
+            else:
+                spec = dataclasses.replace(spec, media_sha256=spooled.sha256)
+            if not spec.media_id:
+                spec = dataclasses.replace(spec, media_id=f"{spec.modality.value[:3]}-" + (spec.media_sha256 or hashlib.sha256(spec.text.encode()).hexdigest())[:24])
+            job, _ = await core.jobs.submit(call.tenant, spec, idempotency_key=request.idempotency_key, media=media)
+            media = None
+            if request.upload_id:
+                await asyncio.to_thread(core.blobs.delete_meta, request.upload_id)
+        finally:
+            if spooled.path.exists():
+                spooled.path.unlink()
+        return codec.job_pb(job)
+
+    def _job_spec(self, spec: pb.JobSpec) -> JobSpec:
+        if spec.modality not in codec.MODALITY_FROM_PROTO:
+            raise InvalidInput("must be MODALITY_TEXT, MODALITY_SPEECH or MODALITY_VIDEO", field="spec.modality")
+        modality = codec.MODALITY_FROM_PROTO[spec.modality]
+        if spec.idempotency_key and (len(spec.idempotency_key) > 128 or not spec.idempotency_key.isprintable()):
+            raise InvalidInput("must be at most 128 printable characters", field="spec.idempotency_key")
+        media_id = spec.media.media_id
+        if media_id:
+            validation.media_id(media_id, "spec.media.media_id")
+        metadata = validation.metadata(spec.media.metadata, "spec.media.metadata")
+        if modality is Modality.TEXT:
+            if not spec.text.strip():
+                raise InvalidInput("must not be empty for a text job", field="spec.text")
+            if len(spec.text.encode()) > self._core.settings.max_text_bytes:
+                raise LimitExceeded(f"exceeds {self._core.settings.max_text_bytes} bytes", field="spec.text")
+            return JobSpec(modality=modality, media_id=media_id, text=spec.text, options={"metadata": metadata})
+        speech = dataclasses.asdict(speech_options(spec.media.speech))
+        video = {
+            "sample_fps": spec.media.video.sample_fps,
+            "return_keyframes": spec.media.video.return_keyframes,
+            "skip_audio": spec.media.video.skip_audio,
+        }
+        if not 0 <= video["sample_fps"] <= 30:
+            raise InvalidInput("must be between 0 and 30", field="spec.media.video.sample_fps")
+        return JobSpec(
+            modality=modality, media_id=media_id, filename=spec.media.filename,
+            options={"speech": speech, "video": video, "metadata": metadata},
+        )
+
+    async def GetJob(self, request: pb.GetJobRequest, call: Call) -> jobs_pb2.Job:
+        job = await asyncio.to_thread(self._core.jobs.get, call.tenant, request.job_id)
+        return codec.job_pb(job)
+
+    async def WatchJob(self, request: pb.WatchJobRequest, call: Call) -> AsyncIterator[jobs_pb2.Job]:
+        async for job in self._core.jobs.watch(call.tenant, request.job_id):
+            yield codec.job_pb(job, with_result=job.state.terminal)
+
+    async def CancelJob(self, request: pb.CancelJobRequest, call: Call) -> jobs_pb2.Job:
+        return codec.job_pb(await self._core.jobs.cancel(call.tenant, request.job_id))
+
+    async def ListJobs(self, request: pb.ListJobsRequest, call: Call) -> pb.ListJobsResponse:
+        states = []
+        for value in request.states:
+            if value not in codec.JOB_STATE_FROM_PROTO:
+                raise InvalidInput(f"unknown job state {value}", field="states")
+            states.append(JobState(codec.JOB_STATE_FROM_PROTO[value]))
+        jobs, token = await asyncio.to_thread(
+            self._core.jobs.list, call.tenant, states=states, page_size=request.page_size, page_token=request.page_token
+        )
+        return pb.ListJobsResponse(jobs=[codec.job_pb(j, with_result=False) for j in jobs], next_page_token=token)
 
     # ------------------------------------------------------------ search
     async def Search(self, request: pb.SearchRequest, call: Call) -> pb.SearchResponse:

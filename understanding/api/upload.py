@@ -37,6 +37,7 @@ async def spool_upload(
     header_field: str = "header",
     on_progress: Callable[[int], None] | None = None,
     on_header: Callable[[Any], None] | None = None,
+    allow_empty: bool = False,
 ) -> Spooled:
     """Consume an upload stream whose messages have a `payload` oneof of header/chunk/end."""
     spool_dir.mkdir(parents=True, exist_ok=True)
@@ -84,7 +85,7 @@ async def spool_upload(
                     ended = True
             if header is None:
                 raise InvalidInput("the stream is empty: a header message is required", field=header_field)
-            if size == 0:
+            if size == 0 and not allow_empty:
                 raise InvalidInput("no media bytes were uploaded (zero-length upload)", field="chunk")
         ok = True
         return Spooled(path=path, size_bytes=size, sha256=digest.hexdigest(), header=header)

@@ -18,7 +18,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from understanding.domain import Analysis, Language, Modality, Segment, Transcript
+from understanding.domain import Analysis, Cancelled, Language, Modality, Segment, Transcript
 from understanding.media.audio import decode_audio
 from understanding.models.whisper import TranscribeOptions, Transcriber
 from understanding.pipelines.text import TextPipeline, Window, new_version
@@ -88,7 +88,7 @@ class SpeechPipeline:
 
         def on_segment(segment: Segment, fraction: float) -> None:
             if cancelled is not None and cancelled.is_set():
-                raise asyncio.CancelledError("transcription cancelled")
+                raise Cancelled("transcription cancelled")
             if progress is not None:
                 progress("transcribe", fraction)
 

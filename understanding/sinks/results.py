@@ -12,7 +12,10 @@ import time
 import uuid
 from typing import Sequence
 
+from google.protobuf.message import Message
+
 from understanding import codec
+from understanding.faults import FaultInjector
 from understanding.domain import Analysis
 from understanding.models.batcher import MicroBatcher
 from understanding.sinks.outbox import Outbox, OutboxRecord
@@ -29,7 +32,9 @@ class ResultSink:
         analysis_topic: str,
         relay: OutboxRelay | None = None,
         group_commit_wait_ms: float = 2.0,
+        faults: FaultInjector | None = None,
     ) -> None:
+        self._faults = faults
         self.store = store
         self.outbox = outbox
         self._topic = analysis_topic
@@ -51,47 +56,45 @@ class ResultSink:
 
     async def write(self, analysis: Analysis, *, trace_id: str = "") -> str:
         """Index the analysis and queue its event durably; returns the event id."""
+        if self._faults is not None:
+            self._faults.check("store_write")
         await self._store_writes.submit((analysis, analysis_points(analysis)))
         event = codec.analysis_event(analysis, collection=self.store.collection, produced_at=time.time())
+        await self.publish(
+            self._topic, analysis.media_id, event, schema="understanding.v1.AnalysisEvent",
+            tenant=analysis.tenant, trace_id=trace_id,
+        )
+        return str(event.event_id)
+
+    async def publish(
+        self, topic: str, key: str, event: Message, *, schema: str, tenant: str, trace_id: str = ""
+    ) -> None:
+        """Durably queue a protobuf event (it must have an `event_id`) for Kafka."""
         await self._event_writes.submit(
             OutboxRecord(
-                topic=self._topic,
-                key=analysis.media_id.encode(),
+                topic=topic,
+                key=key.encode(),
                 value=event.SerializeToString(),
                 headers=(
-                    ("schema", b"understanding.v1.AnalysisEvent"),
+                    ("schema", schema.encode()),
                     ("content-type", codec.CONTENT_TYPE),
-                    ("tenant", analysis.tenant.encode()),
+                    ("tenant", tenant.encode()),
                     ("trace-id", (trace_id or uuid.uuid4().hex).encode()),
                 ),
-                event_id=event.event_id,
+                event_id=str(getattr(event, "event_id")),
             )
         )
         if self._relay is not None:
             self._relay.notify()
-        return event.event_id
 
     async def delete_media(self, tenant: str, media_id: str, *, trace_id: str = "") -> int:
         """Remove every point of the media and tell consumers (MediaDeletedEvent)."""
         deleted = await asyncio.to_thread(self.store.delete_media, tenant, media_id)
         if deleted:
             event = codec.media_deleted_event(tenant, media_id, deleted, produced_at=time.time())
-            await self._event_writes.submit(
-                OutboxRecord(
-                    topic=self._topic,
-                    key=media_id.encode(),
-                    value=event.SerializeToString(),
-                    headers=(
-                        ("schema", b"understanding.v1.MediaDeletedEvent"),
-                        ("content-type", codec.CONTENT_TYPE),
-                        ("tenant", tenant.encode()),
-                        ("trace-id", (trace_id or uuid.uuid4().hex).encode()),
-                    ),
-                    event_id=event.event_id,
-                )
+            await self.publish(
+                self._topic, media_id, event, schema="understanding.v1.MediaDeletedEvent", tenant=tenant, trace_id=trace_id
             )
-            if self._relay is not None:
-                self._relay.notify()
         return deleted
 
     def _write_points(self, batch: Sequence[tuple[Analysis, list[PointRecord]]]) -> list[None]:

@@ -1,0 +1,1 @@
+"""Asynchronous jobs: ids, idempotency, states, progress, retries, dead letters."""

@@ -1,0 +1,186 @@
+"""Job state store (embedded): SQLite, durable, with in-process watchers.
+
+The embedded default runs API and workers in one process, so one SQLite file
+is the source of truth and restarts lose no accepted job. Watchers get every
+update of a job through an asyncio queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import pathlib
+import sqlite3
+import threading
+from typing import Any, Sequence
+
+from understanding.domain import Conflict
+from understanding.jobs.model import Job, JobError, JobSpec, JobState
+
+
+def _to_row(job: Job) -> dict[str, Any]:
+    return {
+        "job_id": job.job_id,
+        "tenant": job.tenant,
+        "idempotency_key": job.idempotency_key or None,
+        "state": job.state.value,
+        "created_at": job.created_at,
+        "doc": json.dumps(
+            {
+                "spec": job.spec.to_json(),
+                "fingerprint": job.fingerprint,
+                "progress": job.progress,
+                "stage": job.stage,
+                "attempts": job.attempts,
+                "error": None if job.error is None else [job.error.code, job.error.message, job.error.retriable],
+                "started_at": job.started_at,
+                "finished_at": job.finished_at,
+                "not_before": job.not_before,
+            }
+        ),
+        "result": job.result,
+    }
+
+
+def _from_row(row: Sequence[Any]) -> Job:
+    job_id, tenant, key, state, created_at, doc, result = row
+    d = json.loads(doc)
+    err = d.get("error")
+    return Job(
+        job_id=job_id,
+        tenant=tenant,
+        spec=JobSpec.from_json(d["spec"]),
+        state=JobState(state),
+        created_at=created_at,
+        idempotency_key=key or "",
+        fingerprint=d.get("fingerprint", ""),
+        progress=d.get("progress", 0.0),
+        stage=d.get("stage", ""),
+        attempts=d.get("attempts", 0),
+        error=None if err is None else JobError(err[0], err[1], bool(err[2])),
+        started_at=d.get("started_at"),
+        finished_at=d.get("finished_at"),
+        not_before=d.get("not_before", 0.0),
+        result=bytes(result) if result is not None else None,
+    )
+
+
+_COLUMNS = "job_id, tenant, idempotency_key, state, created_at, doc, result"
+
+
+class SqliteJobStore:
+    def __init__(self, path: pathlib.Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS jobs (job_id TEXT PRIMARY KEY, tenant TEXT NOT NULL,"
+            " idempotency_key TEXT, state TEXT NOT NULL, created_at REAL NOT NULL, doc TEXT NOT NULL, result BLOB)"
+        )
+        self._db.execute("CREATE UNIQUE INDEX IF NOT EXISTS jobs_key ON jobs (tenant, idempotency_key)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS jobs_tenant ON jobs (tenant, created_at)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state)")
+        self._lock = threading.Lock()
+        self._watchers: dict[str, list[asyncio.Queue[Job]]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    # ------------------------------------------------------------ writes
+    def create(self, job: Job) -> tuple[Job, bool]:
+        """Insert a new job, or return the existing one for the same (tenant, key).
+
+        Raises Conflict when the key was used for a different request.
+        """
+        with self._lock:
+            if job.idempotency_key:
+                row = self._db.execute(
+                    f"SELECT {_COLUMNS} FROM jobs WHERE tenant = ? AND idempotency_key = ?",
+                    (job.tenant, job.idempotency_key),
+                ).fetchone()
+                if row is not None:
+                    existing = _from_row(row)
+                    if existing.fingerprint != job.fingerprint:
+                        raise Conflict(
+                            "was already used for a different request; use a new key for a new job",
+                            field="spec.idempotency_key",
+                        )
+                    return existing, False
+            r = _to_row(job)
+            self._db.execute(
+                f"INSERT INTO jobs ({_COLUMNS}) VALUES (:job_id, :tenant, :idempotency_key, :state, :created_at, :doc, :result)",
+                r,
+            )
+        self._notify(job)
+        return job, True
+
+    def put(self, job: Job) -> None:
+        r = _to_row(job)
+        with self._lock:
+            self._db.execute(
+                "UPDATE jobs SET state = :state, doc = :doc, result = :result WHERE job_id = :job_id", r
+            )
+        self._notify(job)
+
+    # ------------------------------------------------------------ reads
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return None if row is None else _from_row(row)
+
+    def list(self, tenant: str, *, states: Sequence[JobState] = (), after: tuple[float, str] | None = None, limit: int = 50) -> list[Job]:
+        sql = f"SELECT {_COLUMNS} FROM jobs WHERE tenant = ?"
+        args: list[Any] = [tenant]
+        if states:
+            sql += f" AND state IN ({','.join('?' * len(states))})"
+            args += [s.value for s in states]
+        if after is not None:
+            sql += " AND (created_at, job_id) < (?, ?)"
+            args += list(after)
+        sql += " ORDER BY created_at DESC, job_id DESC LIMIT ?"
+        args.append(limit)
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        return [_from_row(r) for r in rows]
+
+    def unfinished(self) -> list[Job]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE state IN ('QUEUED', 'RUNNING') ORDER BY created_at"
+            ).fetchall()
+        return [_from_row(r) for r in rows]
+
+    def count(self, *, states: Sequence[JobState], tenant: str | None = None) -> int:
+        sql = f"SELECT COUNT(*) FROM jobs WHERE state IN ({','.join('?' * len(states))})"
+        args: list[Any] = [s.value for s in states]
+        if tenant is not None:
+            sql += " AND tenant = ?"
+            args.append(tenant)
+        with self._lock:
+            return int(self._db.execute(sql, args).fetchone()[0])
+
+    # ------------------------------------------------------------ watch
+    def watch(self, job_id: str) -> asyncio.Queue[Job]:
+        queue: asyncio.Queue[Job] = asyncio.Queue()
+        self._watchers.setdefault(job_id, []).append(queue)
+        return queue
+
+    def unwatch(self, job_id: str, queue: asyncio.Queue[Job]) -> None:
+        queues = self._watchers.get(job_id, [])
+        if queue in queues:
+            queues.remove(queue)
+        if not queues:
+            self._watchers.pop(job_id, None)
+
+    def _notify(self, job: Job) -> None:
+        queues = list(self._watchers.get(job.job_id, ()))
+        if not queues or self._loop is None:
+            return
+        for queue in queues:
+            self._loop.call_soon_threadsafe(queue.put_nowait, job)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
