@@ -66,8 +66,8 @@ class Settings:
         "packaged", "`packaged` (Whisper base), a CTranslate2 model directory, or a size name."
     )
     whisper_compute_type: str = _setting("int8", "CTranslate2 compute type.")
-    whisper_cpu_threads: int = _setting(0, "Threads per transcription (0 = library default).")
-    whisper_workers: int = _setting(1, "Transcriptions run in parallel.")
+    whisper_cpu_threads: int = _setting(2, "Threads per transcription (0 = CTranslate2 default).")
+    whisper_workers: int = _setting(2, "Transcriptions run in parallel (CTranslate2 workers).")
     max_upload_bytes: int = _setting(512 * 1024 * 1024, "Largest media upload.")
     max_media_duration_s: float = _setting(4 * 3600.0, "Longest media accepted.")
     # --- jobs

@@ -107,6 +107,12 @@ def test_search_finds_phrase_at_ninety_seconds(server: ServerProcess, tmp_path: 
     assert "tomato" in top.text.lower()
 
 
+def test_prompt_and_hotwords_are_accepted(server: ServerProcess, english_wav: pathlib.Path) -> None:
+    options = pb.SpeechOptions(initial_prompt="A weather report.", hotwords="sunny beach", beam_size=2, disable_vad=True)
+    t = transcribe(server, english_wav, media_id="prompted-1", speech=options).analysis.transcript
+    assert wer(EN, " ".join(s.text for s in t.segments)) <= MAX_WER
+
+
 def test_silence_yields_no_segments(server: ServerProcess, tmp_path: pathlib.Path) -> None:
     wav = speech.make_silence_wav(tmp_path / "silence.wav", 8.0)
     a = transcribe(server, wav, media_id="silence-1").analysis
@@ -114,7 +120,7 @@ def test_silence_yields_no_segments(server: ServerProcess, tmp_path: pathlib.Pat
     assert a.transcript.duration_s == pytest.approx(8.0, abs=0.2)
 
 
-@pytest.mark.parametrize("fmt", ["flac", "mp3", "ogg", "m4a"])
+@pytest.mark.parametrize("fmt", ["flac", "mp3", "ogg", "m4a", "opus", "webm"])
 def test_formats(server: ServerProcess, english_wav: pathlib.Path, tmp_path: pathlib.Path, fmt: str) -> None:
     path = speech.convert(english_wav, fmt, tmp_path / f"en.{fmt}")
     t = transcribe(server, path, media_id=f"fmt-{fmt}").analysis.transcript
