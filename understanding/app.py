@@ -37,6 +37,7 @@ from understanding.pipelines.tagging import Taxonomy, Tagger
 from understanding.models.whisper import Transcriber, resolve_whisper_model
 from understanding.pipelines.speech import SpeechPipeline
 from understanding.pipelines.text import TextPipeline
+from understanding.pipelines.video import VideoInput, VideoPipeline, VideoSettings
 from understanding.search import Searcher
 from understanding.sinks.outbox import Outbox
 from understanding.sinks.relay import OutboxRelay
@@ -46,21 +47,73 @@ from understanding.sinks.store import VectorStore
 log = logging.getLogger(__name__)
 
 
-def open_store(settings: Settings, dimension: int, model: ModelRef) -> VectorStore:
-    """Remote Qdrant when a URL is configured, else the embedded Qdrant Edge shard."""
-    collection = f"{settings.qdrant_collection}"
+def open_store(
+    settings: Settings, dimension: int | None, model: ModelRef | None, *, role: str = "serve"
+) -> VectorStore:
+    """Remote Qdrant when a URL is configured, else the embedded Qdrant Edge store.
+
+    Every embedding model has its own collection, `<alias>__<model>__<version>`,
+    and readers go through the alias `settings.qdrant_collection` (a Qdrant
+    alias remotely, a pointer file in the embedded store). `role`:
+      - "serve": the alias's collection, which must hold `model`'s vectors; on
+        the first start it is created and the alias pointed at it;
+      - "current": the alias's collection whatever its model (reindex source);
+      - "target": `model`'s collection, created if needed, alias untouched
+        (reindex target; `promote` moves the alias once it is filled).
+    """
+    from understanding.sinks.store import collection_name
+
+    alias = settings.qdrant_collection
     if settings.qdrant_url:
+        from qdrant_client import QdrantClient
+
         from understanding.sinks.qdrant_remote import QdrantClientStore
 
-        return QdrantClientStore(
-            url=settings.qdrant_url,
-            api_key=settings.qdrant_api_key or None,
-            dimension=dimension,
-            collection=collection,
-        )
-    from understanding.sinks.edge_store import EdgeVectorStore
+        client = QdrantClient(url=settings.qdrant_url, api_key=settings.qdrant_api_key or None, timeout=30)
+        current = QdrantClientStore.alias_target(client, alias)
+        legacy = current is None and client.collection_exists(alias)
 
-    return EdgeVectorStore(settings.data_path / "qdrant-edge", dimension=dimension, collection=collection)
+        def make(name: str, dim: int | None) -> VectorStore:
+            return QdrantClientStore(dimension=dim, collection=name, client=client)
+
+    else:
+        from understanding.sinks.edge_store import EdgeVectorStore, read_alias
+
+        root = settings.data_path / "qdrant-edge"
+        pointer = read_alias(root, alias)
+        current = pointer.collection if pointer else None
+        legacy = current is None and (root / alias).is_dir()
+
+        def make(name: str, dim: int | None) -> VectorStore:
+            return EdgeVectorStore(root, dimension=dim, collection=name)
+
+    if role == "current":
+        if current is None:
+            raise LookupError(f"alias {alias!r} points at no collection yet: nothing to reindex")
+        return make(current, None)
+    if model is None or dimension is None:
+        raise ValueError(f"role {role!r} needs the embedding model and its dimension")
+    wanted = collection_name(alias, model)
+    if role == "target":
+        return make(wanted, dimension)
+    if current is None:
+        if legacy:
+            if settings.qdrant_url:
+                raise RuntimeError(
+                    f"Qdrant has a collection named {alias!r} from before per-model collections; "
+                    "delete it or set UNDERSTANDING_QDRANT_COLLECTION to another alias name"
+                )
+            log.warning("the pre-hybrid collection %r is not served; its data needs re-indexing", alias)
+        store = make(wanted, dimension)
+        store.promote(alias)
+        return store
+    if current != wanted:
+        raise RuntimeError(
+            f"alias {alias!r} points at collection {current!r}, but the configured embedding model "
+            f"{model.name} ({model.version}) uses {wanted!r}: configure the model that collection was "
+            "built with, or run `understanding reindex --to-model PATH` to move the alias"
+        )
+    return make(current, dimension)
 
 
 @dataclass
@@ -79,6 +132,7 @@ class Core:
     speech: SpeechPipeline
     jobs: JobService
     blobs: BlobStore
+    video: VideoPipeline
 
     @property
     def spool_dir(self) -> pathlib.Path:
@@ -145,12 +199,22 @@ class Core:
         )
         transcriber.warm_up()
         speech = SpeechPipeline(transcriber=transcriber, text=text, max_duration_s=settings.max_media_duration_s)
+        video = VideoPipeline(
+            speech=speech,
+            text=text,
+            settings=VideoSettings(
+                sample_fps=settings.video_sample_fps,
+                max_pixels=settings.video_max_pixels,
+                max_duration_s=settings.max_media_duration_s,
+                max_frames=settings.video_max_frames,
+            ),
+        )
         blobs = BlobStore(settings.data_path / "blobs")
         jobs = JobService(
             store=SqliteJobStore(settings.data_path / "jobs.sqlite3"),
             blobs=blobs,
             sink=sink,
-            execute=PipelineExecutor(text=text, speech=speech),
+            execute=PipelineExecutor(text=text, speech=speech, video=video),
             settings=JobSettings(
                 workers=settings.job_workers,
                 queue_size=settings.job_queue_size,
@@ -162,7 +226,7 @@ class Core:
             ),
         )
         log.info("core ready", extra={"seconds": round(time.perf_counter() - started, 2)})
-        return cls(settings, embedder, batcher, text, store, outbox, relay, sink, searcher, speech, jobs, blobs)
+        return cls(settings, embedder, batcher, text, store, outbox, relay, sink, searcher, speech, jobs, blobs, video)
 
     async def start(self) -> None:
         await self.embed_batcher.start()

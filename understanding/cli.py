@@ -274,6 +274,87 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reindex(args: argparse.Namespace) -> int:
+    """Re-embed every stored point's text with another model into that model's
+    collection, then point the alias at it (see `open_store`)."""
+    from understanding import logs
+    from understanding.app import open_store
+    from understanding.config import Settings
+    from understanding.models.embedder import Embedder, resolve_embedding_model
+    from understanding.sinks.store import reembed_into
+
+    settings = Settings.from_env()
+    logs.configure(settings.log_level, json_lines=settings.log_json)
+    try:
+        model_dir = resolve_embedding_model(args.to_model)
+    except (FileNotFoundError, ImportError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        source = open_store(settings, None, None, role="current")
+    except LookupError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as error:  # noqa: BLE001 - e.g. the embedded store's WAL is locked
+        print(f"error: cannot open the current collection: {error}", file=sys.stderr)
+        if not settings.qdrant_url:
+            print("hint: the embedded store belongs to one process: stop `understanding serve` first.", file=sys.stderr)
+        return 1
+    try:
+        embedder = Embedder(model_dir, device=settings.embedding_device)
+        target = open_store(settings, embedder.dimension, embedder.model_ref, role="target")
+    except BaseException:
+        source.close()
+        raise
+    alias = settings.qdrant_collection
+    try:
+        if target.collection == source.collection:
+            print(f"{alias} already serves {target.collection}: nothing to do")
+            return 0
+        total = source.count()
+        print(f"re-embedding {total} points: {source.collection} -> {target.collection}", file=sys.stderr)
+        done = 0
+
+        def progress(n: int) -> None:
+            nonlocal done
+            done += n
+            print(f"\r{done}/{total}", end="", file=sys.stderr, flush=True)
+
+        model, size = embedder.model_ref, args.batch_size
+        runs = [reembed_into(source, target, embedder.encode, model, batch_size=size, progress=progress)]
+        print(file=sys.stderr)
+        # A second, incremental pass picks up what was written during the first.
+        runs.append(reembed_into(source, target, embedder.encode, model, batch_size=size))
+        target.optimize()
+        if not args.no_switch:
+            target.promote(alias)
+        summary = {
+            "alias": alias,
+            "from": source.collection,
+            "to": target.collection,
+            "switched": not args.no_switch,
+            "embedded": sum(r.embedded for r in runs),
+            "without_text": runs[-1].without_text,
+            "removed": sum(r.removed for r in runs),
+            "points": target.count(),
+            "seconds": round(sum(r.seconds for r in runs), 2),
+        }
+    finally:
+        target.close()
+        source.close()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(
+            f"{summary['points']} points in {summary['to']} ({summary['embedded']} embedded, "
+            f"{summary['without_text']} without text skipped) in {summary['seconds']} s"
+        )
+        if summary["switched"]:
+            print(f"alias {alias} -> {summary['to']}.")
+            print(f"Restart the service with UNDERSTANDING_EMBEDDING_MODEL={args.to_model}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="understanding", description="Multimodal understanding service.")
     parser.add_argument("--version", action="version", version=f"understanding {__version__}")
@@ -312,6 +393,15 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--group", action="store_true", help="best hit per media")
     client(search)
     search.set_defaults(fn=cmd_search)
+
+    reindex = sub.add_parser(
+        "reindex", help="re-embed every stored point with another model into a new collection, then switch the alias"
+    )
+    reindex.add_argument("--to-model", required=True, metavar="PATH", help="sentence-transformers model directory")
+    reindex.add_argument("--batch-size", type=int, default=256, help="points embedded per forward pass")
+    reindex.add_argument("--no-switch", action="store_true", help="fill the new collection, leave the alias")
+    reindex.add_argument("--json", action="store_true", help="print the summary as JSON")
+    reindex.set_defaults(fn=cmd_reindex)
     return parser
 
 

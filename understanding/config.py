@@ -70,6 +70,10 @@ class Settings:
     whisper_workers: int = _setting(2, "Transcriptions run in parallel (CTranslate2 workers).")
     max_upload_bytes: int = _setting(512 * 1024 * 1024, "Largest media upload.")
     max_media_duration_s: float = _setting(4 * 3600.0, "Longest media accepted.")
+    # --- video
+    video_sample_fps: float = _setting(2.0, "Video frames analysed per second.")
+    video_max_pixels: int = _setting(3840 * 2160, "Largest frame (width*height) accepted.")
+    video_max_frames: int = _setting(200_000, "Most frames decoded per video.")
     # --- jobs
     job_workers: int = _setting(1, "Jobs run concurrently in this process (embedded queue).")
     job_queue_size: int = _setting(256, "Queued jobs before SubmitJob answers RESOURCE_EXHAUSTED.")

@@ -91,9 +91,3 @@ def test_bad_tenant_header(server: ServerProcess) -> None:
     error = call_error(server.stub.AnalyzeText, pb.AnalyzeTextRequest(items=[pb.TextItem(text="x")]), metadata=[("x-tenant-id", "../../etc")])
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "x-tenant-id" in error.details()
-
-
-def test_unimplemented_rpcs_say_so(server: ServerProcess) -> None:
-    error = call_error(server.stub.GetJob, pb.GetJobRequest(job_id="j"))
-    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "GetJob" in error.details()

@@ -19,8 +19,9 @@ from understanding.jobs.model import JobSpec, JobState
 from understanding.models.whisper import TranscribeOptions
 from understanding.pipelines.speech import SpeechInput
 from understanding.pipelines.text import TextInput
-from understanding.search import SearchQuery
-from understanding.sinks.store import PointFilter, StoredPoint
+from understanding.pipelines.video import VideoInput
+from understanding.search import SearchMode, SearchQuery
+from understanding.sinks.store import PointFilter, StoredPoint, public_point_id
 from understanding.v1 import common_pb2, jobs_pb2, understanding_pb2 as pb
 
 if TYPE_CHECKING:
@@ -29,9 +30,12 @@ if TYPE_CHECKING:
 
 def _hit_pb(point: StoredPoint, *, matched: tuple[str, ...] = (), group_hits: int = 0, with_vector: bool = False) -> pb.SearchHit:
     p = point.payload
-    tag_scores = p.get("tag_scores") or {}
+    items = p.get("tag_items")
+    if items is None:  # points written before tag_items existed
+        scores = p.get("tag_scores") or {}
+        items = [{"label": label, "score": scores.get(label, 0.0)} for label in p.get("tags", [])]
     hit = pb.SearchHit(
-        point_id=point.id,
+        point_id=public_point_id(point),
         score=point.score,
         media_id=str(p.get("media_id", "")),
         modality=codec.MODALITY_TO_PROTO.get(_modality(p), common_pb2.MODALITY_UNSPECIFIED),
@@ -41,8 +45,10 @@ def _hit_pb(point: StoredPoint, *, matched: tuple[str, ...] = (), group_hits: in
         text=str(p.get("text", "")),
         matched_terms=list(matched),
         tags=[
-            common_pb2.Tag(label=label, group=label.split(".", 1)[0], score=float(tag_scores.get(label, 0.0)))
-            for label in p.get("tags", [])
+            common_pb2.Tag(
+                label=str(t["label"]), group=str(t["label"]).split(".", 1)[0], score=float(t.get("score", 0.0))
+            )
+            for t in items
         ],
         language=common_pb2.Language(code=str(p.get("language", "und"))),
         metadata={str(k): str(v) for k, v in (p.get("metadata") or {}).items()},
@@ -157,6 +163,50 @@ class UnderstandingServicer:
             analysis=codec.analysis_pb(analysis, with_embeddings=header.text.return_embeddings)
         )
 
+    # ------------------------------------------------------------ video
+    async def AnalyzeVideo(self, requests: AsyncIterator[pb.UploadRequest], call: Call) -> pb.AnalyzeVideoResponse:
+        core = self._core
+        parsed: dict[str, Any] = {}
+
+        def on_header(header: pb.UploadHeader) -> None:
+            if header.media_id:
+                validation.media_id(header.media_id, "header.media_id")
+            if not 0 <= header.video.sample_fps <= 30:
+                raise InvalidInput("must be between 0 and 30", field="video.sample_fps")
+            parsed["options"] = speech_options(header.speech)
+            parsed["metadata"] = validation.metadata(header.metadata, "header.metadata")
+
+        spooled = await spool_upload(
+            requests, spool_dir=core.spool_dir, max_bytes=core.settings.max_upload_bytes, on_header=on_header
+        )
+        header: pb.UploadHeader = spooled.header
+        cancelled = threading.Event()
+        try:
+            with removing(spooled.path):
+                analysis = await core.video.analyze(
+                    call.tenant,
+                    VideoInput(
+                        media_id=header.media_id or "vid-" + spooled.sha256[:24],
+                        path=spooled.path,
+                        speech_options=parsed["options"],
+                        sample_fps=header.video.sample_fps or None,
+                        return_keyframes=header.video.return_keyframes,
+                        skip_audio=header.video.skip_audio,
+                        metadata=parsed["metadata"],
+                    ),
+                    cancelled=cancelled,
+                )
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        if not header.text.dry_run:
+            await core.sink.write(analysis, trace_id=call.trace_id)
+        return pb.AnalyzeVideoResponse(
+            analysis=codec.analysis_pb(
+                analysis, with_embeddings=header.text.return_embeddings, with_keyframes=header.video.return_keyframes
+            )
+        )
+
     # ------------------------------------------------------------ jobs
     async def UploadMedia(self, requests: AsyncIterator[pb.UploadRequest], call: Call) -> pb.UploadMediaResponse:
         core = self._core
@@ -269,27 +319,54 @@ class UnderstandingServicer:
 
     # ------------------------------------------------------------ search
     async def Search(self, request: pb.SearchRequest, call: Call) -> pb.SearchResponse:
+        """Text (hybrid by default), vector or example query over the caller's tenant.
+
+        The tenant always comes from the caller's identity; every filter value
+        is checked here and a malformed one is INVALID_ARGUMENT naming it.
+        """
         kind = request.WhichOneof("query")
         if kind is None:
             raise InvalidInput("one of text, vector or example is required", field="query")
-        offset = request.offset
-        if request.cursor:
-            try:
-                offset = int(request.cursor)
-            except ValueError:
-                raise InvalidInput("is not a cursor returned by Search", field="cursor") from None
+        modes = {
+            pb.SEARCH_MODE_UNSPECIFIED: SearchMode.AUTO,
+            pb.SEARCH_MODE_DENSE: SearchMode.DENSE,
+            pb.SEARCH_MODE_HYBRID: SearchMode.HYBRID,
+        }
+        if request.mode not in modes:
+            raise InvalidInput(f"unknown search mode {request.mode}", field="mode")
         f = request.filter
+        max_values = 256
+
+        def labels(values: Any, field: str) -> tuple[str, ...]:
+            if len(values) > max_values:
+                raise LimitExceeded(f"at most {max_values} values", field=field)
+            for i, value in enumerate(values):
+                if not value.strip() or len(value) > 128:
+                    raise InvalidInput("must be 1 to 128 characters", field=f"{field}[{i}]")
+            return tuple(values)
+
+        modalities = []
+        for i, value in enumerate(f.modalities):
+            if value not in codec.MODALITY_FROM_PROTO:
+                raise InvalidInput(f"unknown modality {value}", field=f"filter.modalities[{i}]")
+            modalities.append(codec.MODALITY_FROM_PROTO[value].value)
+        media_ids = labels(f.media_ids, "filter.media_ids")
+        for i, mid in enumerate(media_ids):
+            validation.media_id(mid, f"filter.media_ids[{i}]")
+        time_range = f.time_range if f.HasField("time_range") else None
         flt = PointFilter(
             tenant=call.tenant,
-            modalities=tuple(codec.MODALITY_FROM_PROTO[m].value for m in f.modalities if m in codec.MODALITY_FROM_PROTO),
-            media_ids=tuple(f.media_ids),
-            languages=tuple(f.languages),
-            tags_any=tuple(f.tags.any),
-            tags_all=tuple(f.tags.all),
+            modalities=tuple(modalities),
+            media_ids=media_ids,
+            languages=tuple(code.strip().lower() for code in labels(f.languages, "filter.languages")),
+            tags_any=labels(f.tags.any, "filter.tags.any"),
+            tags_all=labels(f.tags.all, "filter.tags.all"),
+            tags_min_score=f.tags.min_score or None,  # ranges checked by the searcher
             created_after=f.created_after.ToNanoseconds() / 1e9 if f.HasField("created_after") else None,
             created_before=f.created_before.ToNanoseconds() / 1e9 if f.HasField("created_before") else None,
-            overlaps_start_s=f.time_range.start_s if f.HasField("time_range") else None,
-            overlaps_end_s=f.time_range.end_s if f.HasField("time_range") and f.time_range.end_s > 0 else None,
+            overlaps_start_s=time_range.start_s if time_range is not None else None,
+            # end_s 0 leaves the range open-ended
+            overlaps_end_s=time_range.end_s if time_range is not None and time_range.end_s != 0 else None,
             metadata=validation.metadata(f.metadata, "filter.metadata"),
         )
         query = SearchQuery(
@@ -298,25 +375,31 @@ class UnderstandingServicer:
             example_media_id=validation.media_id(request.example.media_id, "example.media_id") if kind == "example" else None,
             example_chunk_index=request.example.chunk_index,
             top_k=request.top_k or 10,
-            offset=offset,
-            score_threshold=request.score_threshold or None,
+            offset=request.offset,
+            cursor=request.cursor or None,
+            score_threshold=request.score_threshold if request.score_threshold != 0 else None,
             group_by_media=request.group_by_media,
             with_vectors=request.with_vectors,
+            mode=modes[request.mode],
         )
-        hits = await self._core.searcher.search(query, flt)
-        next_cursor = str(offset + len(hits)) if len(hits) == query.top_k else ""
+        page = await self._core.searcher.search(query, flt)
         return pb.SearchResponse(
             hits=[
-                _hit_pb(h.point, matched=h.matched_terms, group_hits=h.group_hits if request.group_by_media else 0,
-                        with_vector=request.with_vectors)
-                for h in hits
+                _hit_pb(
+                    h.point,
+                    matched=h.matched_terms,
+                    group_hits=h.group_hits if request.group_by_media else 0,
+                    with_vector=request.with_vectors,
+                )
+                for h in page.hits
             ],
-            next_cursor=next_cursor,
+            next_cursor=page.next_cursor,
             embedding_model=codec.model_pb(self._core.embedding_model),
         )
 
     # ------------------------------------------------------------ media
     async def GetMedia(self, request: pb.GetMediaRequest, call: Call) -> pb.GetMediaResponse:
+        """Every point of the media's published version: never half of a re-analysis."""
         mid = validation.media_id(request.media_id, "media_id")
         points = await asyncio.to_thread(self._core.store.media_points, call.tenant, mid)
         if not points:
@@ -330,6 +413,7 @@ class UnderstandingServicer:
         )
 
     async def DeleteMedia(self, request: pb.DeleteMediaRequest, call: Call) -> pb.DeleteMediaResponse:
+        """Drop every point of the media (all versions) and publish a MediaDeletedEvent."""
         mid = validation.media_id(request.media_id, "media_id")
         deleted = await self._core.delete_media(call.tenant, mid, trace_id=call.trace_id)
         if deleted == 0:

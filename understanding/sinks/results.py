@@ -98,10 +98,16 @@ class ResultSink:
         return deleted
 
     def _write_points(self, batch: Sequence[tuple[Analysis, list[PointRecord]]]) -> list[None]:
-        # New points first (same ids overwrite), then each media's stale versions.
-        self.store.upsert([p for _, points in batch for p in points])
-        for analysis, points in batch:
-            self.store.replace_media(analysis.tenant, analysis.media_id, [], analysis.version)
+        """Stage every analysis's points (one store update, invisible to readers),
+        then publish each media's version, which also drops its older versions.
+
+        Readers see a media's old version or its new one, never a mix: see
+        `VectorStore.commit_media`. A crash between the two steps leaves only
+        invisible staged points, which the next write of the media removes.
+        """
+        self.store.stage([p for _, points in batch for p in points])
+        for analysis, _ in batch:
+            self.store.commit_media(analysis.tenant, analysis.media_id, analysis.version)
         return [None] * len(batch)
 
     def _append_events(self, records: Sequence[OutboxRecord]) -> list[None]:

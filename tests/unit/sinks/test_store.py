@@ -1,45 +1,79 @@
-"""The embedded store (Qdrant Edge) and qdrant-client behave the same (congruence)."""
+"""The embedded store (Qdrant Edge) and qdrant-client behave the same (congruence).
+
+Each test runs the same operations on both backends (qdrant-client in local
+mode here; against a server when UNDERSTANDING_QDRANT_URL is set) and checks
+them against an exact answer computed in numpy, or against each other.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import pathlib
+import uuid
 from typing import Iterator
 
 import numpy as np
 import pytest
 
-from understanding.domain import Modality, point_id
-from understanding.sinks.edge_store import EdgeVectorStore
+from understanding.app import open_store
+from understanding.config import Settings
+from understanding.domain import ModelRef, Modality, point_id
+from understanding.sinks.edge_store import EdgeVectorStore, read_alias
+from understanding.sinks.lexical import encoder
 from understanding.sinks.qdrant_remote import QdrantClientStore
-from understanding.sinks.store import PointFilter, PointRecord, VectorStore
+from understanding.sinks.store import (
+    PointFilter,
+    PointRecord,
+    StoredPoint,
+    VectorStore,
+    collection_name,
+    hybrid_window,
+    newest_versions,
+    published_version,
+    reembed_into,
+    storage_point_id,
+)
 
 DIM = 16
+WORDS = "river mountain harbour violin engine garden lantern meadow copper falcon".split()
+REMOTE = os.environ.get("UNDERSTANDING_QDRANT_URL", "")
+
+
+def unit(rng: np.random.Generator) -> np.ndarray:
+    v = rng.normal(size=DIM).astype(np.float32)
+    return v / np.linalg.norm(v)
 
 
 def make_points(n: int, seed: int = 0) -> list[PointRecord]:
     rng = np.random.default_rng(seed)
     points = []
     for i in range(n):
-        v = rng.normal(size=DIM).astype(np.float32)
-        v /= np.linalg.norm(v)
         tenant = "a" if i % 3 else "b"
         media = f"m{i // 4}"
+        tags = [{"label": "topic.sports", "score": round(0.3 + (i % 7) / 10, 2)}] if i % 2 == 0 else []
+        if i % 5 == 0:
+            tags.append({"label": "topic.music", "score": 0.45})
+        text = " ".join(WORDS[(i * k) % len(WORDS)] for k in (1, 3, 7)) + f" item{i}"
+        if i in (7, 41, 88):
+            text += " zyxwvut"  # a rare word in three chunks
         points.append(
             PointRecord(
                 id=point_id(tenant, media, Modality.TEXT, i % 4),
-                vector=v,
+                vector=unit(rng),
                 payload={
                     "tenant": tenant,
                     "media_id": media,
                     "modality": "text" if i % 2 else "speech",
                     "chunk_index": i % 4,
                     "language": "en" if i % 5 else "es",
-                    "tags": ["topic.sports"] if i % 7 == 0 else [],
+                    "tags": [t["label"] for t in tags],
+                    "tag_items": tags,
                     "start_s": float(i),
                     "end_s": float(i + 1),
                     "created_at": 1000.0 + i,
                     "version": 1,
-                    "text": f"text {i}",
+                    "text": text,
                     "metadata": {"source": "feed" if i % 2 else "dm"},
                 },
             )
@@ -47,14 +81,30 @@ def make_points(n: int, seed: int = 0) -> list[PointRecord]:
     return points
 
 
-@pytest.fixture(params=["edge", "qdrant-client-local"])
+def _edge(path: pathlib.Path, name: str = "c") -> EdgeVectorStore:
+    return EdgeVectorStore(path, dimension=DIM, collection=name)
+
+
+def _client(name: str = "c") -> QdrantClientStore:
+    if REMOTE:
+        name = f"test-{name}-{uuid.uuid4().hex[:8]}"
+        return QdrantClientStore(dimension=DIM, collection=name, url=REMOTE)
+    return QdrantClientStore(dimension=DIM, collection=name, location=":memory:")
+
+
+@pytest.fixture(params=["edge", "qdrant-client"])
 def store(request, tmp_path: pathlib.Path) -> Iterator[VectorStore]:  # type: ignore[no-untyped-def]
-    if request.param == "edge":
-        s: VectorStore = EdgeVectorStore(tmp_path, dimension=DIM, collection="c")
-    else:
-        s = QdrantClientStore(dimension=DIM, collection="c", location=":memory:")
+    s: VectorStore = _edge(tmp_path) if request.param == "edge" else _client()
     yield s
     s.close()
+
+
+@pytest.fixture
+def both(tmp_path: pathlib.Path) -> Iterator[tuple[VectorStore, VectorStore]]:
+    edge, client = _edge(tmp_path), _client()
+    yield edge, client
+    edge.close()
+    client.close()
 
 
 FILTERS = [
@@ -63,7 +113,13 @@ FILTERS = [
     PointFilter(tenant="a", modalities=("speech",)),
     PointFilter(tenant="a", languages=("es",)),
     PointFilter(tenant="a", tags_any=("topic.sports",)),
+    PointFilter(tenant="a", tags_all=("topic.sports", "topic.music")),
+    PointFilter(tenant="a", tags_any=("topic.sports",), tags_min_score=0.6),
+    PointFilter(tenant="a", tags_any=("topic.sports", "topic.music"), tags_min_score=0.45),
+    PointFilter(tenant="a", tags_all=("topic.sports", "topic.music"), tags_min_score=0.4),
+    PointFilter(tenant="a", tags_min_score=0.8),
     PointFilter(tenant="a", media_ids=("m1", "m2")),
+    PointFilter(tenant="a", exclude_media_ids=("m1", "m2", "m4")),
     PointFilter(tenant="a", created_after=1020.0, created_before=1040.0),
     PointFilter(tenant="a", overlaps_start_s=10.0, overlaps_end_s=12.0),
     PointFilter(tenant="a", metadata={"source": "dm"}),
@@ -71,23 +127,33 @@ FILTERS = [
 ]
 
 
-def exact(points: list[PointRecord], query: np.ndarray, flt: PointFilter, k: int) -> list[str]:
-    def ok(p: PointRecord) -> bool:
-        pl = p.payload
-        return (
-            pl["tenant"] == flt.tenant
-            and (not flt.modalities or pl["modality"] in flt.modalities)
-            and (not flt.languages or pl["language"] in flt.languages)
-            and (not flt.tags_any or set(pl["tags"]) & set(flt.tags_any))
-            and (not flt.media_ids or pl["media_id"] in flt.media_ids)
-            and (flt.created_after is None or pl["created_at"] >= flt.created_after)
-            and (flt.created_before is None or pl["created_at"] <= flt.created_before)
-            and (flt.overlaps_end_s is None or pl["start_s"] <= flt.overlaps_end_s)
-            and (flt.overlaps_start_s is None or pl["end_s"] >= flt.overlaps_start_s)
-            and all(pl["metadata"].get(k2) == v for k2, v in flt.metadata.items())
-        )
+def matches(p: PointRecord, flt: PointFilter) -> bool:
+    pl = p.payload
+    scores: dict[str, float] = {t["label"]: t["score"] for t in pl["tag_items"]}
 
-    scored = sorted((float(np.dot(p.vector, query)), p.id) for p in points if ok(p))
+    def has(label: str) -> bool:
+        return label in scores and (flt.tags_min_score is None or scores[label] >= flt.tags_min_score)
+
+    tags_ok = (not flt.tags_any or any(has(t) for t in flt.tags_any)) and all(has(t) for t in flt.tags_all)
+    if flt.tags_min_score is not None and not flt.tags_any and not flt.tags_all:
+        tags_ok = any(s >= flt.tags_min_score for s in scores.values())
+    return bool(
+        pl["tenant"] == flt.tenant
+        and (not flt.modalities or pl["modality"] in flt.modalities)
+        and (not flt.languages or pl["language"] in flt.languages)
+        and tags_ok
+        and (not flt.media_ids or pl["media_id"] in flt.media_ids)
+        and pl["media_id"] not in flt.exclude_media_ids
+        and (flt.created_after is None or pl["created_at"] >= flt.created_after)
+        and (flt.created_before is None or pl["created_at"] <= flt.created_before)
+        and (flt.overlaps_end_s is None or pl["start_s"] <= flt.overlaps_end_s)
+        and (flt.overlaps_start_s is None or pl["end_s"] >= flt.overlaps_start_s)
+        and all(pl["metadata"].get(k2) == v for k2, v in flt.metadata.items())
+    )
+
+
+def exact(points: list[PointRecord], query: np.ndarray, flt: PointFilter, k: int) -> list[str]:
+    scored = sorted((float(np.dot(p.vector, query)), p.id) for p in points if matches(p, flt))
     return [pid for _, pid in reversed(scored)][:k]
 
 
@@ -100,39 +166,288 @@ def test_search_matches_exact_filtered_search(store: VectorStore, flt: PointFilt
     assert got == exact(points, query, flt, 10)
 
 
+def test_min_tag_score_is_a_real_range(store: VectorStore) -> None:
+    points = make_points(120)
+    store.upsert(points)
+    q = points[0].vector
+    loose = store.search(q, PointFilter(tenant="a", tags_any=("topic.sports",), tags_min_score=0.3), limit=100)
+    strict = store.search(q, PointFilter(tenant="a", tags_any=("topic.sports",), tags_min_score=0.85), limit=100)
+    assert strict and len(strict) < len(loose)
+    for p in strict:
+        assert {t["label"]: t["score"] for t in p.payload["tag_items"]}["topic.sports"] >= 0.85
+
+
+def test_hybrid_is_congruent_and_finds_the_rare_word(both: tuple[VectorStore, VectorStore]) -> None:
+    points = make_points(120)
+    rng = np.random.default_rng(7)
+    query = unit(rng)
+    terms = encoder().query("zyxwvut")
+    results = []
+    for s in both:
+        s.upsert(points)
+        hybrid = s.search(query, PointFilter(tenant="a"), limit=10, lexical=terms)
+        dense = s.search(query, PointFilter(tenant="a"), limit=10)
+        results.append(hybrid)
+        rare = {p.id for p in points if "zyxwvut" in p.payload["text"] and p.payload["tenant"] == "a"}
+        assert rare and rare <= {p.id for p in hybrid}, "the lexical ranking brings every rare-word chunk in"
+        assert not rare <= {p.id for p in dense}
+    edge, client = results
+    assert [p.id for p in edge] == [p.id for p in client]
+    assert [round(p.score, 5) for p in edge] == [round(p.score, 5) for p in client]
+
+
+def test_lexical_idf_is_per_tenant(both: tuple[VectorStore, VectorStore]) -> None:
+    """Another tenant's documents never change this tenant's hybrid ranking or scores."""
+    rng = np.random.default_rng(3)
+    mine = [
+        PointRecord(str(uuid.uuid4()), unit(rng), {"tenant": "a", "media_id": f"a{i}", "text": text, "version": 1})
+        for i, text in enumerate(["alpha report", "beta notes", "beta summary", "gamma"])
+    ]
+    theirs = [
+        PointRecord(
+            str(uuid.uuid4()), unit(rng), {"tenant": "b", "media_id": f"b{i}", "text": "alpha alpha", "version": 1}
+        )
+        for i in range(40)
+    ]
+    query, terms = unit(rng), encoder().query("alpha beta")
+    for s in both:
+        s.upsert(mine)
+        before = [(p.id, round(p.score, 6)) for p in s.search(query, PointFilter(tenant="a"), limit=4, lexical=terms)]
+        s.upsert(theirs)
+        after = [(p.id, round(p.score, 6)) for p in s.search(query, PointFilter(tenant="a"), limit=4, lexical=terms)]
+        assert before == after
+
+
+@pytest.mark.parametrize("hybrid", [False, True], ids=["dense", "hybrid"])
+def test_offset_pages_tile_the_full_ranking(store: VectorStore, hybrid: bool) -> None:
+    points = make_points(120)
+    store.upsert(points)
+    query = points[9].vector
+    terms = encoder().query("river violin zyxwvut") if hybrid else None
+    full = [p.id for p in store.search(query, PointFilter(tenant="a"), limit=40, lexical=terms)]
+    paged = [
+        p.id
+        for off in range(0, 40, 7)
+        for p in store.search(query, PointFilter(tenant="a"), limit=7, offset=off, lexical=terms)
+    ]
+    assert paged[:40] == full and len(set(full)) == 40
+
+
+def test_hybrid_window_doubles() -> None:
+    assert hybrid_window(10) == 128 and hybrid_window(128) == 128 and hybrid_window(129) == 256
+
+
+def test_score_threshold(store: VectorStore) -> None:
+    points = make_points(60)
+    store.upsert(points)
+    got = store.search(points[1].vector, PointFilter(tenant="a"), limit=50, score_threshold=0.3)
+    want = [
+        p for p in points if matches(p, PointFilter(tenant="a")) and float(np.dot(p.vector, points[1].vector)) >= 0.3
+    ]
+    assert {p.id for p in got} == {p.id for p in want} and all(p.score >= 0.3 for p in got)
+
+
 def test_tenant_is_always_applied(store: VectorStore) -> None:
     points = make_points(60)
     store.upsert(points)
     for p in store.search(points[0].vector, PointFilter(tenant="b"), limit=100):
         assert p.payload["tenant"] == "b"
+    for p in store.search(points[0].vector, PointFilter(tenant="b"), limit=100, lexical=encoder().query("river item1")):
+        assert p.payload["tenant"] == "b"
     assert store.media_points("a", "m0") != [] or store.media_points("b", "m0") != []
     assert store.count("a") + store.count("b") == store.count() == 60
 
 
-def test_upsert_same_ids_overwrites_and_replace_drops_stale(store: VectorStore) -> None:
+def test_delete_media_is_per_tenant(store: VectorStore) -> None:
+    points = make_points(24)
+    store.upsert(points)
+    a_m1 = len([p for p in points if p.payload["tenant"] == "a" and p.payload["media_id"] == "m1"])
+    b_m1 = len([p for p in points if p.payload["tenant"] == "b" and p.payload["media_id"] == "m1"])
+    assert a_m1 and b_m1
+    assert store.delete_media("a", "m1") == a_m1
+    assert store.media_points("a", "m1") == [] and len(store.media_points("b", "m1")) == b_m1
+    assert all(
+        p.payload["media_id"] != "m1" for p in store.search(points[4].vector, PointFilter(tenant="a"), limit=100)
+    )
+    assert store.delete_media("a", "m1") == 0
+
+
+def versioned(media: str, version: int, texts: list[str], seed: int) -> list[PointRecord]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, text in enumerate(texts):
+        public = point_id("a", media, Modality.TEXT, i)
+        payload = {
+            "tenant": "a",
+            "media_id": media,
+            "chunk_index": i,
+            "point_id": public,
+            "version": version,
+            "text": text,
+        }
+        out.append(PointRecord(storage_point_id(public, version), unit(rng), payload))
+    return out
+
+
+def test_staged_points_are_invisible_until_committed(store: VectorStore) -> None:
+    old = versioned("doc", 1, ["old one", "old two", "old three"], seed=1)
+    store.replace_media("a", "doc", old, version=1)
+    new = versioned("doc", 2, ["new one"], seed=2)
+    store.stage(new)
+    # Staged: every read still sees exactly the old version.
+    assert [p.payload["text"] for p in store.media_points("a", "doc")] == ["old one", "old two", "old three"]
+    assert store.count("a") == 3
+    seen = store.search(new[0].vector, PointFilter(tenant="a"), limit=10, lexical=encoder().query("new one"))
+    assert {p.payload["version"] for p in seen} == {1}
+    assert store.commit_media("a", "doc", 2)
+    assert [p.payload["text"] for p in store.media_points("a", "doc")] == ["new one"]
+    assert store.count("a") == 1
+    seen = store.search(old[0].vector, PointFilter(tenant="a"), limit=10)
+    assert [p.payload["version"] for p in seen] == [2]
+    # The public id is the chunk's, whatever the version.
+    assert store.media_points("a", "doc")[0].payload["point_id"] == old[0].payload["point_id"]
+
+
+def test_a_slow_older_writer_loses(store: VectorStore) -> None:
+    store.replace_media("a", "doc", versioned("doc", 5, ["five"], seed=1), version=5)
+    store.stage(versioned("doc", 3, ["three", "three b"], seed=2))
+    assert store.commit_media("a", "doc", 3) is False
+    assert [p.payload["text"] for p in store.media_points("a", "doc")] == ["five"]
+    assert store.count() == 1
+
+
+def test_readers_never_mix_versions_mid_publication(store: VectorStore) -> None:
+    """Between the flip and the stale delete both versions are published: reads keep the newest."""
+    old = versioned("doc", 1, ["old a", "old b", "old c"], seed=1)
+    new = versioned("doc", 2, ["new a", "new b"], seed=2)
+    store.upsert(old + new[:1])  # as if the flip reached only one new point so far
+    store.stage(new[1:])
+    assert [p.payload["text"] for p in store.media_points("a", "doc")] == ["new a", "new b"]
+    hits = store.search(old[1].vector, PointFilter(tenant="a"), limit=10)
+    assert {p.payload["version"] for p in hits} == {1, 2}
+    assert {p.payload["version"] for p in newest_versions(hits)} == {2}
+
+
+def test_version_helpers() -> None:
+    def sp(version: int, chunk: int, pending: int = 0, media: str = "m") -> StoredPoint:
+        return StoredPoint(
+            str(uuid.uuid4()),
+            0.0,
+            {"tenant": "a", "media_id": media, "version": version, "chunk_index": chunk, "pending": pending},
+        )
+
+    pts = [sp(1, 0), sp(1, 1), sp(2, 1, pending=1), sp(2, 0, pending=1)]
+    assert [p.payload["version"] for p in published_version(pts)] == [1, 1]
+    pts[2] = sp(2, 1, pending=0)  # the flip has begun: version 2 is the published one, whole
+    assert [(p.payload["version"], p.payload["chunk_index"]) for p in published_version(pts)] == [(2, 0), (2, 1)]
+    mixed = [sp(1, 0), sp(2, 0), sp(1, 0, media="other")]
+    assert [(p.payload["media_id"], p.payload["version"]) for p in newest_versions(mixed)] == [("m", 2), ("other", 1)]
+
+
+def test_example_vectors_come_back(store: VectorStore) -> None:
     points = make_points(8)
     store.upsert(points)
-    store.upsert(points)
-    assert store.count() == 8
-    tenant, media = points[1].payload["tenant"], points[1].payload["media_id"]
-    before = len(store.media_points(tenant, media))
-    newer = [PointRecord(points[1].id, points[1].vector, {**points[1].payload, "version": 2})]
-    store.replace_media(tenant, media, newer, version=2)
-    after = store.media_points(tenant, media, with_vectors=True)
-    assert before > 1 and len(after) == 1 and after[0].payload["version"] == 2
-    assert after[0].vector is not None and len(after[0].vector) == DIM
-    assert store.delete_media(tenant, media) == 1
-    assert store.delete_media(tenant, media) == 0
+    got = store.media_points("a", "m0", with_vectors=True)
+    assert got and all(p.vector is not None and len(p.vector) == DIM for p in got)
+    hits = store.search(points[1].vector, PointFilter(tenant="a"), limit=3, with_vectors=True)
+    assert np.allclose(hits[0].vector, points[1].vector, atol=1e-5)  # type: ignore[arg-type]
 
 
-def test_edge_store_survives_reopen(tmp_path: pathlib.Path) -> None:
+def test_scan_and_reembed_into_a_new_collection(tmp_path: pathlib.Path) -> None:
+    model = ModelRef("fake-model", "v2")
+    calls: list[int] = []
+
+    def encode(texts: list[str]) -> list[np.ndarray]:
+        calls.append(len(texts))
+        return [unit(np.random.default_rng(abs(hash(t)) % 2**32)) for t in texts]
+
+    for source, target in ((_edge(tmp_path, "src"), _edge(tmp_path, "dst")), (_client("src"), _client("dst"))):
+        points = make_points(50)
+        points[3] = dataclasses.replace(points[3], payload={**points[3].payload, "text": ""})
+        source.upsert(points)
+        source.stage(versioned("staged", 9, ["not yet published"], seed=3))
+        stats = reembed_into(source, target, encode, model, batch_size=16)
+        assert (stats.embedded, stats.without_text, stats.removed) == (49, 1, 0)
+        assert target.count() == 49
+        copied = target.media_points("a", "m1")
+        assert copied and all(p.payload["embedding_model"] == "fake-model" for p in copied)
+        # Incremental: nothing new, nothing embedded; a deleted source media disappears.
+        source.delete_media("a", "m1")
+        again = reembed_into(source, target, encode, model)
+        assert again.embedded == 0 and again.removed == len(copied) and target.media_points("a", "m1") == []
+        source.close()
+        target.close()
+
+
+def test_edge_store_survives_reopen_and_knows_its_size(tmp_path: pathlib.Path) -> None:
     points = make_points(30)
-    s = EdgeVectorStore(tmp_path, dimension=DIM, collection="c")
+    s = _edge(tmp_path)
     s.upsert(points)
     s.close()
-    s = EdgeVectorStore(tmp_path, dimension=DIM, collection="c")
+    s = EdgeVectorStore(tmp_path, dimension=None, collection="c")
     try:
-        assert s.count() == 30
-        assert s.search(points[3].vector, PointFilter(tenant=points[3].payload["tenant"]), limit=1)[0].id == points[3].id
+        assert s.dimension == DIM and s.count() == 30
+        assert (
+            s.search(points[3].vector, PointFilter(tenant=points[3].payload["tenant"]), limit=1)[0].id == points[3].id
+        )
     finally:
         s.close()
+    with pytest.raises(ValueError):
+        EdgeVectorStore(tmp_path, dimension=DIM + 1, collection="c")
+
+
+def test_aliases(tmp_path: pathlib.Path) -> None:
+    first, second = _edge(tmp_path, "one"), _edge(tmp_path, "two")
+    assert read_alias(tmp_path, "live") is None
+    first.promote("live")
+    assert read_alias(tmp_path, "live").collection == "one"  # type: ignore[union-attr]
+    second.promote("live")
+    assert read_alias(tmp_path, "live").collection == "two"  # type: ignore[union-attr]
+    assert not list(tmp_path.glob(".*tmp"))
+    first.close()
+    second.close()
+    if REMOTE:
+        pytest.skip("local-mode alias check only")
+    from qdrant_client import QdrantClient
+
+    client = QdrantClient(location=":memory:")
+    a = QdrantClientStore(dimension=DIM, collection="one", client=client)
+    b = QdrantClientStore(dimension=DIM, collection="two", client=client)
+    a.promote("live")
+    assert QdrantClientStore.alias_target(client, "live") == "one"
+    b.promote("live")
+    assert QdrantClientStore.alias_target(client, "live") == "two"
+
+
+def test_open_store_serves_the_alias_of_the_configured_model(tmp_path: pathlib.Path) -> None:
+    settings = Settings.from_env({}, data_dir=str(tmp_path), qdrant_url="")
+    v1, v2 = ModelRef("mini", "aaa"), ModelRef("mini", "bbb")
+    store = open_store(settings, DIM, v1)
+    assert store.collection == collection_name("understanding", v1) == "understanding__mini__aaa"
+    store.upsert(make_points(8))
+    store.close()
+    # Reindex target: the new model's collection, alias untouched until promoted.
+    target = open_store(settings, DIM, v2, role="target")
+    assert read_alias(tmp_path / "qdrant-edge", "understanding").collection == "understanding__mini__aaa"  # type: ignore[union-attr]
+    current = open_store(settings, None, None, role="current")
+    assert current.collection == "understanding__mini__aaa" and current.dimension == DIM and current.count() == 8
+    current.close()
+    target.promote("understanding")
+    target.close()
+    # The alias now names v2's collection: a server still configured with v1 refuses to start.
+    with pytest.raises(RuntimeError, match="reindex"):
+        open_store(settings, DIM, v1)
+    served = open_store(settings, DIM, v2)
+    assert served.collection == "understanding__mini__bbb"
+    served.close()
+
+
+def test_restaging_a_published_version_keeps_it_visible(store: VectorStore) -> None:
+    """A retried write of the same version (same ids) must not hide the published points."""
+    points = versioned("doc", 4, ["four a", "four b"], seed=1)
+    store.replace_media("a", "doc", points, version=4)
+    store.stage(points)
+    assert [p.payload["text"] for p in store.media_points("a", "doc")] == ["four a", "four b"]
+    assert store.count("a") == 2
+    assert store.commit_media("a", "doc", 4)
+    assert store.count("a") == 2
