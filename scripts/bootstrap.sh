@@ -21,6 +21,9 @@ command -v sox >/dev/null || need_apt+=(sox)
 command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
 command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need_apt+=(maven)
+# Public text corpora for the search benchmark (benchmarks/search_bench.py).
+[[ -d /usr/share/doc/python3.11/html/_sources ]] || need_apt+=(python3.11-doc)
+[[ -d /usr/share/games/fortunes ]] || need_apt+=(fortunes)
 if ((${#need_apt[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
     log "installing system packages: ${need_apt[*]}"
