@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export UNDERSTANDING_CACHE ?= $(HOME)/.cache/understanding
 
-.PHONY: setup run test test-fast bench lint protos kafka-up kafka-down clean
+.PHONY: setup run test test-fast bench lint protos check-protos docs kafka-up kafka-down clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -22,6 +22,13 @@ bench: setup  ## every benchmark script, one summary table
 protos: setup
 	$(PY) scripts/gen_protos.py
 
+check-protos: setup  ## buf lint + breaking check, Go and Java stubs compiled (tools cached outside the repo)
+	bash scripts/check_protos.sh
+
+docs: setup  ## regenerate docs/api.md (from proto comments) and docs/configuration.md (from config.py)
+	$(PY) scripts/gen_api_docs.py
+	$(PY) scripts/gen_config_docs.py
+
 lint: setup
 	$(PY) -m ruff check understanding tests benchmarks || true
 
@@ -32,4 +39,4 @@ kafka-down:
 	@bash scripts/kafka.sh down
 
 clean:
-	rm -rf understanding/v1 .pytest_cache
+	rm -rf understanding/v1 .pytest_cache clients/python/build clients/python/understanding clients/python/*.egg-info

@@ -1,0 +1,103 @@
+"""Python client for the understanding service.
+
+    from understanding_client import Client
+
+    with Client("127.0.0.1:50051", tenant="acme") as client:
+        [analysis] = client.analyze_text("Messi scored twice")
+        hits = client.search("football", top_k=5)
+
+`AsyncClient` is the asyncio twin; `understanding_client.events` decodes the
+service's Kafka events. Results are frozen dataclasses (`.raw` holds the
+protobuf message); failures raise `UnderstandingError` subclasses.
+"""
+
+from understanding_client._requests import SpeechOptions, VideoOptions
+from understanding_client.aio import AsyncClient
+from understanding_client.client import Client
+from understanding_client.errors import (
+    AlreadyExists,
+    Cancelled,
+    DeadlineExceeded,
+    FailedPrecondition,
+    InternalError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+    UnderstandingError,
+    Unimplemented,
+    UploadSourceError,
+)
+from understanding_client.retry import NO_RETRY, RetryPolicy
+from understanding_client.types import (
+    Analysis,
+    Chunk,
+    Job,
+    JobError,
+    JobPage,
+    JobProgress,
+    JobState,
+    Language,
+    Media,
+    Modality,
+    ModelRef,
+    SearchHit,
+    SearchResults,
+    Segment,
+    Shot,
+    Tag,
+    TextItem,
+    Transcript,
+    Upload,
+    VideoInfo,
+    Word,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AlreadyExists",
+    "Analysis",
+    "AsyncClient",
+    "Cancelled",
+    "Chunk",
+    "Client",
+    "DeadlineExceeded",
+    "FailedPrecondition",
+    "InternalError",
+    "InvalidArgument",
+    "Job",
+    "JobError",
+    "JobPage",
+    "JobProgress",
+    "JobState",
+    "Language",
+    "Media",
+    "Modality",
+    "ModelRef",
+    "NO_RETRY",
+    "NotFound",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "RetryPolicy",
+    "SearchHit",
+    "SearchResults",
+    "Segment",
+    "Shot",
+    "SpeechOptions",
+    "Tag",
+    "TextItem",
+    "Transcript",
+    "Unauthenticated",
+    "Unavailable",
+    "UnderstandingError",
+    "Unimplemented",
+    "Upload",
+    "UploadSourceError",
+    "VideoInfo",
+    "VideoOptions",
+    "Word",
+    "__version__",
+]

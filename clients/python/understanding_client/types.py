@@ -1,0 +1,464 @@
+"""Typed results: frozen dataclasses built from the protobuf messages.
+
+Every result keeps the message it came from in `.raw` (excluded from equality
+and repr), so a field added to the contract later is reachable before this
+module learns about it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping
+
+from understanding.v1 import common_pb2, jobs_pb2, understanding_pb2 as pb
+
+
+class Modality(str, enum.Enum):
+    UNSPECIFIED = "unspecified"
+    TEXT = "text"
+    SPEECH = "speech"
+    VIDEO = "video"
+
+    @classmethod
+    def from_pb(cls, value: int) -> Modality:
+        return _MODALITY_FROM_PB.get(value, cls.UNSPECIFIED)
+
+    def to_pb(self) -> int:
+        return _MODALITY_TO_PB[self]
+
+
+_MODALITY_TO_PB = {
+    Modality.UNSPECIFIED: common_pb2.MODALITY_UNSPECIFIED,
+    Modality.TEXT: common_pb2.MODALITY_TEXT,
+    Modality.SPEECH: common_pb2.MODALITY_SPEECH,
+    Modality.VIDEO: common_pb2.MODALITY_VIDEO,
+}
+_MODALITY_FROM_PB = {v: k for k, v in _MODALITY_TO_PB.items()}
+
+
+class JobState(str, enum.Enum):
+    UNSPECIFIED = "unspecified"
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+    @classmethod
+    def from_pb(cls, value: int) -> JobState:
+        return _STATE_FROM_PB.get(value, cls.UNSPECIFIED)
+
+    def to_pb(self) -> int:
+        return _STATE_TO_PB[self]
+
+
+_STATE_TO_PB = {
+    JobState.UNSPECIFIED: jobs_pb2.JOB_STATE_UNSPECIFIED,
+    JobState.QUEUED: jobs_pb2.JOB_STATE_QUEUED,
+    JobState.RUNNING: jobs_pb2.JOB_STATE_RUNNING,
+    JobState.SUCCEEDED: jobs_pb2.JOB_STATE_SUCCEEDED,
+    JobState.FAILED: jobs_pb2.JOB_STATE_FAILED,
+    JobState.CANCELLED: jobs_pb2.JOB_STATE_CANCELLED,
+}
+_STATE_FROM_PB = {v: k for k, v in _STATE_TO_PB.items()}
+
+
+def _raw() -> Any:
+    return field(default=None, repr=False, compare=False)
+
+
+def timestamp(message: Any, present: bool = True) -> dt.datetime | None:
+    """A protobuf Timestamp as an aware UTC datetime; None when unset."""
+    if not present or (message.seconds == 0 and message.nanos == 0):
+        return None
+    return dt.datetime.fromtimestamp(message.seconds + message.nanos / 1e9, tz=dt.timezone.utc)
+
+
+@dataclass(frozen=True, slots=True)
+class Tag:
+    label: str
+    group: str
+    score: float
+    start_s: float = 0.0
+    end_s: float = 0.0
+    raw: common_pb2.Tag | None = _raw()
+
+    @classmethod
+    def from_pb(cls, m: common_pb2.Tag) -> Tag:
+        return cls(m.label, m.group, m.score, m.start_s, m.end_s, raw=m)
+
+
+@dataclass(frozen=True, slots=True)
+class Language:
+    code: str
+    probability: float
+    raw: common_pb2.Language | None = _raw()
+
+    @classmethod
+    def from_pb(cls, m: common_pb2.Language) -> Language:
+        return cls(m.code, m.probability, raw=m)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRef:
+    name: str
+    version: str
+    raw: common_pb2.ModelRef | None = _raw()
+
+    @classmethod
+    def from_pb(cls, m: common_pb2.ModelRef) -> ModelRef:
+        return cls(m.name, m.version, raw=m)
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One embedded unit of a media: a text chunk, a transcript window or a shot."""
+
+    index: int
+    text: str
+    start_s: float
+    end_s: float
+    tags: tuple[Tag, ...]
+    point_id: str
+    # Present only when the request asked for embeddings.
+    embedding: tuple[float, ...] = ()
+    raw: common_pb2.Chunk | None = _raw()
+
+    @classmethod
+    def from_pb(cls, m: common_pb2.Chunk) -> Chunk:
+        return cls(
+            m.index, m.text, m.start_s, m.end_s, tuple(Tag.from_pb(t) for t in m.tags), m.point_id,
+            tuple(m.embedding), raw=m,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    text: str
+    start_s: float
+    end_s: float
+    probability: float
+    raw: common_pb2.Word | None = _raw()
+
+    @classmethod
+    def from_pb(cls, m: common_pb2.Word) -> Word:
+        return cls(m.text, m.start_s, m.end_s, m.probability, raw=m)
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    index: int
+    start_s: float
+    end_s: float
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+    words: tuple[Word, ...] = ()
+    raw: common_pb2.Segment | None = _raw()
+
+    @classmethod
+    def from_pb(cls, m: common_pb2.Segment) -> Segment:
+        return cls(
+            m.index, m.start_s, m.end_s, m.text, m.avg_logprob, m.no_speech_prob,
+            tuple(Word.from_pb(w) for w in m.words), raw=m,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    segments: tuple[Segment, ...]
+    language: Language | None
+    duration_s: float
+    task: str
+    model: ModelRef | None
+    raw: common_pb2.Transcript | None = _raw()
+
+    @property
+    def text(self) -> str:
+        """The segments' text joined with single spaces."""
+        return " ".join(s.text.strip() for s in self.segments if s.text.strip())
+
+    @classmethod
+    def from_pb(cls, m: common_pb2.Transcript) -> Transcript:
+        return cls(
+            tuple(Segment.from_pb(s) for s in m.segments),
+            Language.from_pb(m.language) if m.HasField("language") else None,
+            m.duration_s,
+            m.task,
+            ModelRef.from_pb(m.model) if m.HasField("model") else None,
+            raw=m,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class VideoInfo:
+    duration_s: float
+    fps: float
+    width: int
+    height: int
+    codec: str
+    has_audio: bool
+    frames_decoded: int
+    frames_analyzed: int
+    raw: common_pb2.VideoInfo | None = _raw()
+
+    @classmethod
+    def from_pb(cls, m: common_pb2.VideoInfo) -> VideoInfo:
+        return cls(
+            m.duration_s, m.fps, m.width, m.height, m.codec, m.has_audio, m.frames_decoded, m.frames_analyzed, raw=m
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Shot:
+    index: int
+    start_s: float
+    end_s: float
+    keyframe_s: float
+    tags: tuple[Tag, ...]
+    transcript_text: str
+    face_count: int
+    # Small JPEG; only when the request asked for keyframes.
+    keyframe_jpeg: bytes = field(default=b"", repr=False)
+    raw: common_pb2.Shot | None = _raw()
+
+    @classmethod
+    def from_pb(cls, m: common_pb2.Shot) -> Shot:
+        return cls(
+            m.index, m.start_s, m.end_s, m.keyframe_s, tuple(Tag.from_pb(t) for t in m.tags), m.transcript_text,
+            m.face_count, m.keyframe_jpeg, raw=m,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """The complete understanding of one media item."""
+
+    media_id: str
+    tenant: str
+    modality: Modality
+    language: Language | None
+    tags: tuple[Tag, ...]
+    chunks: tuple[Chunk, ...]
+    transcript: Transcript | None
+    video: VideoInfo | None
+    shots: tuple[Shot, ...]
+    embedding_model: ModelRef | None
+    created_at: dt.datetime | None
+    version: int
+    metadata: Mapping[str, str]
+    raw: common_pb2.Analysis | None = _raw()
+
+    @classmethod
+    def from_pb(cls, m: common_pb2.Analysis) -> Analysis:
+        return cls(
+            media_id=m.media_id,
+            tenant=m.tenant,
+            modality=Modality.from_pb(m.modality),
+            language=Language.from_pb(m.language) if m.HasField("language") else None,
+            tags=tuple(Tag.from_pb(t) for t in m.tags),
+            chunks=tuple(Chunk.from_pb(c) for c in m.chunks),
+            transcript=Transcript.from_pb(m.transcript) if m.HasField("transcript") else None,
+            video=VideoInfo.from_pb(m.video) if m.HasField("video") else None,
+            shots=tuple(Shot.from_pb(s) for s in m.shots),
+            embedding_model=ModelRef.from_pb(m.embedding_model) if m.HasField("embedding_model") else None,
+            created_at=timestamp(m.created_at, m.HasField("created_at")),
+            version=m.version,
+            metadata=dict(m.metadata),
+            raw=m,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TextItem:
+    """A text to analyze; `media_id` empty lets the server derive one from the content."""
+
+    text: str
+    media_id: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    def to_pb(self) -> pb.TextItem:
+        return pb.TextItem(text=self.text, media_id=self.media_id, metadata=dict(self.metadata))
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """Media stored with `upload_media`, to be referenced by `submit_job(upload_id=...)`."""
+
+    upload_id: str
+    size_bytes: int
+    sha256: str
+    raw: pb.UploadMediaResponse | None = _raw()
+
+    @classmethod
+    def from_pb(cls, m: pb.UploadMediaResponse) -> Upload:
+        return cls(m.upload_id, m.size_bytes, m.sha256, raw=m)
+
+
+@dataclass(frozen=True, slots=True)
+class JobProgress:
+    fraction: float
+    stage: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobError:
+    code: str
+    message: str
+    retriable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    job_id: str
+    tenant: str
+    media_id: str
+    modality: Modality
+    state: JobState
+    progress: JobProgress
+    attempts: int
+    error: JobError | None
+    created_at: dt.datetime | None
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    idempotency_key: str
+    # Present when the state is SUCCEEDED (and the call returns results).
+    result: Analysis | None
+    raw: jobs_pb2.Job | None = _raw()
+
+    @property
+    def done(self) -> bool:
+        """True once the job reached SUCCEEDED, FAILED or CANCELLED."""
+        return self.state.terminal
+
+    @classmethod
+    def from_pb(cls, m: jobs_pb2.Job) -> Job:
+        return cls(
+            job_id=m.job_id,
+            tenant=m.tenant,
+            media_id=m.media_id,
+            modality=Modality.from_pb(m.modality),
+            state=JobState.from_pb(m.state),
+            progress=JobProgress(m.progress.fraction, m.progress.stage),
+            attempts=m.attempts,
+            error=JobError(m.error.code, m.error.message, m.error.retriable) if m.HasField("error") and m.error.code else None,
+            created_at=timestamp(m.created_at, m.HasField("created_at")),
+            started_at=timestamp(m.started_at, m.HasField("started_at")),
+            finished_at=timestamp(m.finished_at, m.HasField("finished_at")),
+            idempotency_key=m.idempotency_key,
+            result=Analysis.from_pb(m.result) if m.HasField("result") else None,
+            raw=m,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    jobs: tuple[Job, ...]
+    # Pass to `list_jobs(page_token=...)` for the next page; empty on the last.
+    next_page_token: str
+    raw: pb.ListJobsResponse | None = _raw()
+
+    def __iter__(self) -> Iterator[Job]:
+        return iter(self.jobs)
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    @classmethod
+    def from_pb(cls, m: pb.ListJobsResponse) -> JobPage:
+        return cls(tuple(Job.from_pb(j) for j in m.jobs), m.next_page_token, raw=m)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    point_id: str
+    score: float
+    media_id: str
+    modality: Modality
+    chunk_index: int
+    start_s: float
+    end_s: float
+    text: str
+    matched_terms: tuple[str, ...]
+    tags: tuple[Tag, ...]
+    language: Language | None
+    metadata: Mapping[str, str]
+    # With group_by_media: matching points of this media.
+    group_hits: int
+    embedding_model: ModelRef | None
+    created_at: dt.datetime | None
+    # Only with `with_vectors=True`.
+    vector: tuple[float, ...]
+    keyframe_s: float
+    raw: pb.SearchHit | None = _raw()
+
+    @classmethod
+    def from_pb(cls, m: pb.SearchHit) -> SearchHit:
+        return cls(
+            point_id=m.point_id,
+            score=m.score,
+            media_id=m.media_id,
+            modality=Modality.from_pb(m.modality),
+            chunk_index=m.chunk_index,
+            start_s=m.start_s,
+            end_s=m.end_s,
+            text=m.text,
+            matched_terms=tuple(m.matched_terms),
+            tags=tuple(Tag.from_pb(t) for t in m.tags),
+            language=Language.from_pb(m.language) if m.HasField("language") else None,
+            metadata=dict(m.metadata),
+            group_hits=m.group_hits,
+            embedding_model=ModelRef.from_pb(m.embedding_model) if m.HasField("embedding_model") else None,
+            created_at=timestamp(m.created_at, m.HasField("created_at")),
+            vector=tuple(m.vector),
+            keyframe_s=m.keyframe_s,
+            raw=m,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResults:
+    hits: tuple[SearchHit, ...]
+    # Pass back as `search(cursor=...)` for the next page; empty when none.
+    next_cursor: str
+    embedding_model: ModelRef | None
+    raw: pb.SearchResponse | None = _raw()
+
+    def __iter__(self) -> Iterator[SearchHit]:
+        return iter(self.hits)
+
+    def __len__(self) -> int:
+        return len(self.hits)
+
+    def __getitem__(self, index: int) -> SearchHit:
+        return self.hits[index]
+
+    @classmethod
+    def from_pb(cls, m: pb.SearchResponse) -> SearchResults:
+        return cls(
+            tuple(SearchHit.from_pb(h) for h in m.hits),
+            m.next_cursor,
+            ModelRef.from_pb(m.embedding_model) if m.HasField("embedding_model") else None,
+            raw=m,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Media:
+    """Every stored point of one media, in chunk order (without vectors)."""
+
+    media_id: str
+    modality: Modality
+    points: tuple[SearchHit, ...]
+    version: int
+    raw: pb.GetMediaResponse | None = _raw()
+
+    @classmethod
+    def from_pb(cls, m: pb.GetMediaResponse) -> Media:
+        return cls(m.media_id, Modality.from_pb(m.modality), tuple(SearchHit.from_pb(p) for p in m.points), m.version, raw=m)
