@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export UNDERSTANDING_CACHE ?= $(HOME)/.cache/understanding
 
-.PHONY: setup run test test-fast bench lint protos check-protos docs kafka-up kafka-down clean
+.PHONY: setup run test test-fast bench lint protos check-protos docs soak worker kafka-up kafka-down clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -15,6 +15,13 @@ test: setup  ## the full test suite (starts a real Kafka broker if none is runni
 
 test-fast: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit $(PYTEST_ARGS)
+
+worker: setup  ## a job worker for the Kafka job backend (UNDERSTANDING_JOB_BACKEND=kafka)
+	$(PY) -m understanding worker
+
+soak: setup  ## long fuzzing (50x) + a 30-minute mixed load test with memory drift (~50 min)
+	UNDERSTANDING_FUZZ_SCALE=50 $(PY) -m pytest -q -p no:cacheprovider tests/unit/media/test_fuzz_decoders.py tests/unit/api/test_fuzz_requests.py
+	$(PY) benchmarks/load_test.py --soak
 
 bench: setup  ## every benchmark script, one summary table
 	$(PY) benchmarks/run_all.py $(BENCH_ARGS)

@@ -52,7 +52,7 @@ def start_server(env: Mapping[str, str] | None = None) -> Server:
     data_dir = pathlib.Path(tempfile.mkdtemp(prefix="understanding-bench-"))
     port = free_port()
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("UNDERSTANDING_") or k == "UNDERSTANDING_CACHE"}
-    full_env.update({"UNDERSTANDING_GRPC_PORT": str(port), "UNDERSTANDING_DATA_DIR": str(data_dir), "UNDERSTANDING_LOG_LEVEL": "WARNING"})
+    full_env.update({"UNDERSTANDING_GRPC_PORT": str(port), "UNDERSTANDING_DATA_DIR": str(data_dir), "UNDERSTANDING_LOG_LEVEL": "WARNING", "UNDERSTANDING_METRICS_PORT": "0"})
     full_env.update(env or {})
     log = (data_dir / "server.log").open("wb")
     started = time.perf_counter()

@@ -88,6 +88,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from understanding import logs
+    from understanding.app import work
+    from understanding.config import Settings
+
+    overrides: dict[str, Any] = {"job_backend": "kafka"}
+    if args.concurrency is not None:
+        overrides["job_workers"] = args.concurrency
+    settings = Settings.from_env(**overrides)
+    if not settings.kafka_bootstrap:
+        print("error: a worker needs Kafka: set UNDERSTANDING_KAFKA_BOOTSTRAP", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_level, json_lines=settings.log_json)
+    asyncio.run(work(settings))
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     from understanding.config import Settings
 
@@ -640,7 +659,107 @@ def cmd_media_delete(args: argparse.Namespace) -> int:
 
 def cmd_reindex(args: argparse.Namespace) -> int:
     """Re-embed every stored point's text with another model into that model's
-    collection, then point the alias at it (see `open_store`)."""
+    collection, then point the alias at it (see `open_store`).
+
+    On a running server (the Admin RPC: it keeps serving and switches its model
+    live) unless `--offline`; without `--server`, a server that does not
+    answer means the offline path (the embedded store is then free).
+    """
+    if not args.offline:
+        explicit = bool(args.server or os.environ.get("UNDERSTANDING_SERVER"))
+        reached = _reindex_online(args)
+        if reached is not None:
+            return reached
+        if explicit:
+            print(f"error: no server answers at {_channel_target(args)}", file=sys.stderr)
+            print("hint: start it, fix --server, or pass --offline to reindex the local store.", file=sys.stderr)
+            return EXIT_RPC
+        print(f"no server at {_channel_target(args)}: reindexing the local store offline", file=sys.stderr)
+    return _reindex_offline(args)
+
+
+def _reindex_online(args: argparse.Namespace) -> int | None:
+    """Reindex through the server's Admin service; None when no server answers."""
+    import grpc
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from understanding.v1 import admin_pb2, admin_pb2_grpc
+
+    channel = grpc.insecure_channel(_channel_target(args))
+    try:
+        grpc.channel_ready_future(channel).result(timeout=args.connect_timeout)
+    except grpc.FutureTimeoutError:
+        channel.close()
+        return None
+    stub = admin_pb2_grpc.AdminStub(channel)
+    spec = args.to_model
+    model_path = spec if spec == "packaged" else os.path.abspath(os.path.expanduser(spec))
+    key = args.api_key or os.environ.get("UNDERSTANDING_ADMIN_API_KEY") or os.environ.get("UNDERSTANDING_API_KEY", "")
+    metadata = [("x-api-key", key)] if key else []
+    request = admin_pb2.ReindexRequest(model_path=model_path, batch_size=args.batch_size, no_switch=args.no_switch)
+    last = None
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=Console(stderr=True), transient=True, disable=args.json) as progress:
+            task = progress.add_task("loading the model", total=None)
+            for update in stub.Reindex(request, metadata=metadata, timeout=args.timeout or None):
+                last = update
+                phase = admin_pb2.ReindexPhase.Name(update.phase).removeprefix("REINDEX_PHASE_").lower()
+                label = {"copying": "re-embedding", "catching_up": f"catch-up pass {update.passes}"}.get(phase, phase)
+                progress.update(
+                    task,
+                    description=label.replace("_", " "),
+                    total=update.total_points or None,
+                    completed=update.done_points,
+                )
+    except grpc.RpcError as error:
+        if error.code() == grpc.StatusCode.PERMISSION_DENIED:
+            print(f"error: PERMISSION_DENIED: {error.details()}", file=sys.stderr)
+            print("hint: pass an admin key with --api-key (or UNDERSTANDING_ADMIN_API_KEY); the server "
+                  "lists their hashes in UNDERSTANDING_ADMIN_API_KEYS.", file=sys.stderr)
+            return EXIT_RPC
+        return _rpc_error(error, args)
+    finally:
+        channel.close()
+    if last is None:
+        return EXIT_RPC
+    phase = admin_pb2.ReindexPhase.Name(last.phase).removeprefix("REINDEX_PHASE_").lower()
+    summary = {
+        "mode": "online",
+        "server": _channel_target(args),
+        "phase": phase,
+        "alias": last.alias,
+        "from": last.from_collection,
+        "to": last.to_collection,
+        "model": {"name": last.model.name, "version": last.model.version},
+        "switched": last.switched,
+        "embedded": last.embedded_points,
+        "without_text": last.without_text_points,
+        "removed": last.removed_points,
+        "points": last.target_points,
+        "passes": last.passes,
+        "write_pause_seconds": round(last.write_pause_seconds, 4),
+        "seconds": round(last.elapsed_seconds, 2),
+        "message": last.message,
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    elif phase == "nothing_to_do":
+        print(last.message)
+    else:
+        print(
+            f"{summary['points']} points in {summary['to']} ({summary['embedded']} embedded in {summary['passes']} "
+            f"pass(es), {summary['without_text']} without text skipped) in {summary['seconds']} s"
+        )
+        if last.switched:
+            print(f"alias {last.alias} -> {last.to_collection}; the server now serves {last.model.name} "
+                  f"(writes paused {summary['write_pause_seconds'] * 1000:.0f} ms).")
+            print(f"The old collection {last.from_collection} is kept: reindex back to roll back.")
+    return 0
+
+
+def _reindex_offline(args: argparse.Namespace) -> int:
     from understanding import logs
     from understanding.app import open_store
     from understanding.config import Settings
@@ -691,7 +810,9 @@ def cmd_reindex(args: argparse.Namespace) -> int:
         runs.append(reembed_into(source, target, embedder.encode, model, batch_size=size))
         target.optimize()
         if not args.no_switch:
-            target.promote(alias)
+            from understanding.reindex import model_spec_of
+
+            target.promote(alias, model_path=model_spec_of(args.to_model, model_dir))
         summary = {
             "alias": alias,
             "from": source.collection,
@@ -715,7 +836,10 @@ def cmd_reindex(args: argparse.Namespace) -> int:
         )
         if summary["switched"]:
             print(f"alias {alias} -> {summary['to']}.")
-            print(f"Restart the service with UNDERSTANDING_EMBEDDING_MODEL={args.to_model}")
+            print(
+                "Start the service with UNDERSTANDING_EMBEDDING_MODEL unset (`packaged`: it follows the alias) "
+                f"or set to {args.to_model}"
+            )
     return 0
 
 
@@ -728,6 +852,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="gRPC port (default UNDERSTANDING_GRPC_PORT or 50051)")
     serve.add_argument("--host", help="bind address (default UNDERSTANDING_GRPC_HOST or 127.0.0.1)")
     serve.set_defaults(fn=cmd_serve)
+
+    worker = sub.add_parser(
+        "worker",
+        help="run jobs from Kafka (the `kafka` job backend); start several to scale out",
+        description="Consume understanding.jobs.v1 in the worker group and run each job's pipeline. "
+        "Needs UNDERSTANDING_KAFKA_BOOTSTRAP and the blob directory the API replicas write "
+        "(UNDERSTANDING_BLOB_DIR). SIGTERM finishes the jobs in hand, then stops.",
+    )
+    worker.add_argument("--concurrency", type=int, help="jobs run at once (default UNDERSTANDING_JOB_WORKERS or 1)")
+    worker.set_defaults(fn=cmd_worker)
 
     config = sub.add_parser("config", help="list every setting with its current value")
     config.add_argument("--json", action="store_true")
@@ -832,10 +966,23 @@ def build_parser() -> argparse.ArgumentParser:
     reindex = sub.add_parser(
         "reindex", help="re-embed every stored point with another model into a new collection, then switch the alias"
     )
-    reindex.add_argument("--to-model", required=True, metavar="PATH", help="sentence-transformers model directory")
+    reindex.add_argument(
+        "--to-model", required=True, metavar="PATH", help="sentence-transformers model directory (or `packaged`)"
+    )
     reindex.add_argument("--batch-size", type=int, default=256, help="points embedded per forward pass")
     reindex.add_argument("--no-switch", action="store_true", help="fill the new collection, leave the alias")
     reindex.add_argument("--json", action="store_true", help="print the summary as JSON")
+    reindex.add_argument(
+        "--server", help="HOST:PORT of the running service (default UNDERSTANDING_SERVER or 127.0.0.1:50051)"
+    )
+    reindex.add_argument("--api-key", help="admin API key (default UNDERSTANDING_ADMIN_API_KEY)")
+    reindex.add_argument("--timeout", type=float, default=0.0, help="deadline in seconds (default: none)")
+    reindex.add_argument(
+        "--connect-timeout", type=float, default=2.0, help="seconds to wait for the server before going offline"
+    )
+    reindex.add_argument(
+        "--offline", action="store_true", help="reindex the local embedded store directly (the server must be stopped)"
+    )
     reindex.set_defaults(fn=cmd_reindex)
     return parser
 

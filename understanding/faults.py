@@ -1,7 +1,9 @@
 """Deliberate failures for chaos and fault-injection tests (off unless configured).
 
 `UNDERSTANDING_FAULTS="store_write=3,transcribe=1"` makes the first 3 vector
-store writes and the first transcription fail with a transient error. Used by
+store writes and the first transcription fail with a transient error;
+`decode_crash=1`, `decode_hang=1` and `decode_oom=1` make the next media
+decoder child crash, hang or allocate without bound (media/sandbox.py). Used by
 the test suite to prove that retries and the outbox lose nothing; never set it
 in production.
 """
@@ -32,6 +34,16 @@ class FaultInjector:
                 return
             self._remaining[point] = left - 1
         raise InjectedFault(f"injected fault at {point} ({left - 1} more to come)")
+
+    def take(self, point: str) -> bool:
+        """Use up one fault at `point` without raising (for faults that are not
+        exceptions: a decoder child that hangs or crashes)."""
+        with self._lock:
+            left = self._remaining.get(point, 0)
+            if left <= 0:
+                return False
+            self._remaining[point] = left - 1
+            return True
 
     @classmethod
     def from_spec(cls, spec: str) -> FaultInjector | None:

@@ -29,6 +29,7 @@ from typing import Awaitable, Callable, Mapping, Sequence
 import numpy as np
 
 from understanding.domain import InvalidInput, LimitExceeded, NotFound, Vector
+from understanding.models.batcher import BatcherClosed
 from understanding.sinks import lexical
 from understanding.sinks.lexical import LexicalEncoder, SparseTerms
 from understanding.sinks.store import PointFilter, StoredPoint, VectorStore, newest_versions
@@ -97,6 +98,16 @@ class Searcher:
         self._store = store
         self._embed_query = embed_query
         self._lexical = lexical_encoder or lexical.encoder()
+        self._generation = 0
+
+    def rebind(self, store: VectorStore, embed_query: Callable[[str], Awaitable[Vector]]) -> None:
+        """Search `store` with queries embedded by `embed_query` from now on (online reindex).
+
+        A search under way when this is called runs again on the new pair, so a
+        query vector is never searched in another model's collection.
+        """
+        self._store, self._embed_query = store, embed_query
+        self._generation += 1
 
     async def search(self, query: SearchQuery, flt: PointFilter) -> SearchPage:
         if not 1 <= query.top_k <= MAX_TOP_K:
@@ -107,21 +118,30 @@ class Searcher:
         mode = self._mode(query)
         fingerprint = query_fingerprint(query, flt, mode)
         offset = self._offset(query, fingerprint)
-        resolved = await self._resolve(query, flt, mode)
         if query.group_by_media:
             fetch, skip = min(MAX_GROUP_FETCH, (offset + query.top_k) * 10), 0
         else:
             fetch, skip = query.top_k, offset
-        points = await asyncio.to_thread(
-            self._store.search,
-            resolved.vector,
-            resolved.flt,
-            limit=fetch,
-            offset=skip,
-            score_threshold=query.score_threshold,
-            with_vectors=query.with_vectors,
-            lexical=resolved.lexical,
-        )
+        while True:
+            generation, store = self._generation, self._store
+            try:
+                resolved = await self._resolve(query, flt, mode)
+                points = await asyncio.to_thread(
+                    store.search,
+                    resolved.vector,
+                    resolved.flt,
+                    limit=fetch,
+                    offset=skip,
+                    score_threshold=query.score_threshold,
+                    with_vectors=query.with_vectors,
+                    lexical=resolved.lexical,
+                )
+            except BatcherClosed:
+                if generation == self._generation:
+                    raise
+                continue
+            if generation == self._generation:
+                break  # else the model and store were swapped meanwhile: ask again
         # A re-analysis being published can show both versions of a media for
         # an instant: keep the newest (see VectorStore.commit_media).
         points = newest_versions(points)
@@ -179,8 +199,10 @@ class Searcher:
             if not np.all(np.isfinite(values)):
                 raise InvalidInput("must contain only finite numbers", field="vector")
             norm = float(np.linalg.norm(values))
-            if norm == 0 or not math.isfinite(norm):
+            if norm == 0:
                 raise InvalidInput("must not be the zero vector", field="vector")
+            if not math.isfinite(norm):  # finite values whose squares overflow float32
+                raise InvalidInput("is too long: its length overflows (scale it down)", field="vector")
             return _Resolved(values / norm, None, flt)
         assert query.example_media_id is not None
         media = query.example_media_id

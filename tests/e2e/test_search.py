@@ -7,6 +7,7 @@ re-analysis that readers never see half-done.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -383,7 +384,7 @@ def test_reindex_to_another_model_and_switch(tmp_path) -> None:  # type: ignore[
         env = {k: v for k, v in os.environ.items() if not k.startswith("UNDERSTANDING_") or k == "UNDERSTANDING_CACHE"}
         env |= {"UNDERSTANDING_DATA_DIR": str(data), "UNDERSTANDING_LOG_LEVEL": "WARNING"}
         return subprocess.run(
-            [sys.executable, "-m", "understanding", "reindex", "--to-model", str(other), "--json"],
+            [sys.executable, "-m", "understanding", "reindex", "--offline", "--to-model", str(other), "--json"],
             env=env,
             capture_output=True,
             text=True,
@@ -411,10 +412,19 @@ def test_reindex_to_another_model_and_switch(tmp_path) -> None:  # type: ignore[
         assert [h.media_id for h in hits] == ["sports"] and hits[0].embedding_model.name == "minilm-copy"
     finally:
         assert second.stop() == 0
-    # The old model no longer matches the alias: a server configured with it refuses to start.
-    stale = ServerProcess(data).start()
+    # Left at the default model, a server follows the alias to the model it was switched to.
+    following = ServerProcess(data).start()
     try:
-        with pytest.raises(RuntimeError, match="reindex"):
+        following.wait_serving()
+        hits = search(following, "t", text="football match", top_k=1).hits
+        assert [h.media_id for h in hits] == ["sports"] and hits[0].embedding_model.name == "minilm-copy"
+    finally:
+        assert following.stop() == 0
+    # An explicitly configured old model no longer matches the alias: the server refuses to start
+    # and names the model to configure.
+    stale = ServerProcess(data, env={"UNDERSTANDING_EMBEDDING_MODEL": str(packaged)}).start()
+    try:
+        with pytest.raises(RuntimeError, match=re.escape(f"UNDERSTANDING_EMBEDDING_MODEL={other.resolve()}")):
             stale.wait_serving(timeout_s=120)
     finally:
         stale.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import signal
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from typing import Mapping
 
 import grpc
@@ -26,7 +28,13 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, data_dir: pathlib.Path, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: pathlib.Path,
+        env: Mapping[str, str] | None = None,
+        *,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.target = f"127.0.0.1:{self.port}"
@@ -34,6 +42,7 @@ class ServerProcess:
         self._env = dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
         self._channel: grpc.Channel | None = None
+        self._credentials = credentials
 
     def start(self) -> ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -44,6 +53,7 @@ class ServerProcess:
                 "UNDERSTANDING_DATA_DIR": str(self.data_dir),
                 "UNDERSTANDING_LOG_LEVEL": "INFO",
                 "UNDERSTANDING_SHUTDOWN_GRACE_S": "5",
+                "UNDERSTANDING_METRICS_PORT": "0",  # a free port, found by metrics_port()
             }
         )
         env.update(self._env)
@@ -80,12 +90,27 @@ class ServerProcess:
     @property
     def channel(self) -> grpc.Channel:
         if self._channel is None:
-            self._channel = grpc.insecure_channel(self.target)
+            if self._credentials is None:
+                self._channel = grpc.insecure_channel(self.target)
+            else:
+                self._channel = grpc.secure_channel(self.target, self._credentials)
         return self._channel
 
     @property
     def stub(self) -> understanding_pb2_grpc.UnderstandingStub:
         return understanding_pb2_grpc.UnderstandingStub(self.channel)
+
+    def metrics_port(self) -> int:
+        """The metrics port the server logged last (`metrics listening`): restarts append to the log."""
+        lines = [line for line in self.log_path.read_text(errors="replace").splitlines() if '"metrics listening"' in line]
+        if not lines:
+            raise LookupError(f"no metrics port in the log:\n{self.log()}")
+        return int(json.loads(lines[-1])["metrics_port"])
+
+    def metrics(self) -> str:
+        """The Prometheus text exposition, scraped now."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port()}/metrics", timeout=10) as response:
+            return str(response.read().decode())
 
     def log(self) -> str:
         try:

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Mapping
 
-from understanding.domain import InvalidInput, Unauthenticated
+from understanding.domain import InvalidInput, PermissionDenied, Unauthenticated
 
 DEFAULT_TENANT = "default"
 _TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -34,6 +34,14 @@ def parse_api_keys(spec: str) -> dict[str, str]:
             raise ValueError("UNDERSTANDING_API_KEYS entries must look like tenant:<sha256 hex of the key>")
         keys[digest] = tenant
     return keys
+
+
+def parse_admin_keys(spec: str) -> dict[str, str]:
+    """`name:sha256hex,...` (UNDERSTANDING_ADMIN_API_KEYS) -> {sha256hex: name}."""
+    try:
+        return parse_api_keys(spec)
+    except ValueError:
+        raise ValueError("UNDERSTANDING_ADMIN_API_KEYS entries must look like name:<sha256 hex of the key>") from None
 
 
 class Identity:
@@ -58,3 +66,32 @@ class Identity:
         if not _TENANT_RE.match(tenant):
             raise InvalidInput("must match [A-Za-z0-9][A-Za-z0-9._-]{0,63}", field="x-tenant-id")
         return Caller(tenant=tenant, authenticated=False)
+
+
+class AdminIdentity(Identity):
+    """Who may call the Admin service (it reads and rewrites every tenant's points).
+
+    Admin keys (`admin_api_keys`, same `name:sha256hex` form as `api_keys`) are
+    separate from tenant keys: a tenant key is PERMISSION_DENIED. Without admin
+    keys the service is open only in development mode (no tenant keys either).
+    """
+
+    def __init__(self, hashed_keys: Mapping[str, str], *, tenant_auth: bool) -> None:
+        super().__init__(hashed_keys)
+        self._tenant_auth = tenant_auth
+
+    def resolve(self, metadata: Mapping[str, str]) -> Caller:
+        if not self._keys:
+            if self._tenant_auth:
+                raise PermissionDenied(
+                    "admin RPCs are disabled: API keys are configured but UNDERSTANDING_ADMIN_API_KEYS is empty"
+                )
+            return Caller(tenant="admin", authenticated=False)
+        key = metadata.get("x-api-key", "")
+        if not key:
+            raise Unauthenticated("missing x-api-key metadata (an admin API key)")
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        for known, name in self._keys.items():
+            if hmac.compare_digest(known, digest):
+                return Caller(tenant=name, authenticated=True)
+        raise PermissionDenied("not an admin API key")

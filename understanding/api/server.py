@@ -3,24 +3,32 @@
 Building handlers ourselves (instead of the generated add_*_to_server) lets one
 wrapper do for every RPC what each would otherwise repeat: reject requests that
 do not parse (e.g. invalid UTF-8) with INVALID_ARGUMENT instead of INTERNAL,
-resolve the caller's tenant, map domain errors to status codes, and record
-metrics. Methods the servicer does not define answer UNIMPLEMENTED.
+resolve the caller's tenant, apply the per-tenant limits, bind the request's
+ids to every log line, map domain errors to status codes, log one access line
+and report to the metrics observer. Methods the servicer does not define
+answer UNIMPLEMENTED.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Iterator
 
 import grpc
 from google.protobuf.message import DecodeError, Message
 
+from understanding import logs
 from understanding.api.errors import status_for
 from understanding.api.identity import Caller, Identity
-from understanding.domain import UnderstandingError
+from understanding.api.limits import TenantRateLimiter, TenantStreams
+from understanding.domain import LimitExceeded, UnderstandingError
+from understanding.tracing import RpcSpan, RpcTracing
 from understanding.v1 import understanding_pb2
 
 log = logging.getLogger(__name__)
@@ -80,57 +88,147 @@ async def checked_stream(iterator: AsyncIterator[Any]) -> AsyncIterator[Any]:
 
 
 class Observer:
-    """Hook for metrics: called once per finished RPC."""
+    """Hook for metrics: `rpc_started` and `rpc_done` once per RPC, `rpc_refused` per limit hit."""
+
+    def rpc_started(self, method: str) -> None:  # pragma: no cover - default
+        return None
 
     def rpc_done(self, method: str, code: grpc.StatusCode, seconds: float) -> None:  # pragma: no cover - default
         return None
 
+    def rpc_refused(self, method: str, limit: str) -> None:  # pragma: no cover - default
+        return None
 
-def build_handler(servicer: Any, identity: Identity, observer: Observer) -> grpc.GenericRpcHandler:
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-tenant admission limits applied before a servicer method runs (None: off)."""
+
+    rate: TenantRateLimiter | None = None
+    upload_streams: TenantStreams | None = None
+
+
+_DEADLINE_SLACK_S = 0.25
+_TRACE_ID_RE = re.compile(r"^[0-9A-Za-z_-]{8,64}$")
+
+
+def trace_id_from(metadata: dict[str, str]) -> str:
+    """The caller's trace id (`x-trace-id`, or the trace id of a W3C `traceparent`), else a new one."""
+    candidate = metadata.get("x-trace-id", "")
+    if not candidate and metadata.get("traceparent"):
+        parts = metadata["traceparent"].split("-")
+        candidate = parts[1] if len(parts) == 4 else ""
+    return candidate if _TRACE_ID_RE.match(candidate) else uuid.uuid4().hex
+
+
+def build_handler(
+    servicer: Any,
+    identity: Identity,
+    observer: Observer,
+    limits: Limits | None = None,
+    *,
+    service: Any = SERVICE,
+    tracing: RpcTracing | None = None,
+) -> grpc.GenericRpcHandler:
+    """Handlers for every method of `service` (a service descriptor; the tenant API by default)."""
     handlers: dict[str, grpc.RpcMethodHandler] = {}
-    for method in SERVICE.methods:
-        handlers[method.name] = _method_handler(servicer, method, identity, observer)
-    return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+    for method in service.methods:
+        handlers[method.name] = _method_handler(
+            servicer, method, identity, observer, limits or Limits(), tracing, service.full_name
+        )
+    return grpc.method_handlers_generic_handler(service.full_name, handlers)
 
 
-def _method_handler(servicer: Any, method: Any, identity: Identity, observer: Observer) -> grpc.RpcMethodHandler:
+def _method_handler(
+    servicer: Any,
+    method: Any,
+    identity: Identity,
+    observer: Observer,
+    limits: Limits,
+    tracing: RpcTracing | None,
+    service_name: str,
+) -> grpc.RpcMethodHandler:
     request_cls = understanding_pb2_message(method.input_type)
     response_cls = understanding_pb2_message(method.output_type)
     impl = getattr(servicer, method.name, None)
     name = method.name
+    is_upload = method.client_streaming
 
-    async def prepare(request: Any, context: grpc.aio.ServicerContext) -> Call:
+    def begin(context: grpc.aio.ServicerContext) -> tuple[dict[str, str], RpcSpan | None]:
         metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
-        caller = identity.resolve(metadata)
-        return Call(
-            caller=caller,
-            request_id=uuid.uuid4().hex[:16],
-            trace_id=metadata.get("x-trace-id", "") or uuid.uuid4().hex,
-            grpc=context,
-        )
+        return metadata, tracing.start(service_name, name, metadata) if tracing is not None else None
 
-    async def fail(context: grpc.aio.ServicerContext, error: BaseException, started: float) -> None:
+    def prepare(context: grpc.aio.ServicerContext, metadata: dict[str, str], request_id: str, span: RpcSpan | None) -> Call:
+        trace_id = span.trace_id if span is not None else trace_id_from(metadata)
+        logs.bind(trace_id=trace_id)
+        caller = identity.resolve(metadata)
+        logs.bind(tenant=caller.tenant)
+        if span is not None:
+            span.set_attribute("understanding.tenant", caller.tenant)
+            span.set_attribute("understanding.request_id", request_id)
+        if limits.rate is not None:
+            try:
+                limits.rate.check(caller.tenant)
+            except LimitExceeded:
+                observer.rpc_refused(name, "rate")
+                raise
+        return Call(caller=caller, request_id=request_id, trace_id=trace_id, grpc=context)
+
+    @contextlib.contextmanager
+    def upload_slot(call: Call) -> Iterator[None]:
+        streams = limits.upload_streams if is_upload else None
+        if streams is not None:
+            try:
+                streams.acquire(call.tenant)
+            except LimitExceeded:
+                observer.rpc_refused(name, "upload_streams")
+                raise
+        try:
+            yield
+        finally:
+            if streams is not None:
+                streams.release(call.tenant)
+
+    def status_of(error: BaseException) -> tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]]:
         if isinstance(error, _Abort):
-            code, message, trailers = error.code, error.message, error.trailers
-        elif isinstance(error, UnderstandingError):
-            code, message, trailers = status_for(error)
-        else:
-            log.exception("unexpected error in %s", name)
-            code, message, trailers = grpc.StatusCode.INTERNAL, f"internal error ({type(error).__name__})", ()
-        observer.rpc_done(name, code, time.perf_counter() - started)
-        if trailers:
-            context.set_trailing_metadata(trailers)
-        await context.abort(code, message)
+            return error.code, error.message, error.trailers
+        if isinstance(error, UnderstandingError):
+            return status_for(error)
+        log.exception("unexpected error in %s", name)
+        return grpc.StatusCode.INTERNAL, f"internal error ({type(error).__name__})", ()
+
+    def stopped_code(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+        """Why the RPC task was cancelled: its deadline passed, or the client went away.
+
+        The client's own timer usually fires first and resets the stream a little
+        before the server's copy of the deadline (which started when the request
+        arrived), so a cancellation that close to the deadline counts as the deadline.
+        """
+        remaining = context.time_remaining()
+        near_deadline = remaining is not None and remaining <= _DEADLINE_SLACK_S
+        return grpc.StatusCode.DEADLINE_EXCEEDED if near_deadline else grpc.StatusCode.CANCELLED
+
+    def finish(code: grpc.StatusCode, started: float, message: str, span: RpcSpan | None) -> None:
+        seconds = time.perf_counter() - started
+        if span is not None:
+            span.finish(code, message)
+        observer.rpc_done(name, code, seconds)
+        extra: dict[str, Any] = {"method": name, "code": code.name, "ms": round(seconds * 1000, 1)}
+        if message:
+            extra["error"] = message
+        log.log(logging.INFO if code in _EXPECTED else logging.WARNING, "rpc", extra=extra)
 
     if impl is None:
 
         async def unimplemented(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            observer.rpc_started(name)
             observer.rpc_done(name, grpc.StatusCode.UNIMPLEMENTED, 0.0)
-            await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{SERVICE_NAME}/{name} is not implemented yet")
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{service_name}/{name} is not implemented yet")
 
         async def unimplemented_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            observer.rpc_started(name)
             observer.rpc_done(name, grpc.StatusCode.UNIMPLEMENTED, 0.0)
-            await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{SERVICE_NAME}/{name} is not implemented yet")
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{service_name}/{name} is not implemented yet")
             yield  # pragma: no cover
 
         fn: Any = unimplemented_stream if method.server_streaming else unimplemented
@@ -138,29 +236,56 @@ def _method_handler(servicer: Any, method: Any, identity: Identity, observer: Ob
 
         async def stream_out(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started = time.perf_counter()
+            request_id = uuid.uuid4().hex[:16]
+            token = logs.bind(request_id=request_id, method=name)
+            observer.rpc_started(name)
+            metadata, span = begin(context)
+            code, message, trailers = grpc.StatusCode.OK, "", ()
             try:
-                call = await prepare(request, context)
+                call = prepare(context, metadata, request_id, span)
                 source = checked_stream(request) if method.client_streaming else check(request)
-                async for item in impl(source, call):
-                    yield item
+                with upload_slot(call):
+                    async for item in impl(source, call):
+                        yield item
+            except (asyncio.CancelledError, GeneratorExit):  # the client left, or its deadline passed
+                code = stopped_code(context)
+                raise
             except Exception as error:  # noqa: BLE001 - mapped to a status
-                await fail(context, error, started)
-                return
-            observer.rpc_done(name, grpc.StatusCode.OK, time.perf_counter() - started)
+                code, message, trailers = status_of(error)
+            finally:
+                finish(code, started, message, span)
+                _unbind(token)
+            context.set_trailing_metadata((("x-request-id", request_id), *trailers))
+            if code is not grpc.StatusCode.OK:
+                await context.abort(code, message)
 
         fn = stream_out
     else:
 
         async def unary_out(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
+            request_id = uuid.uuid4().hex[:16]
+            token = logs.bind(request_id=request_id, method=name)
+            observer.rpc_started(name)
+            metadata, span = begin(context)
+            code, message, trailers = grpc.StatusCode.OK, "", ()
+            response = None
             try:
-                call = await prepare(request, context)
+                call = prepare(context, metadata, request_id, span)
                 source = checked_stream(request) if method.client_streaming else check(request)
-                response = await impl(source, call)
+                with upload_slot(call):
+                    response = await impl(source, call)
+            except asyncio.CancelledError:
+                code = stopped_code(context)
+                raise
             except Exception as error:  # noqa: BLE001 - mapped to a status
-                await fail(context, error, started)
-                return None
-            observer.rpc_done(name, grpc.StatusCode.OK, time.perf_counter() - started)
+                code, message, trailers = status_of(error)
+            finally:
+                finish(code, started, message, span)
+                _unbind(token)
+            context.set_trailing_metadata((("x-request-id", request_id), *trailers))
+            if code is not grpc.StatusCode.OK:
+                await context.abort(code, message)
             return response
 
         fn = unary_out
@@ -173,6 +298,30 @@ def _method_handler(servicer: Any, method: Any, identity: Identity, observer: Ob
     if method.server_streaming:
         return grpc.unary_stream_rpc_method_handler(fn, **kwargs)
     return grpc.unary_unary_rpc_method_handler(fn, **kwargs)
+
+
+# Codes that are the caller's business, logged at INFO; the rest (INTERNAL, UNAVAILABLE...) at WARNING.
+_EXPECTED = frozenset(
+    {
+        grpc.StatusCode.OK,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNIMPLEMENTED,
+    }
+)
+
+
+def _unbind(token: Any) -> None:
+    # A streaming handler may be finalised in another context than it started in.
+    with contextlib.suppress(ValueError):
+        logs.unbind(token)
 
 
 def understanding_pb2_message(descriptor: Any) -> type[Message]:

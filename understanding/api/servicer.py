@@ -296,15 +296,15 @@ class UnderstandingServicer:
         )
 
     async def GetJob(self, request: pb.GetJobRequest, call: Call) -> jobs_pb2.Job:
-        job = await asyncio.to_thread(self._core.jobs.get, call.tenant, request.job_id)
+        job = await asyncio.to_thread(self._core.jobs.get, call.tenant, validation.job_id(request.job_id))
         return codec.job_pb(job)
 
     async def WatchJob(self, request: pb.WatchJobRequest, call: Call) -> AsyncIterator[jobs_pb2.Job]:
-        async for job in self._core.jobs.watch(call.tenant, request.job_id):
+        async for job in self._core.jobs.watch(call.tenant, validation.job_id(request.job_id)):
             yield codec.job_pb(job, with_result=job.state.terminal)
 
     async def CancelJob(self, request: pb.CancelJobRequest, call: Call) -> jobs_pb2.Job:
-        return codec.job_pb(await self._core.jobs.cancel(call.tenant, request.job_id))
+        return codec.job_pb(await self._core.jobs.cancel(call.tenant, validation.job_id(request.job_id)))
 
     async def ListJobs(self, request: pb.ListJobsRequest, call: Call) -> pb.ListJobsResponse:
         states = []
@@ -362,8 +362,8 @@ class UnderstandingServicer:
             tags_any=labels(f.tags.any, "filter.tags.any"),
             tags_all=labels(f.tags.all, "filter.tags.all"),
             tags_min_score=f.tags.min_score or None,  # ranges checked by the searcher
-            created_after=f.created_after.ToNanoseconds() / 1e9 if f.HasField("created_after") else None,
-            created_before=f.created_before.ToNanoseconds() / 1e9 if f.HasField("created_before") else None,
+            created_after=validation.timestamp_s(f.created_after, "filter.created_after") if f.HasField("created_after") else None,
+            created_before=validation.timestamp_s(f.created_before, "filter.created_before") if f.HasField("created_before") else None,
             overlaps_start_s=time_range.start_s if time_range is not None else None,
             # end_s 0 leaves the range open-ended
             overlaps_end_s=time_range.end_s if time_range is not None and time_range.end_s != 0 else None,

@@ -9,14 +9,56 @@ file is removed whatever happens (the caller owns it only on success).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import shutil
+import threading
 import pathlib
 import tempfile
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Iterator
 
 from understanding.domain import InvalidInput, LimitExceeded
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolGuard:
+    """Keeps a full disk a RESOURCE_EXHAUSTED for the uploader, never an INTERNAL for everyone.
+
+    Uploads are refused while the spool's file system has less than
+    `min_free_bytes` free (so the store, the outbox and the job queue on the
+    same disk keep room to work), and a write that fails with ENOSPC/EDQUOT
+    becomes the same error. `faults` (tests) can make the next writes fail as
+    if the disk were full (`spool_full=N`).
+    """
+
+    min_free_bytes: int = 0
+    retry_after_s: float = 5.0
+    faults: Any = None
+
+    def check(self, spool_dir: pathlib.Path) -> None:
+        if self.faults is not None and self.faults.take("spool_full"):
+            raise self.full("injected: no space left on device")
+        if self.min_free_bytes > 0:
+            free = shutil.disk_usage(spool_dir).free
+            if free < self.min_free_bytes:
+                raise self.full(f"{free} bytes free, {self.min_free_bytes} kept in reserve")
+
+    def full(self, why: str) -> LimitExceeded:
+        return LimitExceeded(
+            f"the server's upload spool is full ({why}); retry later", field="chunk", retry_after_s=self.retry_after_s
+        )
+
+
+_guards: dict[pathlib.Path, SpoolGuard] = {}
+_guards_lock = threading.Lock()
+
+
+def guard_spool(spool_dir: pathlib.Path, guard: SpoolGuard) -> None:
+    """Install `guard` for every upload into `spool_dir` (the composition root does, once)."""
+    with _guards_lock:
+        _guards[spool_dir.resolve()] = guard
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +83,14 @@ async def spool_upload(
 ) -> Spooled:
     """Consume an upload stream whose messages have a `payload` oneof of header/chunk/end."""
     spool_dir.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix="upload-", suffix=".part", dir=spool_dir)
+    guard = _guards.get(spool_dir.resolve()) or SpoolGuard()
+    guard.check(spool_dir)
+    try:
+        fd, name = tempfile.mkstemp(prefix="upload-", suffix=".part", dir=spool_dir)
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise guard.full(os.strerror(error.errno)) from None
+        raise
     path = pathlib.Path(name)
     ok = False
     try:
@@ -74,6 +123,7 @@ async def spool_upload(
                     size += len(message.chunk)
                     if size > max_bytes:
                         raise LimitExceeded(f"upload exceeds the limit of {max_bytes} bytes", field="chunk")
+                    guard.check(spool_dir)
                     out.write(message.chunk)
                     digest.update(message.chunk)
                     if on_progress is not None:
@@ -89,6 +139,10 @@ async def spool_upload(
                 raise InvalidInput("no media bytes were uploaded (zero-length upload)", field="chunk")
         ok = True
         return Spooled(path=path, size_bytes=size, sha256=digest.hexdigest(), header=header)
+    except OSError as error:  # a write or the final flush
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise guard.full(os.strerror(error.errno)) from None
+        raise
     finally:
         if not ok:
             with contextlib.suppress(FileNotFoundError):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from typing import Any, Mapping
 
 from understanding.domain import InvalidInput, LimitExceeded
 
@@ -33,3 +33,24 @@ def metadata(values: Mapping[str, str], field: str) -> dict[str, str]:
             raise LimitExceeded(f"value of {key!r} is longer than {MAX_METADATA_VALUE} chars", field=field)
         out[key] = value
     return out
+
+
+MAX_JOB_ID = 128
+
+
+def job_id(value: str, field: str = "job_id") -> str:
+    """Any printable id up to 128 characters (unknown ones are NOT_FOUND later); an id
+    that cannot exist is named as such instead of being echoed back at length."""
+    if not value:
+        raise InvalidInput("must not be empty", field=field)
+    if len(value) > MAX_JOB_ID or not value.isprintable():
+        raise InvalidInput(f"must be at most {MAX_JOB_ID} printable characters", field=field)
+    return value
+
+
+def timestamp_s(value: Any, field: str) -> float:
+    """A google.protobuf.Timestamp as seconds; out-of-range seconds or nanos are INVALID_ARGUMENT."""
+    try:
+        return float(value.ToNanoseconds()) / 1e9
+    except ValueError as error:
+        raise InvalidInput(f"is not a valid timestamp ({error})", field=field) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import enum
 import hashlib
 import json
@@ -104,6 +105,48 @@ class Job:
 
     def with_(self, **changes: Any) -> Job:
         return replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON (the state topic's value): readable from any language."""
+        return {
+            "job_id": self.job_id,
+            "tenant": self.tenant,
+            "spec": self.spec.to_json(),
+            "state": self.state.value,
+            "created_at": self.created_at,
+            "idempotency_key": self.idempotency_key,
+            "fingerprint": self.fingerprint,
+            "progress": self.progress,
+            "stage": self.stage,
+            "attempts": self.attempts,
+            "error": None if self.error is None else [self.error.code, self.error.message, self.error.retriable],
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "not_before": self.not_before,
+            "result": None if self.result is None else base64.b64encode(self.result).decode(),
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Job:
+        err = doc.get("error")
+        result = doc.get("result")
+        return cls(
+            job_id=doc["job_id"],
+            tenant=doc["tenant"],
+            spec=JobSpec.from_json(doc["spec"]),
+            state=JobState(doc["state"]),
+            created_at=float(doc["created_at"]),
+            idempotency_key=doc.get("idempotency_key", ""),
+            fingerprint=doc.get("fingerprint", ""),
+            progress=float(doc.get("progress", 0.0)),
+            stage=doc.get("stage", ""),
+            attempts=int(doc.get("attempts", 0)),
+            error=None if err is None else JobError(err[0], err[1], bool(err[2])),
+            started_at=doc.get("started_at"),
+            finished_at=doc.get("finished_at"),
+            not_before=float(doc.get("not_before", 0.0)),
+            result=None if result is None else base64.b64decode(result),
+        )
 
 
 def new_job_id(tenant: str, idempotency_key: str) -> str:

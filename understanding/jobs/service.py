@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import AsyncIterator, Awaitable, Callable, Sequence
 
-from understanding import codec
+from understanding import codec, logs
 from understanding.domain import (
     Analysis,
     Cancelled,
@@ -59,7 +59,7 @@ class JobSettings:
 _STAGES = {"starting": (0.0, 0.02), "decode": (0.02, 0.05), "frames": (0.05, 0.35), "transcribe": (0.35, 0.85), "embed": (0.85, 0.95), "index": (0.95, 1.0)}
 
 
-class _Progress:
+class StageProgress:
     """Latest (stage, overall fraction) reported from any thread; written out periodically."""
 
     def __init__(self) -> None:
@@ -78,7 +78,61 @@ class _Progress:
             return self.stage, self.fraction
 
 
-class JobService:
+class JobReads:
+    """The read side every backend shares: answers from a local job store."""
+
+    _store: SqliteJobStore
+
+    def get(self, tenant: str, job_id: str) -> Job:
+        job = self._store.get(job_id) if job_id else None
+        if job is None or job.tenant != tenant:  # another tenant's job does not exist for you
+            raise NotFound(f"no job {job_id!r}", field="job_id")
+        return job
+
+    async def watch(self, tenant: str, job_id: str) -> AsyncIterator[Job]:
+        queue = self._store.watch(job_id)
+        try:
+            job = await asyncio.to_thread(self.get, tenant, job_id)
+            yield job
+            last = (job.state, job.stage, round(job.progress, 3))
+            while not job.state.terminal:
+                job = await queue.get()
+                current = (job.state, job.stage, round(job.progress, 3))
+                if current != last:
+                    last = current
+                    yield job
+        finally:
+            self._store.unwatch(job_id, queue)
+
+    def list(self, tenant: str, *, states: Sequence[JobState], page_size: int, page_token: str) -> tuple[list[Job], str]:
+        if not 0 <= page_size <= 500:
+            raise InvalidInput("must be between 1 and 500 (0 means 50)", field="page_size")
+        after = _decode_token(page_token) if page_token else None
+        limit = page_size or 50
+        jobs = self._store.list(tenant, states=states, after=after, limit=limit + 1)
+        more = len(jobs) > limit
+        jobs = jobs[:limit]
+        token = _encode_token(jobs[-1]) if more and jobs else ""
+        return jobs, token
+
+    def state_counts(self) -> dict[JobState, int]:
+        """Jobs per state (blocking; read by the metrics collector at scrape time)."""
+        return {state: self._store.count(states=(state,)) for state in JobState}
+
+
+def retry_hint(backlog: int) -> float:
+    """Seconds a rejected submitter should wait: grows with the backlog, capped."""
+    return min(60.0, 1.0 + backlog * 0.05)
+
+
+def backoff_s(settings: JobSettings, attempts: int) -> float:
+    """Delay before the attempt after `attempts`: exponential, capped."""
+    return float(min(settings.backoff_max_s, settings.backoff_s * 2 ** (attempts - 1)))
+
+
+class JobService(JobReads):
+    """The embedded backend: queue and workers in this process."""
+
     def __init__(
         self, *, store: SqliteJobStore, blobs: BlobStore, sink: ResultSink, execute: Executor, settings: JobSettings
     ) -> None:
@@ -188,27 +242,6 @@ class JobService:
             self._queue.put_nowait(job.job_id)
         return job, created
 
-    def get(self, tenant: str, job_id: str) -> Job:
-        job = self._store.get(job_id) if job_id else None
-        if job is None or job.tenant != tenant:  # another tenant's job does not exist for you
-            raise NotFound(f"no job {job_id!r}", field="job_id")
-        return job
-
-    async def watch(self, tenant: str, job_id: str) -> AsyncIterator[Job]:
-        queue = self._store.watch(job_id)
-        try:
-            job = await asyncio.to_thread(self.get, tenant, job_id)
-            yield job
-            last = (job.state, job.stage, round(job.progress, 3))
-            while not job.state.terminal:
-                job = await queue.get()
-                current = (job.state, job.stage, round(job.progress, 3))
-                if current != last:
-                    last = current
-                    yield job
-        finally:
-            self._store.unwatch(job_id, queue)
-
     async def cancel(self, tenant: str, job_id: str) -> Job:
         job = await asyncio.to_thread(self.get, tenant, job_id)
         if job.state.terminal:
@@ -224,20 +257,9 @@ class JobService:
             return job
         return await self._finish(job, JobState.CANCELLED, error=JobError("CANCELLED", "cancelled by the caller", False))
 
-    def list(self, tenant: str, *, states: Sequence[JobState], page_size: int, page_token: str) -> tuple[list[Job], str]:
-        if not 0 <= page_size <= 500:
-            raise InvalidInput("must be between 1 and 500 (0 means 50)", field="page_size")
-        after = _decode_token(page_token) if page_token else None
-        limit = page_size or 50
-        jobs = self._store.list(tenant, states=states, after=after, limit=limit + 1)
-        more = len(jobs) > limit
-        jobs = jobs[:limit]
-        token = _encode_token(jobs[-1]) if more and jobs else ""
-        return jobs, token
-
     # ------------------------------------------------------------ workers
     def _retry_hint(self, backlog: int) -> float:
-        return min(60.0, 1.0 + backlog * 0.05)
+        return retry_hint(backlog)
 
     async def _worker(self, index: int) -> None:
         while True:
@@ -263,8 +285,13 @@ class JobService:
         self._timers.add(handle)
 
     async def _run(self, job: Job) -> None:
+        with logs.context(job_id=job.job_id, tenant=job.tenant):  # on every log line of the job
+            log.info("job started", extra={"attempt": job.attempts + 1, "modality": job.spec.modality.value})
+            await self._run_job(job)
+
+    async def _run_job(self, job: Job) -> None:
         cancelled = threading.Event()
-        progress = _Progress()
+        progress = StageProgress()
         progress("starting", 0.0)
         job = job.with_(state=JobState.RUNNING, attempts=job.attempts + 1, started_at=job.started_at or time.time(), stage="starting", progress=0.0)
         await asyncio.to_thread(self._store.put, job)
@@ -290,7 +317,7 @@ class JobService:
         finally:
             self._running.pop(job.job_id, None)
 
-    async def _report(self, job: Job, progress: _Progress) -> None:
+    async def _report(self, job: Job, progress: StageProgress) -> None:
         last: tuple[str, float] | None = None
         while True:
             await asyncio.sleep(self.settings.progress_interval_s)
@@ -303,13 +330,13 @@ class JobService:
         if cancelled or isinstance(error, Cancelled):
             await self._finish(job, JobState.CANCELLED, error=JobError("CANCELLED", "cancelled by the caller", False))
             return
-        code, retriable = _classify(error)
+        code, retriable = classify_error(error)
         message = getattr(error, "message", None) or f"{type(error).__name__}: {error}"
         if getattr(error, "field", None):
             message = f"{error.field}: {message}"  # type: ignore[attr-defined]
         err = JobError(code, message, retriable)
         if retriable and job.attempts < self.settings.max_attempts:
-            delay = min(self.settings.backoff_max_s, self.settings.backoff_s * 2 ** (job.attempts - 1))
+            delay = backoff_s(self.settings, job.attempts)
             log.warning("job failed, retrying", extra={"job_id": job.job_id, "attempt": job.attempts, "error": message})
             await asyncio.to_thread(
                 self._store.put,
@@ -332,6 +359,7 @@ class JobService:
     async def _finish(self, job: Job, state: JobState, *, error: JobError | None = None) -> Job:
         final = job.with_(state=state, finished_at=time.time(), error=error or (job.error if state is JobState.FAILED else None))
         await asyncio.to_thread(self._store.put, final)
+        log.info("job finished", extra={"job_id": final.job_id, "state": final.state.value})
         await self._sink.publish(
             self.settings.status_topic,
             final.job_id,
@@ -348,7 +376,7 @@ class JobService:
         return final
 
 
-def _classify(error: BaseException) -> tuple[str, bool]:
+def classify_error(error: BaseException) -> tuple[str, bool]:
     """(status code name, retriable). Unknown errors are presumed transient."""
     if isinstance(error, UnderstandingError):
         permanent = not error.retriable and not (isinstance(error, LimitExceeded) and error.retry_after_s)

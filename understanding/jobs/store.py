@@ -12,7 +12,7 @@ import json
 import pathlib
 import sqlite3
 import threading
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from understanding.domain import Conflict
 from understanding.jobs.model import Job, JobError, JobSpec, JobState
@@ -69,11 +69,12 @@ _COLUMNS = "job_id, tenant, idempotency_key, state, created_at, doc, result"
 
 
 class SqliteJobStore:
-    def __init__(self, path: pathlib.Path) -> None:
+    def __init__(self, path: pathlib.Path, *, durable: bool = True) -> None:
+        """`durable=False` for a materialised view that is rebuilt from Kafka on start."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS jobs (job_id TEXT PRIMARY KEY, tenant TEXT NOT NULL,"
             " idempotency_key TEXT, state TEXT NOT NULL, created_at REAL NOT NULL, doc TEXT NOT NULL, result BLOB)"
@@ -123,6 +124,32 @@ class SqliteJobStore:
                 "UPDATE jobs SET state = :state, doc = :doc, result = :result WHERE job_id = :job_id", r
             )
         self._notify(job)
+
+    def apply(self, records: Sequence[Job], merge: Callable[[Job | None, Job], Job | None]) -> list[Job]:
+        """Materialise state records in order (one transaction): `merge(stored, record)` says
+        what to store, or None to keep the stored job. Returns the jobs written."""
+        written: list[Job] = []
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                for record in records:
+                    row = self._db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE job_id = ?", (record.job_id,)).fetchone()
+                    job = merge(None if row is None else _from_row(row), record)
+                    if job is None:
+                        continue
+                    self._db.execute(
+                        f"INSERT OR REPLACE INTO jobs ({_COLUMNS}) VALUES"
+                        " (:job_id, :tenant, :idempotency_key, :state, :created_at, :doc, :result)",
+                        _to_row(job),
+                    )
+                    written.append(job)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        for job in written:
+            self._notify(job)
+        return written
 
     # ------------------------------------------------------------ reads
     def get(self, job_id: str) -> Job | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import pathlib
 from dataclasses import dataclass
+from typing import Callable
 
 import av
 import av.error
@@ -61,15 +62,29 @@ def probe_audio(path: pathlib.Path) -> AudioInfo:
 
 
 def decode_audio(
-    path: pathlib.Path, *, sample_rate: int = 16000, max_duration_s: float | None = None
+    path: pathlib.Path,
+    *,
+    sample_rate: int = 16000,
+    max_duration_s: float | None = None,
+    max_expansion: float | None = None,
+    expansion_floor_bytes: int = 0,
+    on_progress: Callable[[int], None] | None = None,
 ) -> npt.NDArray[np.float32]:
     """Decode the best audio stream of `path` to mono float32 in [-1, 1].
 
     Raises `LimitExceeded` (field "duration") as soon as more than
     `max_duration_s` has been decoded, without decoding the rest. A truncated
     file yields the audio before the damage, or `InvalidInput` when none is left.
+
+    `max_expansion` bounds the decoded bytes (4 per sample) to that many times
+    the file's size once they pass `expansion_floor_bytes`: a few kilobytes of
+    FLAC can state an hour of silence (a decompression bomb), which no real
+    recording does. `on_progress(samples)` is called after every 30 s decoded.
     """
     max_samples = None if max_duration_s is None else int(max_duration_s * sample_rate)
+    max_bytes: int | None = None
+    if max_expansion is not None:
+        max_bytes = max(expansion_floor_bytes, int(max_expansion * path.stat().st_size)) if path.is_file() else None
     samples = _Samples()
     container = _open(path)
     with container:
@@ -87,9 +102,14 @@ def decode_audio(
                     resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
                     source = shape
                 assert resampler is not None
+                blocks = len(samples)
                 samples.extend(resampler.resample(frame))
                 if max_samples is not None and samples.total > max_samples:
                     raise _too_long(max_duration_s)
+                if max_bytes is not None and samples.total * 4 > max_bytes:
+                    raise _bomb(max_expansion, max_bytes)
+                if on_progress is not None and len(samples) != blocks:
+                    on_progress(samples.total)
             if resampler is not None:
                 samples.extend(resampler.resample(None))
         except _DECODE_ERRORS as exc:
@@ -98,6 +118,8 @@ def decode_audio(
             # Damage after some audio (a cut upload): keep what decoded cleanly.
     if max_samples is not None and samples.total > max_samples:
         raise _too_long(max_duration_s)
+    if max_bytes is not None and samples.total * 4 > max_bytes:
+        raise _bomb(max_expansion, max_bytes)
     if samples.total == 0:
         raise InvalidInput("media contains no audio samples", field="chunk")
     return samples.join()
@@ -136,6 +158,10 @@ class _Samples:
         self._fill = self.block  # no open block yet
         self.total = 0
 
+    def __len__(self) -> int:
+        """Blocks started so far."""
+        return len(self._blocks)
+
     def extend(self, frames: list[av.AudioFrame]) -> None:
         for frame in frames:
             data = frame.to_ndarray().reshape(-1)
@@ -165,6 +191,14 @@ class _Samples:
 
 def _too_long(max_duration_s: float | None) -> LimitExceeded:
     return LimitExceeded(f"media is longer than the {max_duration_s:g} s limit", field="duration")
+
+
+def _bomb(max_expansion: float | None, max_bytes: int) -> LimitExceeded:
+    return LimitExceeded(
+        f"media decodes to more than {max_expansion:g} times its size ({max_bytes} bytes of audio): "
+        "rejected as a decompression bomb",
+        field="decompression_ratio",
+    )
 
 
 def _reason(exc: BaseException) -> str:

@@ -101,6 +101,8 @@ class MicroBatcher(Generic[I, O]):
                 await task
             except asyncio.CancelledError:
                 pass
+            except Exception:  # noqa: BLE001 - it crashed earlier: logged and callers failed by _on_task_done
+                pass
         self._fail_pending(BatcherClosed(f"{self.name} batcher stopped"))
         if self._own_executor:
             self._executor.shutdown(wait=True, cancel_futures=True)
@@ -111,6 +113,10 @@ class MicroBatcher(Generic[I, O]):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    def observe(self, on_batch: Callable[[int, float], None]) -> None:
+        """Report each batch's (size, seconds) to `on_batch`, e.g. metrics."""
+        self._on_batch = on_batch
 
     # ------------------------------------------------------------ submit
     @property
@@ -177,6 +183,11 @@ class MicroBatcher(Generic[I, O]):
                     if not p.future.done():
                         p.future.set_exception(BatcherClosed(f"{self.name} batcher stopped"))
                 raise
+            except BaseException as error:  # e.g. the executor was shut down: the task dies,
+                for p in batch:  # so fail this batch here and `_on_task_done` fails the queue
+                    if not p.future.done():
+                        p.future.set_exception(BatcherClosed(f"{self.name} batcher crashed: {error!r}"))
+                raise
             self._record(len(batch), time.perf_counter() - started)
             for p, out in zip(batch, outputs):
                 if p.future.done():
@@ -212,7 +223,10 @@ class MicroBatcher(Generic[I, O]):
         self.stats.items += size
         self.stats.max_batch = max(self.stats.max_batch, size)
         if self._on_batch is not None:
-            self._on_batch(size, seconds)
+            try:
+                self._on_batch(size, seconds)
+            except Exception:  # noqa: BLE001 - a metrics hook must never stop the batcher
+                log.exception("%s batcher: on_batch hook failed", self.name)
 
     def _fail_pending(self, error: Exception) -> None:
         if self._queue is None:

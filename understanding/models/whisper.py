@@ -22,6 +22,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
@@ -35,7 +36,7 @@ from faster_whisper.tokenizer import _LANGUAGE_CODES
 from faster_whisper.transcribe import Segment as WhisperSegment
 from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-from understanding.domain import InvalidInput, Language, ModelRef, Segment, Transcript, Word
+from understanding.domain import Cancelled, InvalidInput, Language, ModelRef, Segment, Transcript, Word
 
 __all__ = [
     "PACKAGED",
@@ -320,9 +321,12 @@ class Transcriber:
         compute_type: str = "int8",
         cpu_threads: int = 0,
         num_workers: int = 1,
+        batch_size: int = 0,
     ) -> None:
         if num_workers < 1:
             raise ValueError("num_workers must be >= 1")
+        if batch_size < 0:
+            raise ValueError("batch_size must be >= 0")
         self._model = faster_whisper.WhisperModel(
             model_path,
             device=device,
@@ -334,6 +338,11 @@ class Transcriber:
         # Upstream computes the STFT of the whole array at once (~3.7 GB per hour of audio).
         self._model.feature_extractor = _BlockwiseLogMel(**self._model.feat_kwargs)
         self._slots = threading.BoundedSemaphore(num_workers)
+        # batch_size > 0: decode up to that many 30 s windows of speech at once
+        # (faster-whisper's BatchedInferencePipeline). Windows are then decoded
+        # independently (no conditioning on the previous window's text).
+        self._batch_size = batch_size
+        self._batched = faster_whisper.BatchedInferencePipeline(model=self._model) if batch_size > 0 else None
         # faster-whisper lists 100 codes for any multilingual model, but "yue"
         # exists only in large-v3's vocabulary; elsewhere it would decode garbage.
         tokenizer = self._model.hf_tokenizer
@@ -341,6 +350,8 @@ class Transcriber:
             code for code in self._model.supported_languages if tokenizer.token_to_id(f"<|{code}|>") is not None
         )
         self._model_ref = _model_ref(model_path)
+        # (seconds, outcome "ok" | "cancelled" | "error") per transcription, e.g. for metrics.
+        self.on_call: Callable[[float, str], None] | None = None
 
     @property
     def model_ref(self) -> ModelRef:
@@ -371,6 +382,24 @@ class Transcriber:
         Times are seconds from the start of `audio`. Audio in which the VAD finds
         no speech gives no segments and language "" (probability 0) unless forced.
         """
+        started, outcome = time.perf_counter(), "error"
+        try:
+            transcript = self._transcribe(audio, options, on_segment)
+            outcome = "ok"
+            return transcript
+        except Cancelled:
+            outcome = "cancelled"
+            raise
+        finally:
+            if self.on_call is not None:
+                self.on_call(time.perf_counter() - started, outcome)
+
+    def _transcribe(
+        self,
+        audio: npt.NDArray[np.float32],
+        options: TranscribeOptions,
+        on_segment: OnSegment | None,
+    ) -> Transcript:
         if audio.ndim != 1:
             raise ValueError(f"audio must be mono (1-D), got shape {audio.shape}")
         if audio.size == 0:
@@ -391,16 +420,32 @@ class Transcriber:
                     return self._no_speech(options, duration)
                 speech_map = _SpeechMap(chunks, _VAD.speech_pad_ms / 1000)
                 samples = np.concatenate([samples[c["start"] : c["end"]] for c in chunks])
-            pieces, info = self._model.transcribe(
-                samples,
-                language=options.language,
-                task=options.task,
-                beam_size=options.beam_size,
-                word_timestamps=options.word_timestamps,
-                vad_filter=False,
-                initial_prompt=options.initial_prompt,
-                hotwords=options.hotwords,
-            )
+            if self._batched is not None:
+                lengths = [c["end"] - c["start"] for c in chunks] if options.vad else [samples.size]
+                pieces, info = self._batched.transcribe(
+                    samples,
+                    language=options.language,
+                    task=options.task,
+                    beam_size=options.beam_size,
+                    word_timestamps=options.word_timestamps,
+                    vad_filter=False,
+                    clip_timestamps=_windows(lengths),
+                    batch_size=self._batch_size,
+                    without_timestamps=False,  # segment times inside each window, like the sequential path
+                    initial_prompt=options.initial_prompt,
+                    hotwords=options.hotwords,
+                )
+            else:
+                pieces, info = self._model.transcribe(
+                    samples,
+                    language=options.language,
+                    task=options.task,
+                    beam_size=options.beam_size,
+                    word_timestamps=options.word_timestamps,
+                    vad_filter=False,
+                    initial_prompt=options.initial_prompt,
+                    hotwords=options.hotwords,
+                )
             to_decode = samples.size / SAMPLE_RATE
             segments: list[Segment] = []
             done = 0.0
@@ -428,6 +473,28 @@ class Transcriber:
         # Skipping the model here also avoids Whisper's hallucinations on silence.
         language = Language(options.language or "", 1.0 if options.language else 0.0)
         return Transcript((), language, duration, options.task, self._model_ref)
+
+
+def _windows(lengths: list[int], max_s: float = 30.0) -> list[dict[str, float]]:
+    """Decode windows (seconds) over consecutive pieces of `lengths` samples.
+
+    Pieces (VAD speech chunks, laid end to end) are grouped up to `max_s` so a
+    window ends at a pause where it can; a longer piece is cut every `max_s`.
+    """
+    windows: list[dict[str, float]] = []
+    limit = int(max_s * SAMPLE_RATE)
+    start = end = 0
+    for length in lengths:
+        if end - start + length > limit and end > start:
+            windows.append({"start": start / SAMPLE_RATE, "end": end / SAMPLE_RATE})
+            start = end
+        end += length
+        while end - start > limit:
+            windows.append({"start": start / SAMPLE_RATE, "end": (start + limit) / SAMPLE_RATE})
+            start += limit
+    if end > start:
+        windows.append({"start": start / SAMPLE_RATE, "end": end / SAMPLE_RATE})
+    return windows
 
 
 _VAD = VadOptions()  # faster-whisper's defaults: 0.5 threshold, 2 s min silence, 400 ms pad

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from understanding.domain import Analysis, Cancelled, Language, Modality, Segment, Transcript
-from understanding.media.audio import decode_audio
+from understanding.media.sandbox import MediaDecoder, SandboxSettings
 from understanding.models.whisper import TranscribeOptions, Transcriber
 from understanding.pipelines.text import TextPipeline, Window, new_version
 
@@ -67,15 +67,20 @@ class SpeechPipeline:
         max_duration_s: float,
         window_max_s: float = 15.0,
         window_max_words: int = 50,
+        decoder: MediaDecoder | None = None,
     ) -> None:
+        # Uploads are untrusted: the service passes a decoder that isolates them in a child process.
+        self.decoder = decoder if decoder is not None else MediaDecoder(SandboxSettings(isolate=False))
         self._transcriber = transcriber
         self._text = text
         self._max_duration_s = max_duration_s
         self._window_max_s = window_max_s
         self._window_max_words = window_max_words
 
-    async def decode(self, path: pathlib.Path) -> npt.NDArray[np.float32]:
-        return await asyncio.to_thread(decode_audio, path, max_duration_s=self._max_duration_s)
+    async def decode(self, path: pathlib.Path, cancelled: threading.Event | None = None) -> npt.NDArray[np.float32]:
+        return await asyncio.to_thread(
+            self.decoder.decode_audio, path, max_duration_s=self._max_duration_s, cancelled=cancelled
+        )
 
     async def transcribe(
         self,
@@ -123,7 +128,7 @@ class SpeechPipeline:
     ) -> Analysis:
         if progress:
             progress("decode", 0.0)
-        audio = await self.decode(item.path)
+        audio = await self.decode(item.path, cancelled)
         transcript = await self.transcribe(audio, item.options, progress, cancelled)
         del audio
         if progress:

@@ -9,6 +9,7 @@ from typing import Awaitable, Callable, Mapping, Sequence
 import numpy as np
 
 from understanding.domain import Analysis, Chunk, Language, Modality, ModelRef, Tag, Vector
+from understanding.models.batcher import BatcherClosed
 from understanding.models.language import LanguageDetector
 from understanding.pipelines.chunking import chunk_text
 from understanding.pipelines.tagging import Tagger
@@ -24,6 +25,16 @@ class TextInput:
     media_id: str
     text: str
     metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingBinding:
+    """The embedding model a pipeline uses: how to embed, the tagger built on
+    the same model's vectors, and its name. Swapped as one (online reindex)."""
+
+    embed: EmbedFn
+    tagger: Tagger
+    model: ModelRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,12 +75,27 @@ class TextPipeline:
         chunk_max_words: int,
         chunk_overlap_words: int,
     ) -> None:
-        self._embed = embed
-        self._tagger = tagger
+        self._binding = EmbeddingBinding(embed, tagger, model)
         self._language = language
-        self.model = model
         self._max_words = chunk_max_words
         self._overlap = chunk_overlap_words
+
+    @property
+    def model(self) -> ModelRef:
+        return self._binding.model
+
+    @property
+    def binding(self) -> EmbeddingBinding:
+        return self._binding
+
+    def rebind(self, binding: EmbeddingBinding) -> None:
+        """Embed and tag with another model from now on (online reindex).
+
+        A call already embedding with the previous model embeds again with the
+        new one before it returns, so the chunks it returns, `overall_tags` and
+        `model` read right after it agree (see `embed_windows`).
+        """
+        self._binding = binding
 
     def detect_language(self, text: str) -> Language:
         return self._language.detect(text[:_LANGUAGE_SAMPLE_CHARS])
@@ -82,20 +108,34 @@ class TextPipeline:
             pieces.extend(Window(span.text, window.start_s, window.end_s) for span in spans)
         if not pieces:
             return []
-        vectors = await self._embed([p.text for p in pieces])
+        texts = [p.text for p in pieces]
+        while True:
+            binding = self._binding
+            try:
+                vectors = await binding.embed(texts)
+            except BatcherClosed:
+                if self._binding is binding:
+                    raise
+                continue  # the model was swapped while we waited: embed with the new one
+            if self._binding is binding:
+                break
         chunks = []
         for i, (piece, vector) in enumerate(zip(pieces, vectors)):
-            tags = self._tagger.tag([vector], start_s=piece.start_s, end_s=piece.end_s)[0]
+            tags = binding.tagger.tag([vector], start_s=piece.start_s, end_s=piece.end_s)[0]
             chunks.append(
                 Chunk(index=i, text=piece.text, embedding=vector, tags=tags, start_s=piece.start_s, end_s=piece.end_s)
             )
         return chunks
 
     def overall_tags(self, chunks: Sequence[Chunk], *, end_s: float = 0.0) -> tuple[Tag, ...]:
-        return overall_tags(self._tagger, [c.embedding for c in chunks], end_s=end_s)
+        vectors = [c.embedding for c in chunks]
+        if vectors and len(vectors[0]) != self._binding.tagger.dimension:
+            return ()  # embedded before an online model switch to another dimension
+        return overall_tags(self._binding.tagger, vectors, end_s=end_s)
 
     async def analyze(self, tenant: str, item: TextInput) -> Analysis:
         chunks = await self.embed_windows([Window(item.text)])
+        # No await from here on: the chunks, tags and model name come from one binding.
         return Analysis(
             tenant=tenant,
             media_id=item.media_id,

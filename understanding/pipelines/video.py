@@ -42,7 +42,7 @@ from understanding.domain import (
     Vector,
     VideoInfo,
 )
-from understanding.media.video import DecodeStats, VideoLimits, audio_offset_s, probe_video, sample_frames
+from understanding.media.video import DecodeStats, VideoLimits
 from understanding.models.whisper import TranscribeOptions
 from understanding.pipelines.speech import Progress, SpeechPipeline
 from understanding.pipelines.text import TextPipeline, Window, new_version
@@ -200,7 +200,7 @@ class VideoPipeline:
         started = time.perf_counter()
         if progress:
             progress("probe", 0.0)
-        info = await asyncio.to_thread(probe_video, item.path, limits)
+        info = await asyncio.to_thread(self._speech.decoder.probe_video, item.path, limits)
         with_audio = info.has_audio and not item.skip_audio
         stop = _Stop(cancelled)
         shares = {"frames": 0.0, "audio": 0.0 if with_audio else 1.0, "reported": -1.0}
@@ -260,7 +260,7 @@ class VideoPipeline:
         report: Progress,
         stop: threading.Event,
     ) -> VisualResult:
-        frames = sample_frames(
+        frames = self._speech.decoder.sample_frames(
             item.path,
             sample_fps=sample_fps,
             width=self._settings.analysis_width,
@@ -293,7 +293,7 @@ class VideoPipeline:
 
     async def _transcript(self, item: VideoInput, report: Progress, stop: threading.Event) -> Transcript | None:
         try:
-            audio = await self._speech.decode(item.path)
+            audio = await self._speech.decode(item.path, stop)
         except InvalidInput as exc:
             # A broken or empty audio track does not make the picture unusable.
             log.warning(
@@ -303,7 +303,7 @@ class VideoPipeline:
             return None
         transcript = await self._speech.transcribe(audio, item.speech_options, lambda _, f: report("audio", f), stop)
         report("audio", 1.0)
-        offset = await asyncio.to_thread(audio_offset_s, item.path)
+        offset = await asyncio.to_thread(self._speech.decoder.audio_offset_s, item.path)
         return shift_transcript(transcript, offset) if abs(offset) >= _MIN_OFFSET_S else transcript
 
     async def _assemble(

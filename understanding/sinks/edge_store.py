@@ -123,6 +123,10 @@ class AliasPointer:
     collection: str
     dimension: int
     switched_at: float
+    # The embedding model directory (or `packaged`) the collection was built
+    # with, when the switch recorded it: a server configured with the default
+    # model follows it on start (see app.serving_model_spec).
+    model_path: str = ""
 
 
 def read_alias(root: pathlib.Path, alias: str) -> AliasPointer | None:
@@ -130,16 +134,24 @@ def read_alias(root: pathlib.Path, alias: str) -> AliasPointer | None:
         doc = json.loads((root / f"{alias}{ALIAS_SUFFIX}").read_text())
     except FileNotFoundError:
         return None
-    return AliasPointer(str(doc["collection"]), int(doc["dimension"]), float(doc.get("switched_at", 0.0)))
+    return AliasPointer(
+        str(doc["collection"]),
+        int(doc["dimension"]),
+        float(doc.get("switched_at", 0.0)),
+        str(doc.get("model_path", "")),
+    )
 
 
-def write_alias(root: pathlib.Path, alias: str, collection: str, dimension: int) -> None:
+def write_alias(root: pathlib.Path, alias: str, collection: str, dimension: int, *, model_path: str = "") -> None:
     """Point `alias` at `collection`: write a temp file, fsync, os.replace, fsync the directory."""
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{alias}{ALIAS_SUFFIX}"
     tmp = root / f".{alias}{ALIAS_SUFFIX}.{os.getpid()}.tmp"
     with tmp.open("w") as fh:
-        json.dump({"collection": collection, "dimension": dimension, "switched_at": time.time()}, fh)
+        doc: dict[str, Any] = {"collection": collection, "dimension": dimension, "switched_at": time.time()}
+        if model_path:
+            doc["model_path"] = model_path
+        json.dump(doc, fh)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, final)
@@ -404,9 +416,9 @@ class EdgeVectorStore:
                 return
 
     # ------------------------------------------------------------ lifecycle
-    def promote(self, alias: str) -> None:
+    def promote(self, alias: str, *, model_path: str = "") -> None:
         self.flush()
-        write_alias(self._root, alias, self.collection, self.dimension)
+        write_alias(self._root, alias, self.collection, self.dimension, model_path=model_path)
 
     def optimize(self) -> None:
         started = time.perf_counter()

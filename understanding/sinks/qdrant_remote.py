@@ -167,8 +167,10 @@ class QdrantClientStore:
                 return str(a.collection_name)
         return None
 
-    def promote(self, alias: str) -> None:
+    def promote(self, alias: str, *, model_path: str = "") -> None:
         # Delete + create in one request: Qdrant applies alias changes atomically.
+        # `model_path` is not recorded: a Qdrant alias carries no data (replicas
+        # are configured with their model explicitly).
         ops: list[Any] = []
         if self.alias_target(self._client, alias) is not None:
             ops.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))

@@ -51,7 +51,8 @@ class OutboxRelay:
         """Try to drain what is pending for a while, then stop. Safe to call twice."""
         if self._task is None:
             return
-        if self.connected and flush_timeout_s > 0:
+        # Also when not connected yet: the producer may be connecting right now (it is lazy).
+        if flush_timeout_s > 0 and await asyncio.to_thread(self._outbox.size) > 0:
             try:
                 await asyncio.wait_for(self._drained(), flush_timeout_s)
             except TimeoutError:
@@ -86,7 +87,7 @@ class OutboxRelay:
         )
         try:
             await producer.start()
-        except Exception:
+        except BaseException:  # also when cancelled mid-connect: never leave an unclosed producer
             await producer.stop()
             raise
         self._producer = producer

@@ -8,15 +8,17 @@ concurrent analyses share one store update and one outbox transaction.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import time
 import uuid
-from typing import Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 
 from google.protobuf.message import Message
 
 from understanding import codec
 from understanding.faults import FaultInjector
-from understanding.domain import Analysis
+from understanding.domain import Analysis, ModelRef, Vector
 from understanding.models.batcher import MicroBatcher
 from understanding.sinks.outbox import Outbox, OutboxRecord
 from understanding.sinks.relay import OutboxRelay
@@ -45,6 +47,16 @@ class ResultSink:
         self._event_writes: MicroBatcher[OutboxRecord, None] = MicroBatcher(
             self._append_events, name="outbox-writes", max_batch_size=256, max_wait_ms=group_commit_wait_ms
         )
+        self._gate = WriteGate()
+        # Set by `switch_store`: the model the store's vectors come from, and
+        # how to embed with it (for analyses made with the previous model).
+        self._model: ModelRef | None = None
+        self._reembed: Callable[[Sequence[str]], Awaitable[list[Vector]]] | None = None
+
+    @property
+    def batchers(self) -> tuple[MicroBatcher[Any, None], ...]:
+        """The group-commit batchers (store writes, outbox writes), for metrics."""
+        return (self._store_writes, self._event_writes)
 
     async def start(self) -> None:
         await self._store_writes.start()
@@ -58,8 +70,11 @@ class ResultSink:
         """Index the analysis and queue its event durably; returns the event id."""
         if self._faults is not None:
             self._faults.check("store_write")
-        await self._store_writes.submit((analysis, analysis_points(analysis)))
-        event = codec.analysis_event(analysis, collection=self.store.collection, produced_at=time.time())
+        async with self._gate.passage():
+            analysis = await self._in_store_model(analysis)
+            await self._store_writes.submit((analysis, analysis_points(analysis)))
+            collection = self.store.collection
+        event = codec.analysis_event(analysis, collection=collection, produced_at=time.time())
         await self.publish(
             self._topic, analysis.media_id, event, schema="understanding.v1.AnalysisEvent",
             tenant=analysis.tenant, trace_id=trace_id,
@@ -89,13 +104,45 @@ class ResultSink:
 
     async def delete_media(self, tenant: str, media_id: str, *, trace_id: str = "") -> int:
         """Remove every point of the media and tell consumers (MediaDeletedEvent)."""
-        deleted = await asyncio.to_thread(self.store.delete_media, tenant, media_id)
+        async with self._gate.passage():
+            deleted = await asyncio.to_thread(self.store.delete_media, tenant, media_id)
         if deleted:
             event = codec.media_deleted_event(tenant, media_id, deleted, produced_at=time.time())
             await self.publish(
                 self._topic, media_id, event, schema="understanding.v1.MediaDeletedEvent", tenant=tenant, trace_id=trace_id
             )
         return deleted
+
+    # ------------------------------------------------------------ online reindex
+    async def pause_writes(self) -> None:
+        """Hold every new store write and deletion, and wait for those already under way.
+
+        The online reindex pauses writes for its final catch-up pass, so no
+        write lands in the old collection after it (`resume_writes` releases).
+        """
+        await self._gate.close()
+
+    def resume_writes(self) -> None:
+        self._gate.open()
+
+    def switch_store(
+        self, store: VectorStore, *, model: ModelRef, embed: Callable[[Sequence[str]], Awaitable[list[Vector]]]
+    ) -> None:
+        """Write into `store` from now on (call with writes paused).
+
+        An analysis made with another model than `model` (it was embedded
+        before the switch and written after it, or by a worker still running
+        the old model) has its chunks re-embedded with `embed` before it is
+        written, so the store never mixes two models' vectors.
+        """
+        self.store, self._model, self._reembed = store, model, embed
+
+    async def _in_store_model(self, analysis: Analysis) -> Analysis:
+        if self._model is None or self._reembed is None or analysis.embedding_model == self._model:
+            return analysis
+        vectors = await self._reembed([c.text for c in analysis.chunks]) if analysis.chunks else []
+        chunks = tuple(dataclasses.replace(c, embedding=v) for c, v in zip(analysis.chunks, vectors))
+        return dataclasses.replace(analysis, chunks=chunks, embedding_model=self._model)
 
     def _write_points(self, batch: Sequence[tuple[Analysis, list[PointRecord]]]) -> list[None]:
         """Stage every analysis's points (one store update, invisible to readers),
@@ -113,3 +160,34 @@ class ResultSink:
     def _append_events(self, records: Sequence[OutboxRecord]) -> list[None]:
         self.outbox.append(records)
         return [None] * len(records)
+
+
+class WriteGate:
+    """Lets writes through until `close`, which then waits for those already through."""
+
+    def __init__(self) -> None:
+        self._open = asyncio.Event()
+        self._open.set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._inflight = 0
+
+    @contextlib.asynccontextmanager
+    async def passage(self) -> AsyncIterator[None]:
+        while not self._open.is_set():
+            await self._open.wait()
+        self._inflight += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._inflight -= 1
+            if self._inflight == 0:
+                self._idle.set()
+
+    async def close(self) -> None:
+        self._open.clear()
+        await self._idle.wait()
+
+    def open(self) -> None:
+        self._open.set()

@@ -173,8 +173,11 @@ class VectorStore(Protocol):
 
     def delete_points(self, ids: Sequence[str]) -> None: ...
 
-    def promote(self, alias: str) -> None:
-        """Point `alias` at this collection, atomically for readers of the alias."""
+    def promote(self, alias: str, *, model_path: str = "") -> None:
+        """Point `alias` at this collection, atomically for readers of the alias.
+
+        `model_path` (the model directory, or `packaged`) is recorded with the
+        alias where the backend can (the embedded store's pointer file)."""
         ...
 
     def optimize(self) -> None:

@@ -121,3 +121,49 @@ async def test_wrong_output_count_is_an_error_per_item() -> None:
     async with MicroBatcher(lambda items: [], name="t", max_batch_size=4, max_wait_ms=5) as b:
         with pytest.raises(RuntimeError, match="returned 0 outputs for 1"):
             await b.submit(1)
+
+
+async def test_crashed_scheduler_fails_running_and_queued_callers() -> None:
+    """If the scheduler task dies (here: its executor is gone), nobody hangs."""
+    import concurrent.futures
+
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    executor.shutdown()
+    b = MicroBatcher(doubler([]), name="t", max_batch_size=1, max_wait_ms=0, executor=executor)
+    await b.start()
+    results = await asyncio.wait_for(asyncio.gather(*(b.submit(i) for i in range(3)), return_exceptions=True), 2)
+    assert all(isinstance(r, BatcherClosed) for r in results), results
+    with pytest.raises(BatcherClosed):
+        await b.submit(9)
+    await b.stop()
+
+
+async def test_failing_metrics_hook_does_not_break_batches() -> None:
+    def hook(size: int, seconds: float) -> None:
+        raise RuntimeError("metrics down")
+
+    async with MicroBatcher(doubler([]), name="t", max_batch_size=4, max_wait_ms=1, on_batch=hook) as b:
+        assert await asyncio.gather(*(b.submit(i) for i in range(6))) == [0, 2, 4, 6, 8, 10]
+
+
+async def test_cancelled_submit_many_frees_its_queued_items() -> None:
+    release = threading.Event()
+    seen: list[list[int]] = []
+
+    def fn(items: Sequence[int]) -> list[int]:
+        release.wait(5)
+        seen.append(list(items))
+        return list(items)
+
+    async with MicroBatcher(fn, name="t", max_batch_size=8, max_wait_ms=1) as b:
+        first = asyncio.create_task(b.submit(0))  # occupies the worker
+        await asyncio.sleep(0.05)
+        doomed = asyncio.create_task(b.submit_many([1, 2, 3]))
+        kept = asyncio.create_task(b.submit(4))
+        await asyncio.sleep(0.01)
+        doomed.cancel()
+        release.set()
+        assert await first == 0 and await kept == 4
+        with pytest.raises(asyncio.CancelledError):
+            await doomed
+    assert all(i not in s for s in seen for i in (1, 2, 3))

@@ -1,0 +1,36 @@
+"""Reading a Prometheus scrape in tests."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from prometheus_client.parser import text_string_to_metric_families
+
+
+class Scrape:
+    """One /metrics text: samples by name and labels."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.samples: list[tuple[str, dict[str, str], float]] = [
+            (s.name, dict(s.labels), float(s.value)) for family in text_string_to_metric_families(text) for s in family.samples
+        ]
+
+    def value(self, name: str, **labels: str) -> float:
+        """Sum of the samples named `name` whose labels include `labels` (0 if none)."""
+        return sum(v for n, ls, v in self.samples if n == name and all(ls.get(k) == x for k, x in labels.items()))
+
+    def has(self, name: str) -> bool:
+        return any(n == name for n, _, _ in self.samples)
+
+
+def wait_for_metric(scrape: Callable[[], str], predicate: Callable[[Scrape], bool], timeout_s: float = 60) -> Scrape:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        current = Scrape(scrape())
+        if predicate(current):
+            return current
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"metrics never matched within {timeout_s}s:\n{current.text}")
+        time.sleep(0.2)

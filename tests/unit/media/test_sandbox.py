@@ -1,0 +1,143 @@
+"""MediaDecoder: the same results as in-process decoding, and a crash, hang,
+memory blow-up or decompression bomb in a decoder child fails one call with a
+precise error while the caller (the server) carries on. No temp file outlives a call."""
+
+from __future__ import annotations
+
+import multiprocessing
+import pathlib
+import subprocess
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from tests.fixtures import video as fx
+from tests.fixtures.speech import convert, make_speech_wav
+from understanding.domain import Cancelled, InvalidInput, LimitExceeded
+from understanding.faults import FaultInjector
+from understanding.media import video
+from understanding.media.audio import decode_audio
+from understanding.media.sandbox import MediaDecoder, SandboxSettings
+
+SENTENCE = "Please send the quarterly report to the finance team before the meeting on Monday."
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    return tmp_path_factory.mktemp("sandbox-media")
+
+
+@pytest.fixture(scope="module")
+def wav(media: pathlib.Path) -> pathlib.Path:
+    return make_speech_wav(SENTENCE, media / "speech.wav")
+
+
+@pytest.fixture(scope="module")
+def shots(media: pathlib.Path) -> pathlib.Path:
+    return fx.make_shots_video(media / "shots.mp4")
+
+
+def decoder(work: pathlib.Path, faults: str = "", **kw: object) -> MediaDecoder:
+    return MediaDecoder(SandboxSettings(work_dir=work, **kw), faults=FaultInjector.from_spec(faults))  # type: ignore[arg-type]
+
+
+def silence_flac(path: pathlib.Path, seconds: float) -> pathlib.Path:
+    """Digital silence in 65535-sample FLAC frames: ~17 bytes per 4 s, decoding ~4000x larger."""
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", str(seconds),
+         "-c:a", "flac", "-sample_fmt", "s16", "-frame_size", "65535", str(path)],
+        check=True,
+    )  # fmt: skip
+    return path
+
+
+def test_isolated_audio_equals_in_process(wav: pathlib.Path, media: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    mp3 = convert(wav, "mp3", media / "speech.mp3")
+    for path in (wav, mp3):
+        isolated = decoder(tmp_path).decode_audio(path, max_duration_s=60)
+        assert np.array_equal(isolated, decode_audio(path, max_duration_s=60))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_isolated_video_equals_in_process(shots: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    d = decoder(tmp_path)
+    limits = video.VideoLimits(max_pixels=3840 * 2160, max_duration_s=600, max_frames=10_000)
+    assert d.probe_video(shots, limits) == video.probe_video(shots, limits)
+    stats, direct_stats = video.DecodeStats(), video.DecodeStats()
+    frames = list(d.sample_frames(shots, sample_fps=2.0, width=320, limits=limits, stats=stats))
+    direct = list(video.sample_frames(shots, sample_fps=2.0, width=320, limits=limits, stats=direct_stats))
+    assert stats == direct_stats and len(frames) == len(direct) > 0
+    assert all(a.t_s == b.t_s and np.array_equal(a.image, b.image) for a, b in zip(frames, direct))
+    assert d.audio_offset_s(shots) == video.audio_offset_s(shots)
+
+
+def test_domain_errors_cross_the_boundary(wav: pathlib.Path, media: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    d = decoder(tmp_path)
+    noise = media / "noise.mp3"
+    noise.write_bytes(np.random.default_rng(1).integers(0, 256, 50_000, dtype=np.uint8).tobytes())
+    with pytest.raises(InvalidInput) as err:
+        d.decode_audio(noise)
+    assert err.value.field == "chunk" and "not decodable audio" in err.value.message
+    with pytest.raises(LimitExceeded) as limit:
+        d.decode_audio(wav, max_duration_s=1.0)
+    assert limit.value.field == "duration"
+    with pytest.raises(LimitExceeded) as big:
+        d.probe_video(fx.make_shots_video(media / "shots-limit.mp4"), video.VideoLimits(max_pixels=100))
+    assert big.value.field == "video.resolution"
+    with pytest.raises(FileNotFoundError):
+        d.decode_audio(media / "gone.wav")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "error", "needle"),
+    [
+        ("decode_crash", InvalidInput, "the decoder crashed (SIGSEGV)"),
+        ("decode_hang", InvalidInput, "the decoder timed out (no progress for 2 s)"),
+        ("decode_oom", LimitExceeded, "memory limit of 256 MiB"),
+    ],
+)
+def test_a_misbehaving_child_fails_one_call(
+    fault: str, error: type[Exception], needle: str, wav: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    d = decoder(tmp_path, f"{fault}=1", timeout_s=2.0, memory_bytes=256 * 2**20)
+    started = time.monotonic()
+    with pytest.raises(error) as err:
+        d.decode_audio(wav)
+    assert needle in str(err.value), err.value
+    assert time.monotonic() - started < 15
+    assert d.decode_audio(wav).size > 0  # the next call is served as if nothing happened
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_decompression_bomb_is_refused(media: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    bomb = silence_flac(media / "silence-1h.flac", 3600)
+    assert bomb.stat().st_size < 100_000  # an hour of audio in a few kilobytes
+    with pytest.raises(LimitExceeded) as err:
+        decoder(tmp_path).decode_audio(bomb)  # default bound: 1000x past 64 MiB
+    assert err.value.field == "decompression_ratio" and "decompression bomb" in err.value.message
+    # With no expansion bound, the duration limit still applies.
+    with pytest.raises(LimitExceeded) as too_long:
+        decoder(tmp_path, max_expansion=None).decode_audio(bomb, max_duration_s=600)
+    assert too_long.value.field == "duration"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cancel_kills_the_child(tmp_path: pathlib.Path, wav: pathlib.Path) -> None:
+    d = decoder(tmp_path, "decode_hang=1", timeout_s=60.0)
+    cancelled = threading.Event()
+    threading.Timer(0.5, cancelled.set).start()
+    started = time.monotonic()
+    with pytest.raises(Cancelled):
+        d.decode_audio(wav, cancelled=cancelled)
+    assert time.monotonic() - started < 5
+
+
+def test_stopping_frames_early_ends_the_child(shots: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    frames = decoder(tmp_path).sample_frames(shots, sample_fps=2.0, width=160)
+    first = next(frames)
+    frames.close()  # the caller stopped (an error elsewhere): the child must not linger
+    assert first.image.shape[1] == 160
+    assert not [p for p in multiprocessing.active_children() if p.name.startswith("decode-")]
