@@ -185,13 +185,23 @@ def test_sigterm_finishes_in_flight_work_and_flushes_the_outbox(limited: ServerP
     wait_for_metric(limited.metrics, lambda s: s.value("understanding_rpc_in_flight", method="Transcribe") == 1, 30)
     assert limited.proc is not None
     limited.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
-    with grpc.insecure_channel(limited.target) as fresh:  # a new connection after SIGTERM
-        with pytest.raises(grpc.RpcError) as refused:
-            understanding_pb2_grpc.UnderstandingStub(fresh).AnalyzeText(
-                pb.AnalyzeTextRequest(items=[pb.TextItem(text="too late")]), metadata=md("drain"), timeout=5
-            )
-    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    # New connections are refused once the signal is handled (how soon depends on load).
+    refused: grpc.RpcError | None = None
+    deadline = time.monotonic() + 15
+    while refused is None and time.monotonic() < deadline:
+        with grpc.insecure_channel(limited.target) as fresh:
+            try:
+                understanding_pb2_grpc.UnderstandingStub(fresh).AnalyzeText(
+                    pb.AnalyzeTextRequest(items=[pb.TextItem(text="too late")]), metadata=md("drain"), timeout=5
+                )
+            except grpc.RpcError as error:
+                if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:  # this tenant's rate limit: try again
+                    refused = error
+                    break
+            time.sleep(0.5)
+    # UNAVAILABLE once the listener is closed; a call that races the server's stop on an
+    # already open connection is CANCELLED by gRPC core. Either way it is refused.
+    assert refused is not None and refused.code() in {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}, refused
     worker.join(120)
     assert "error" not in result, result
     assert result["response"].analysis.media_id == "drained-1"  # type: ignore[attr-defined]
