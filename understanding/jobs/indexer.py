@@ -20,7 +20,7 @@ from typing import Any
 from understanding import codec
 from understanding.domain import Analysis, UnderstandingError
 from understanding.jobs.blobs import BlobStore
-from understanding.jobs.kafka_io import JobTopics
+from understanding.jobs.kafka_io import JobTopics, consume_at_least_once
 from understanding.jobs.model import Job, JobError, JobState
 from understanding.jobs.service import JobSettings, backoff_s, classify_error
 from understanding.jobs.state_topic import JobStateLog
@@ -98,28 +98,9 @@ class ResultIndexer:
             await consumer.stop()
 
     async def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                batch = await self._consumer.getmany(timeout_ms=300, max_records=self._batch)
-            except Exception as error:  # noqa: BLE001 - broker outage: the consumer reconnects
-                log.warning("indexer: fetch failed, retrying: %r", error)
-                await asyncio.sleep(1.0)
-                continue
-            records = [r for part in batch.values() for r in part]
-            if not records:
-                continue
-            outcomes = await asyncio.gather(*(self._index_with_retries(r.value) for r in records), return_exceptions=True)
-            failures = [o for o in outcomes if isinstance(o, BaseException)]
-            if failures:  # not durably done: index the batch again rather than commit past it
-                log.error("indexer: results not indexed, retrying the batch: %r", failures[0])
-                for tp, part in batch.items():
-                    self._consumer.seek(tp, part[0].offset)
-                await asyncio.sleep(5.0)
-                continue
-            try:
-                await self._consumer.commit()
-            except Exception as error:  # noqa: BLE001 - after a rebalance: the records come again, harmlessly
-                log.warning("indexer: commit failed, records will be re-indexed: %r", error)
+        await consume_at_least_once(
+            self._consumer, self._index_with_retries, max_records=self._batch, stopping=self._stopping, name="indexer"
+        )
 
     async def _index_with_retries(self, value: bytes) -> None:
         """Index one result; a failing write is retried with back-off (idempotent), and after

@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from google.protobuf.message import Message
 
@@ -173,3 +173,42 @@ def event_headers(schema: str, tenant: str, trace_id: str) -> list[tuple[str, by
 
 async def publish_event(producer: Producer, topic: str, key: str, event: Message, *, schema: str, tenant: str, trace_id: str) -> None:
     await producer.send(topic, key=key.encode(), value=event.SerializeToString(), headers=event_headers(schema, tenant, trace_id))
+
+
+async def consume_at_least_once(
+    consumer: Any,
+    handle: Callable[[bytes], Awaitable[None]],
+    *,
+    max_records: int,
+    stopping: asyncio.Event,
+    name: str,
+) -> None:
+    """Run `handle` on every record of each fetched batch (concurrently); commit only after
+    all of them succeeded, else seek back and handle the whole batch again.
+
+    The worker and the indexer both need exactly this: a record is committed only
+    once its effect is durable, and `handle` must be idempotent because a batch
+    can come again (a failure here, or a rebalance before the commit).
+    """
+    while not stopping.is_set():
+        try:
+            batch = await consumer.getmany(timeout_ms=300, max_records=max_records)
+        except Exception as error:  # noqa: BLE001 - broker outage: the consumer reconnects
+            log.warning("%s: fetch failed, retrying: %r", name, error)
+            await asyncio.sleep(1.0)
+            continue
+        records = [r for part in batch.values() for r in part]
+        if not records:
+            continue
+        outcomes = await asyncio.gather(*(handle(r.value) for r in records), return_exceptions=True)
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        if failures:  # not durably done (the broker or store stayed away past every retry)
+            log.error("%s: batch not durably handled, handling it again: %r", name, failures[0])
+            for tp, part in batch.items():
+                consumer.seek(tp, part[0].offset)
+            await asyncio.sleep(5.0)
+            continue
+        try:
+            await consumer.commit()
+        except Exception as error:  # noqa: BLE001 - lost the partitions meanwhile: redelivered, idempotent
+            log.warning("%s: commit failed, the batch will be handled again: %r", name, error)

@@ -27,7 +27,7 @@ from understanding import codec
 from understanding.domain import Analysis, UnderstandingError
 from understanding.jobs.blobs import BlobStore
 from understanding.jobs.indexer import encode_result
-from understanding.jobs.kafka_io import JobTopics, Producer, ensure_topics, publish_event
+from understanding.jobs.kafka_io import JobTopics, Producer, consume_at_least_once, ensure_topics, publish_event
 from understanding.jobs.model import Job, JobError, JobState
 from understanding.jobs.service import Executor, JobSettings, StageProgress, backoff_s, classify_error
 from understanding.jobs.state_topic import JobStateLog, decode
@@ -163,30 +163,9 @@ class JobWorker:
 
     # ------------------------------------------------------------ consuming
     async def _run(self) -> None:
-        while not self._draining.is_set():
-            try:
-                batch = await self._consumer.getmany(timeout_ms=300, max_records=self._concurrency)
-            except Exception as error:  # noqa: BLE001 - broker outage: the consumer reconnects
-                log.warning("worker: fetch failed, retrying: %r", error)
-                await asyncio.sleep(1.0)
-                continue
-            records = [r for part in batch.values() for r in part]
-            if not records:
-                continue
-            outcomes = await asyncio.gather(*(self._handle(r.value) for r in records), return_exceptions=True)
-            failures = [o for o in outcomes if isinstance(o, BaseException)]
-            if failures:
-                # Not durably finished (the broker stayed away past every retry): run the
-                # batch again rather than commit past it.
-                log.error("worker: jobs not finished, retrying the batch: %r", failures[0])
-                for tp, part in batch.items():
-                    self._consumer.seek(tp, part[0].offset)
-                await asyncio.sleep(5.0)
-                continue
-            try:
-                await self._consumer.commit()
-            except Exception as error:  # noqa: BLE001 - lost the partitions meanwhile: redelivered, idempotent
-                log.warning("worker: commit failed, the jobs may run again: %r", error)
+        await consume_at_least_once(
+            self._consumer, self._handle, max_records=self._concurrency, stopping=self._draining, name="worker"
+        )
 
     async def _handle(self, value: bytes) -> None:
         try:
