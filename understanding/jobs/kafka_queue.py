@@ -12,17 +12,16 @@ embedded store also runs the `ResultIndexer`.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import pathlib
 import time
 from understanding import codec
-from understanding.domain import Conflict, LimitExceeded, PreconditionFailed, Unavailable, UnderstandingError
+from understanding.domain import LimitExceeded, PreconditionFailed, Unavailable, UnderstandingError
 from understanding.jobs.blobs import BlobStore
 from understanding.jobs.indexer import ResultIndexer
 from understanding.jobs.kafka_io import JobTopics, Producer, ensure_topics
-from understanding.jobs.model import Job, JobError, JobSpec, JobState, new_job_id
-from understanding.jobs.service import JobReads, JobSettings, retry_hint
+from understanding.jobs.model import Job, JobError, JobSpec, JobState
+from understanding.jobs.service import JobReads, JobSettings
 from understanding.jobs.state_topic import JobStateLog, encode
 from understanding.jobs.store import SqliteJobStore
 from understanding.sinks.results import ResultSink
@@ -83,39 +82,23 @@ class KafkaJobService(JobReads):
         if not self._accepting:
             raise LimitExceeded("the service is shutting down; retry on another replica", retry_after_s=1.0)
         try:
-            job_id = new_job_id(tenant, idempotency_key)
+            job, new = await self._admit(tenant, spec, idempotency_key, with_media=media is not None)
+            if not new:
+                return job, False
             if media is not None:
-                spec = dataclasses.replace(spec, blob=job_id)
-            fingerprint = spec.fingerprint()
-            if idempotency_key:
-                existing = await asyncio.to_thread(self._store.get, job_id)
-                if existing is not None and existing.tenant == tenant:
-                    return self._same_request(existing, fingerprint), False
-            await asyncio.to_thread(self._check_capacity, tenant)
-            job = Job(
-                job_id=job_id,
-                tenant=tenant,
-                spec=spec,
-                state=JobState.QUEUED,
-                created_at=time.time(),
-                idempotency_key=idempotency_key,
-                fingerprint=fingerprint,
-                stage="queued",
-            )
-            if media is not None:
-                await asyncio.to_thread(self._blobs.put, job_id, media, {"tenant": tenant})
+                await asyncio.to_thread(self._blobs.put, job.job_id, media, {"tenant": tenant})
                 media = None
             try:
                 stored = await self.state.publish(job, wait_applied=True, give_up_s=15.0)
             except Exception as error:  # noqa: BLE001 - the broker is unreachable: tell the client to retry
-                if spec.blob:
-                    await asyncio.to_thread(self._blobs.delete, spec.blob)
+                if job.spec.blob:
+                    await asyncio.to_thread(self._blobs.delete, job.spec.blob)
                 raise Unavailable(f"the job queue is unavailable: {error!r}") from error
             if stored is not None and stored.created_at != job.created_at:
                 # Another replica created this idempotency key's job first: that one stands.
-                return self._same_request(stored, fingerprint), False
+                return self._same_request(stored, job.fingerprint), False
             try:
-                await self._producer.send(self._topics.jobs, key=job_id.encode(), value=encode(job), give_up_s=15.0)
+                await self._producer.send(self._topics.jobs, key=job.job_id.encode(), value=encode(job), give_up_s=15.0)
             except Exception as error:  # noqa: BLE001 - recorded but not queued: fail it so it cannot hang
                 failed = job.with_(
                     state=JobState.FAILED, finished_at=time.time(),
@@ -127,26 +110,6 @@ class KafkaJobService(JobReads):
             if media is not None:
                 media.unlink(missing_ok=True)
         return job, True
-
-    def _same_request(self, existing: Job, fingerprint: str) -> Job:
-        if existing.fingerprint != fingerprint:
-            raise Conflict(
-                "was already used for a different request; use a new key for a new job", field="spec.idempotency_key"
-            )
-        return existing
-
-    def _check_capacity(self, tenant: str) -> None:
-        """Backpressure from the shared view: queued jobs overall, unfinished jobs per tenant."""
-        queued = self._store.count(states=(JobState.QUEUED,))
-        if queued >= self.settings.queue_size:
-            raise LimitExceeded(f"the job queue is full ({queued} queued)", field="spec", retry_after_s=retry_hint(queued))
-        inflight = self._store.count(states=(JobState.QUEUED, JobState.RUNNING), tenant=tenant)
-        if inflight >= self.settings.tenant_inflight:
-            raise LimitExceeded(
-                f"tenant {tenant!r} already has {inflight} unfinished jobs (limit {self.settings.tenant_inflight})",
-                field="spec",
-                retry_after_s=retry_hint(inflight),
-            )
 
     async def cancel(self, tenant: str, job_id: str) -> Job:
         """Record CANCELLED; a worker running the job sees it in its view and stops.

@@ -79,9 +79,55 @@ class StageProgress:
 
 
 class JobReads:
-    """The read side every backend shares: answers from a local job store."""
+    """What every backend shares: reads from a local job store, and the admission of new jobs."""
 
     _store: SqliteJobStore
+    settings: JobSettings
+
+    async def _admit(self, tenant: str, spec: JobSpec, idempotency_key: str, *, with_media: bool) -> tuple[Job, bool]:
+        """The job this idempotency key already names (if the request is the same), or a new
+        QUEUED job, not yet recorded, that passed the capacity checks; `True` when new."""
+        job_id = new_job_id(tenant, idempotency_key)
+        if with_media:
+            spec = dataclasses.replace(spec, blob=job_id)
+        fingerprint = spec.fingerprint()
+        if idempotency_key:
+            existing = await asyncio.to_thread(self._store.get, job_id)
+            if existing is not None and existing.tenant == tenant:
+                return self._same_request(existing, fingerprint), False
+        await asyncio.to_thread(self._check_capacity, tenant)
+        job = Job(
+            job_id=job_id,
+            tenant=tenant,
+            spec=spec,
+            state=JobState.QUEUED,
+            created_at=time.time(),
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+            stage="queued",
+        )
+        return job, True
+
+    @staticmethod
+    def _same_request(existing: Job, fingerprint: str) -> Job:
+        if existing.fingerprint != fingerprint:
+            raise Conflict(
+                "was already used for a different request; use a new key for a new job", field="spec.idempotency_key"
+            )
+        return existing
+
+    def _check_capacity(self, tenant: str) -> None:
+        """Backpressure: queued jobs overall, unfinished jobs per tenant."""
+        queued = self._store.count(states=(JobState.QUEUED,))
+        if queued >= self.settings.queue_size:
+            raise LimitExceeded(f"the job queue is full ({queued} queued)", field="spec", retry_after_s=retry_hint(queued))
+        inflight = self._store.count(states=(JobState.QUEUED, JobState.RUNNING), tenant=tenant)
+        if inflight >= self.settings.tenant_inflight:
+            raise LimitExceeded(
+                f"tenant {tenant!r} already has {inflight} unfinished jobs (limit {self.settings.tenant_inflight})",
+                field="spec",
+                retry_after_s=retry_hint(inflight),
+            )
 
     def get(self, tenant: str, job_id: str) -> Job:
         job = self._store.get(job_id) if job_id else None
@@ -194,45 +240,11 @@ class JobService(JobReads):
         if not self._accepting:
             raise LimitExceeded("the service is shutting down; retry on another replica", retry_after_s=1.0)
         try:
-            job_id = new_job_id(tenant, idempotency_key)
+            job, new = await self._admit(tenant, spec, idempotency_key, with_media=media is not None)
+            if not new:
+                return job, False
             if media is not None:
-                spec = dataclasses.replace(spec, blob=job_id)
-            fingerprint = spec.fingerprint()
-            if idempotency_key:
-                existing = await asyncio.to_thread(self._store.get, job_id)
-                if existing is not None and existing.tenant == tenant:
-                    if existing.fingerprint != fingerprint:
-                        raise Conflict(
-                            "was already used for a different request; use a new key for a new job",
-                            field="spec.idempotency_key",
-                        )
-                    return existing, False
-            queued = await asyncio.to_thread(self._store.count, states=(JobState.QUEUED,))
-            if queued >= self.settings.queue_size:
-                raise LimitExceeded(
-                    f"the job queue is full ({queued} queued)", field="spec", retry_after_s=self._retry_hint(queued)
-                )
-            inflight = await asyncio.to_thread(
-                self._store.count, states=(JobState.QUEUED, JobState.RUNNING), tenant=tenant
-            )
-            if inflight >= self.settings.tenant_inflight:
-                raise LimitExceeded(
-                    f"tenant {tenant!r} already has {inflight} unfinished jobs (limit {self.settings.tenant_inflight})",
-                    field="spec",
-                    retry_after_s=self._retry_hint(inflight),
-                )
-            job = Job(
-                job_id=job_id,
-                tenant=tenant,
-                spec=spec,
-                state=JobState.QUEUED,
-                created_at=time.time(),
-                idempotency_key=idempotency_key,
-                fingerprint=fingerprint,
-                stage="queued",
-            )
-            if media is not None:
-                await asyncio.to_thread(self._blobs.put, job_id, media, {"tenant": tenant})
+                await asyncio.to_thread(self._blobs.put, job.job_id, media, {"tenant": tenant})
                 media = None
             job, created = await asyncio.to_thread(self._store.create, job)
         finally:
@@ -258,8 +270,6 @@ class JobService(JobReads):
         return await self._finish(job, JobState.CANCELLED, error=JobError("CANCELLED", "cancelled by the caller", False))
 
     # ------------------------------------------------------------ workers
-    def _retry_hint(self, backlog: int) -> float:
-        return retry_hint(backlog)
 
     async def _worker(self, index: int) -> None:
         while True:
