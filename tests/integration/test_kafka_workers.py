@@ -19,7 +19,7 @@ from tests.fixtures import speech
 from tests.support.jobs import TERMINAL, job_requests, speech_spec, text_spec, wait_terminal
 from tests.support.kafka import broker_env, collect, kafka
 from tests.support.server import ServerProcess, free_port
-from tests.support.workers import WorkerProcess, kafka_backend_env, start_api
+from tests.support.workers import WorkerProcess, kafka_backend_env
 from understanding.v1 import events_pb2, jobs_pb2, understanding_pb2 as pb
 
 MD = [("x-tenant-id", "kafka-workers")]

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from understanding.jobs.kafka_io import JobTopics, Producer
-from understanding.jobs.model import Job, JobState
+from understanding.jobs.model import Job
 from understanding.jobs.store import SqliteJobStore
 
 log = logging.getLogger(__name__)
