@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import ctranslate2
 import faster_whisper
@@ -420,32 +420,26 @@ class Transcriber:
                     return self._no_speech(options, duration)
                 speech_map = _SpeechMap(chunks, _VAD.speech_pad_ms / 1000)
                 samples = np.concatenate([samples[c["start"] : c["end"]] for c in chunks])
+            decoding: dict[str, Any] = dict(
+                language=options.language,
+                task=options.task,
+                beam_size=options.beam_size,
+                word_timestamps=options.word_timestamps,
+                vad_filter=False,
+                initial_prompt=options.initial_prompt,
+                hotwords=options.hotwords,
+            )
             if self._batched is not None:
                 lengths = [c["end"] - c["start"] for c in chunks] if options.vad else [samples.size]
                 pieces, info = self._batched.transcribe(
                     samples,
-                    language=options.language,
-                    task=options.task,
-                    beam_size=options.beam_size,
-                    word_timestamps=options.word_timestamps,
-                    vad_filter=False,
                     clip_timestamps=_windows(lengths),
                     batch_size=self._batch_size,
                     without_timestamps=False,  # segment times inside each window, like the sequential path
-                    initial_prompt=options.initial_prompt,
-                    hotwords=options.hotwords,
+                    **decoding,
                 )
             else:
-                pieces, info = self._model.transcribe(
-                    samples,
-                    language=options.language,
-                    task=options.task,
-                    beam_size=options.beam_size,
-                    word_timestamps=options.word_timestamps,
-                    vad_filter=False,
-                    initial_prompt=options.initial_prompt,
-                    hotwords=options.hotwords,
-                )
+                pieces, info = self._model.transcribe(samples, **decoding)
             to_decode = samples.size / SAMPLE_RATE
             segments: list[Segment] = []
             done = 0.0
