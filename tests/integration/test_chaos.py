@@ -19,7 +19,6 @@ The broker is private (own ports and data dir): the session broker is never touc
 from __future__ import annotations
 
 import pathlib
-import sqlite3
 import threading
 import time
 import uuid
@@ -72,14 +71,6 @@ def chaos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chaos]:
         code = server.stop()
         kafka("down", env)
         assert code == 0, server.log()
-
-
-def outbox_size(server: ServerProcess) -> int:
-    db = sqlite3.connect(f"file:{server.data_dir / 'outbox.sqlite3'}?mode=ro", uri=True)
-    try:
-        return int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
-    finally:
-        db.close()
 
 
 class Load:
@@ -185,9 +176,9 @@ def test_kafka_outage_during_load_delivers_every_event_once(chaos: Chaos) -> Non
     assert_delivered_once(load.accepted, by_id)
     print(f"{len(load.accepted)} accepted ({accepted_during} during the outage), {raw} records, {len(by_id)} distinct event ids")
     deadline = time.monotonic() + 30
-    while outbox_size(chaos.server) and time.monotonic() < deadline:
+    while len(chaos.server.outbox()) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert outbox_size(chaos.server) == 0
+    assert len(chaos.server.outbox()) == 0
 
 
 def test_full_spool_is_resource_exhausted_then_recovers(chaos: Chaos, tmp_path: pathlib.Path) -> None:

@@ -6,7 +6,6 @@ ports, so the session broker is not disturbed) and real server processes.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
 import grpc
@@ -20,21 +19,8 @@ from understanding.v1 import events_pb2, understanding_pb2 as pb
 MD = [("x-tenant-id", "outbox")]
 
 
-def outbox_size(server: ServerProcess) -> int:
-    db = sqlite3.connect(f"file:{server.data_dir / 'outbox.sqlite3'}?mode=ro", uri=True)
-    try:
-        return int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
-    finally:
-        db.close()
-
-
 def outbox_media_ids(server: ServerProcess) -> list[str]:
-    db = sqlite3.connect(f"file:{server.data_dir / 'outbox.sqlite3'}?mode=ro", uri=True)
-    try:
-        values = [row[0] for row in db.execute("SELECT value FROM outbox ORDER BY seq")]
-    finally:
-        db.close()
-    return [events_pb2.AnalysisEvent.FromString(v).analysis.media_id for v in values]
+    return [events_pb2.AnalysisEvent.FromString(v).analysis.media_id for v in server.outbox()]
 
 
 def test_health_not_serving_until_warm_and_embedded_outbox(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -95,7 +81,7 @@ async def test_outbox_delivers_exactly_once_when_broker_returns(tmp_path) -> Non
         )
         assert response.results[0].media_id == "late-1"
         time.sleep(1.0)
-        assert outbox_size(server) == 1
+        assert len(server.outbox()) == 1
 
         kafka("up", env)  # the broker comes (back) up
         records = await collect(
@@ -106,9 +92,9 @@ async def test_outbox_delivers_exactly_once_when_broker_returns(tmp_path) -> Non
         event = events_pb2.AnalysisEvent.FromString(mine[0].value)
         assert event.analysis.media_id == "late-1" and event.analysis.tenant == "outbox"
         deadline = time.monotonic() + 10
-        while outbox_size(server) and time.monotonic() < deadline:
+        while len(server.outbox()) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert outbox_size(server) == 0
+        assert len(server.outbox()) == 0
     finally:
         assert server.stop() == 0
         kafka("down", env)

@@ -7,11 +7,12 @@ import os
 import pathlib
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import urllib.request
-from typing import Mapping
+from typing import IO, Mapping
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -25,6 +26,34 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def spawn(command: str, log_path: pathlib.Path, settings: Mapping[str, str]) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
+    """`python -m understanding <command>` with none of this shell's UNDERSTANDING_* settings
+    (but the model cache) and `settings` instead; output appended to `log_path`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UNDERSTANDING_") or k == "UNDERSTANDING_CACHE"}
+    env.update(settings)
+    log = log_path.open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "understanding", command], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    return proc, log
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None, log: IO[bytes] | None, sig: int, timeout_s: float) -> int:
+    """Send `sig`, wait up to `timeout_s`, then kill; the exit code (0 if never started)."""
+    if proc is None:
+        return 0
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if log is not None:
+        log.close()
+    return int(proc.returncode)
 
 
 class ServerProcess:
@@ -41,26 +70,20 @@ class ServerProcess:
         self.log_path = data_dir / "server.log"
         self._env = dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
         self._channel: grpc.Channel | None = None
         self._credentials = credentials
 
     def start(self) -> ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("UNDERSTANDING_") or k == "UNDERSTANDING_CACHE"}
-        env.update(
-            {
-                "UNDERSTANDING_GRPC_PORT": str(self.port),
-                "UNDERSTANDING_DATA_DIR": str(self.data_dir),
-                "UNDERSTANDING_LOG_LEVEL": "INFO",
-                "UNDERSTANDING_SHUTDOWN_GRACE_S": "5",
-                "UNDERSTANDING_METRICS_PORT": "0",  # a free port, found by metrics_port()
-            }
-        )
-        env.update(self._env)
-        self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "understanding", "serve"], cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
-        )
+        defaults = {
+            "UNDERSTANDING_GRPC_PORT": str(self.port),
+            "UNDERSTANDING_DATA_DIR": str(self.data_dir),
+            "UNDERSTANDING_LOG_LEVEL": "INFO",
+            "UNDERSTANDING_SHUTDOWN_GRACE_S": "5",
+            "UNDERSTANDING_METRICS_PORT": "0",  # a free port, found by metrics_port()
+        }
+        self.proc, self._log = spawn("serve", self.log_path, {**defaults, **self._env})
         return self
 
     def health_status(self, service: str = "") -> int | None:
@@ -112,6 +135,14 @@ class ServerProcess:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port()}/metrics", timeout=10) as response:
             return str(response.read().decode())
 
+    def outbox(self) -> list[bytes]:
+        """The event payloads waiting in the server's outbox, oldest first (opened read-only)."""
+        db = sqlite3.connect(f"file:{self.data_dir / 'outbox.sqlite3'}?mode=ro", uri=True)
+        try:
+            return [row[0] for row in db.execute("SELECT value FROM outbox ORDER BY seq")]
+        finally:
+            db.close()
+
     def log(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-6000:]
@@ -122,14 +153,4 @@ class ServerProcess:
         if self._channel is not None:
             self._channel.close()
             self._channel = None
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return int(self.proc.returncode)
+        return stop_process(self.proc, self._log, sig, timeout_s)

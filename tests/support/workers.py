@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
 import signal
 import subprocess
-import sys
 import time
 import uuid
-from typing import Mapping
+from typing import IO, Mapping
 
-from tests.support.server import ROOT, ServerProcess
+from tests.support.server import ServerProcess, spawn, stop_process
 
 
 def kafka_backend_env(bootstrap: str, blob_dir: pathlib.Path, **extra: str) -> dict[str, str]:
@@ -49,16 +47,12 @@ class WorkerProcess:
         self.log_path = data_dir / "worker.log"
         self._env = dict(env)
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
 
     def start(self) -> WorkerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("UNDERSTANDING_") or k == "UNDERSTANDING_CACHE"}
-        env.update({"UNDERSTANDING_DATA_DIR": str(self.data_dir), "UNDERSTANDING_SHUTDOWN_GRACE_S": "20"})
-        env.update(self._env)
-        self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "understanding", "worker"], cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
-        )
+        defaults = {"UNDERSTANDING_DATA_DIR": str(self.data_dir), "UNDERSTANDING_SHUTDOWN_GRACE_S": "20"}
+        self.proc, self._log = spawn("worker", self.log_path, {**defaults, **self._env})
         return self
 
     def wait_ready(self, timeout_s: float = 240.0) -> None:
@@ -83,14 +77,4 @@ class WorkerProcess:
         return any('"job running"' in line and job_id in line for line in self.log().splitlines())
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 60.0) -> int:
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return int(self.proc.returncode)
+        return stop_process(self.proc, self._log, sig, timeout_s)
