@@ -34,7 +34,7 @@ import pathlib
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 from understanding.config import Settings
 from understanding.domain import InvalidInput, ModelRef, PreconditionFailed, UnderstandingError, Unavailable, Vector
@@ -108,6 +108,14 @@ class ReindexState:
     started_at: float = field(default_factory=time.monotonic)
     ended_at: float | None = None
     error: UnderstandingError | None = None
+    # A snapshot taken as each phase was entered (shared by the snapshots), so a watcher that
+    # was asleep while a short phase (SWITCHING) came and went still reports it.
+    phase_entries: list[ReindexState] = field(default_factory=list, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name == "phase" and "phase_entries" in self.__dict__:
+            self.phase_entries.append(self.snapshot())
 
     @property
     def finished(self) -> bool:
@@ -193,8 +201,13 @@ class OnlineReindex:
 
     async def watch(self, state: ReindexState) -> AsyncIterator[ReindexState]:
         """Snapshots of `state` as it changes, the final one last; raises its error if it failed."""
+        seen = len(state.phase_entries)
         while True:
             tick = self._tick
+            entered, seen = state.phase_entries[seen:], len(state.phase_entries)
+            for entry in entered:
+                if entry.phase is not state.phase:  # entered and left since the last update
+                    yield entry
             snapshot = state.snapshot()
             yield snapshot
             if snapshot.finished:

@@ -219,3 +219,26 @@ async def test_a_search_under_way_during_a_swap_runs_again_on_the_new_store() ->
     page = await task
     assert [h.point.payload["media_id"] for h in page.hits] == ["new"]
     assert len(new_store.vectors) == 1 and np.allclose(new_store.vectors[0], vector("goal", "new"))
+
+
+async def test_a_watcher_reports_a_phase_that_came_and_went_while_it_waited(tmp_path: pathlib.Path) -> None:
+    from understanding.reindex import OnlineReindex, Phase, ReindexState
+
+    reindex = OnlineReindex(lambda: None, Settings(data_dir=str(tmp_path)))
+    state = ReindexState(model_path="m", alias="a", from_collection="c")
+    seen: list[Phase] = []
+
+    async def watch() -> None:
+        async for update in reindex.watch(state):
+            seen.append(update.phase)
+
+    watcher = asyncio.create_task(watch())
+    await asyncio.sleep(0)  # the watcher reports LOADING and waits
+    state.phase = Phase.COPYING
+    reindex._changed()
+    await asyncio.sleep(0.05)  # reported; now throttled for PROGRESS_INTERVAL_S
+    state.phase = Phase.SWITCHING  # entered and left inside the throttle interval
+    state.phase = Phase.DONE
+    reindex._changed()
+    await asyncio.wait_for(watcher, 5)
+    assert seen == [Phase.LOADING, Phase.COPYING, Phase.SWITCHING, Phase.DONE]
