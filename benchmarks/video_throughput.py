@@ -110,10 +110,11 @@ def mode_naive(clip: pathlib.Path) -> dict[str, float]:
 
 def mode_analyze(clip: pathlib.Path) -> dict[str, float]:
     from understanding.config import Settings
-    from understanding.models.batcher import MicroBatcher
+    from understanding.batching import MicroBatcher
     from understanding.models.embedder import Embedder, resolve_embedding_model
     from understanding.models.language import LanguageDetector
-    from understanding.models.whisper import TranscribeOptions, Transcriber, resolve_whisper_model
+    from understanding.domain import SpeechOptions
+    from understanding.models.whisper import Transcriber, resolve_whisper_model
     from understanding.pipelines.speech import SpeechPipeline
     from understanding.pipelines.tagging import Tagger, Taxonomy
     from understanding.pipelines.text import TextPipeline
@@ -146,7 +147,7 @@ def mode_analyze(clip: pathlib.Path) -> dict[str, float]:
         video = VideoPipeline(speech=speech, text=text, settings=VideoSettings())
         base_rss = _peak_rss_mb()
         started = time.perf_counter()
-        analysis = await video.analyze("bench", VideoInput("bench-720p", clip, TranscribeOptions()))
+        analysis = await video.analyze("bench", VideoInput("bench-720p", clip, SpeechOptions()))
         elapsed = time.perf_counter() - started
         await batcher.stop()
         assert analysis.video is not None and analysis.transcript is not None

@@ -1,4 +1,5 @@
-"""Generate the Python protobuf/gRPC stubs from protos/ into understanding/v1/.
+"""Generate the Python protobuf/gRPC stubs from protos/ into understanding/v1/ (the
+contract) and understanding/internal/v1/ (records of the internal Kafka topics).
 
 The stubs are build output (git-ignored) and never edited by hand; run
 `make protos` (or this script) after changing a .proto file.
@@ -33,9 +34,15 @@ def main() -> int:
     if rc != 0:
         print(f"protoc failed with exit code {rc}", file=sys.stderr)
         return rc
-    init = OUT_DIR / "understanding" / "v1" / "__init__.py"
-    init.write_text('"""Generated protobuf and gRPC stubs (see scripts/gen_protos.py)."""\n')
-    print(f"generated stubs for {len(protos)} protos in {init.parent}")
+    packages = sorted({(OUT_DIR / p).parent for p in protos})
+    for package in packages:
+        for directory in (package, *package.parents):
+            if directory == OUT_DIR / "understanding" or OUT_DIR not in directory.parents:
+                break
+            init = directory / "__init__.py"
+            if not init.exists():
+                init.write_text('"""Generated protobuf and gRPC stubs (see scripts/gen_protos.py)."""\n')
+    print(f"generated stubs for {len(protos)} protos in {', '.join(str(p.relative_to(OUT_DIR)) for p in packages)}")
     return 0
 
 

@@ -71,40 +71,23 @@ def _rpc_error(error: Any, args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- commands
 def cmd_serve(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from understanding import logs
-    from understanding.app import serve
-    from understanding.config import Settings
+    from understanding.app import run_process
 
     overrides: dict[str, Any] = {}
     if args.port is not None:
         overrides["grpc_port"] = args.port
     if args.host is not None:
         overrides["grpc_host"] = args.host
-    settings = Settings.from_env(**overrides)
-    logs.configure(settings.log_level, json_lines=settings.log_json)
-    asyncio.run(serve(settings))
-    return 0
+    return run_process("serve", **overrides)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from understanding import logs
-    from understanding.app import work
-    from understanding.config import Settings
+    from understanding.app import run_process
 
     overrides: dict[str, Any] = {"job_backend": "kafka"}
     if args.concurrency is not None:
         overrides["job_workers"] = args.concurrency
-    settings = Settings.from_env(**overrides)
-    if not settings.kafka_bootstrap:
-        print("error: a worker needs Kafka: set UNDERSTANDING_KAFKA_BOOTSTRAP", file=sys.stderr)
-        return 2
-    logs.configure(settings.log_level, json_lines=settings.log_json)
-    asyncio.run(work(settings))
-    return 0
+    return run_process("worker", **overrides)
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -761,72 +744,45 @@ def _reindex_online(args: argparse.Namespace) -> int | None:
 
 def _reindex_offline(args: argparse.Namespace) -> int:
     from understanding import logs
-    from understanding.app import open_store
     from understanding.config import Settings
-    from understanding.models.embedder import Embedder, resolve_embedding_model
-    from understanding.sinks.store import reembed_into
+    from understanding.core.embedding import EmbeddingFactory
+    from understanding.core.reindex import reindex_offline
+    from understanding.domain import InvalidInput
 
     settings = Settings.from_env()
     logs.configure(settings.log_level, json_lines=settings.log_json)
+
+    def progress(done: int, total: int) -> None:
+        print(f"\r{done}/{total}", end="", file=sys.stderr, flush=True)
+
     try:
-        model_dir = resolve_embedding_model(args.to_model)
-    except (FileNotFoundError, ImportError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        source = open_store(settings, None, None, role="current")
-    except LookupError as error:
-        print(f"error: {error}", file=sys.stderr)
+        result = reindex_offline(
+            EmbeddingFactory(settings), args.to_model, batch_size=args.batch_size, no_switch=args.no_switch,
+            progress=progress,
+        )
+    except (InvalidInput, LookupError) as error:
+        print(f"error: {getattr(error, 'message', error)}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as error:  # noqa: BLE001 - e.g. the embedded store's WAL is locked
-        print(f"error: cannot open the current collection: {error}", file=sys.stderr)
+        print(f"error: cannot reindex the current collection: {error}", file=sys.stderr)
         if not settings.qdrant_url:
             print("hint: the embedded store belongs to one process: stop `understanding serve` first.", file=sys.stderr)
         return 1
-    try:
-        embedder = Embedder(model_dir, device=settings.embedding_device)
-        target = open_store(settings, embedder.dimension, embedder.model_ref, role="target")
-    except BaseException:
-        source.close()
-        raise
-    alias = settings.qdrant_collection
-    try:
-        if target.collection == source.collection:
-            print(f"{alias} already serves {target.collection}: nothing to do")
-            return 0
-        total = source.count()
-        print(f"re-embedding {total} points: {source.collection} -> {target.collection}", file=sys.stderr)
-        done = 0
-
-        def progress(n: int) -> None:
-            nonlocal done
-            done += n
-            print(f"\r{done}/{total}", end="", file=sys.stderr, flush=True)
-
-        model, size = embedder.model_ref, args.batch_size
-        runs = [reembed_into(source, target, embedder.encode, model, batch_size=size, progress=progress)]
-        print(file=sys.stderr)
-        # A second, incremental pass picks up what was written during the first.
-        runs.append(reembed_into(source, target, embedder.encode, model, batch_size=size))
-        target.optimize()
-        if not args.no_switch:
-            from understanding.reindex import model_spec_of
-
-            target.promote(alias, model_path=model_spec_of(args.to_model, model_dir))
-        summary = {
-            "alias": alias,
-            "from": source.collection,
-            "to": target.collection,
-            "switched": not args.no_switch,
-            "embedded": sum(r.embedded for r in runs),
-            "without_text": runs[-1].without_text,
-            "removed": sum(r.removed for r in runs),
-            "points": target.count(),
-            "seconds": round(sum(r.seconds for r in runs), 2),
-        }
-    finally:
-        target.close()
-        source.close()
+    print(file=sys.stderr)
+    if result.nothing_to_do:
+        print(f"{result.alias} already serves {result.to_collection}: nothing to do")
+        return 0
+    summary = {
+        "alias": result.alias,
+        "from": result.from_collection,
+        "to": result.to_collection,
+        "switched": result.switched,
+        "embedded": result.embedded,
+        "without_text": result.without_text,
+        "removed": result.removed,
+        "points": result.points,
+        "seconds": result.seconds,
+    }
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -834,8 +790,8 @@ def _reindex_offline(args: argparse.Namespace) -> int:
             f"{summary['points']} points in {summary['to']} ({summary['embedded']} embedded, "
             f"{summary['without_text']} without text skipped) in {summary['seconds']} s"
         )
-        if summary["switched"]:
-            print(f"alias {alias} -> {summary['to']}.")
+        if result.switched:
+            print(f"alias {result.alias} -> {result.to_collection}.")
             print(
                 "Start the service with UNDERSTANDING_EMBEDDING_MODEL unset (`packaged`: it follows the alias) "
                 f"or set to {args.to_model}"

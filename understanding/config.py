@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 PREFIX = "UNDERSTANDING_"
+METRICS_PORT_OFFSET = 1000  # `metrics_port=auto`: the gRPC port plus this
 
 
 def _default_data_dir() -> str:
@@ -49,7 +50,12 @@ class Settings:
     tls_cert_file: str = _setting("", "PEM server certificate (chain): serve gRPC over TLS. Empty: plaintext.")
     tls_key_file: str = _setting("", "PEM private key of tls_cert_file.")
     tls_client_ca_file: str = _setting("", "PEM CA bundle: require client certificates signed by it (mutual TLS).")
-    metrics_port: int = _setting(9464, "Prometheus /metrics port (0 picks a free port, -1 disables).")
+    metrics_port: str = _setting(
+        "auto",
+        "Prometheus /metrics port: `auto` = gRPC port + 1000 (50051 -> 51051, so instances with distinct gRPC "
+        "ports never collide; a free port when the gRPC port is 0), a port number, 0 (any free port), or "
+        "`off` (also -1).",
+    )
     metrics_host: str = _setting("", "Address the metrics server binds to (empty: grpc_host).")
     otel_endpoint: str = _setting(
         "", "OTLP/gRPC collector for OpenTelemetry traces, e.g. http://127.0.0.1:4317 (empty: tracing off; "
@@ -171,6 +177,23 @@ class Settings:
     @property
     def cache_path(self) -> pathlib.Path:
         return pathlib.Path(self.cache_dir)
+
+    def metrics_bind_port(self, grpc_port: int) -> int | None:
+        """The metrics port to bind given the bound gRPC port; None when metrics are off."""
+        raw = self.metrics_port.strip().lower()
+        if raw in ("off", "-1", "none", "false"):
+            return None
+        if raw in ("auto", ""):
+            return grpc_port + METRICS_PORT_OFFSET if self.grpc_port != 0 else 0
+        try:
+            port = int(raw)
+        except ValueError:
+            raise ValueError(
+                f"{PREFIX}METRICS_PORT={self.metrics_port!r}: use auto, off, or a port number"
+            ) from None
+        if not 0 <= port <= 65535:
+            raise ValueError(f"{PREFIX}METRICS_PORT={port} is not a port number (0..65535)")
+        return port
 
     @property
     def blob_path(self) -> pathlib.Path:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Protocol
 from wsgiref.simple_server import WSGIServer
 
 import grpc
@@ -21,15 +22,30 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from understanding.api.server import Observer
-from understanding.jobs.model import JobState
-
-if TYPE_CHECKING:
-    from understanding.app import Core
+from understanding.domain import JobState
 
 log = logging.getLogger(__name__)
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class CoreLevels(Protocol):
+    """Levels of the running core, read at scrape time (blocking reads are fine there)."""
+
+    def job_state_counts(self) -> Mapping[JobState, int]: ...
+
+    def outbox_levels(self) -> tuple[int, float]:
+        """(events not yet acked by Kafka, age in seconds of the oldest)."""
+        ...
+
+    def relay_levels(self) -> tuple[int, bool] | None:
+        """(events acked since start, producer connected), or None without Kafka."""
+        ...
+
+    def batcher_queues(self) -> Mapping[str, int]:
+        """Items waiting per micro-batcher."""
+        ...
 
 
 class Metrics(Observer):
@@ -64,7 +80,6 @@ class Metrics(Observer):
             "understanding_model_seconds", "Model call latency by model and outcome (ok, cancelled, error).",
             ["model", "outcome"], buckets=_LATENCY_BUCKETS, registry=r,
         )
-        self._core: Callable[[], Core | None] = lambda: None
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
@@ -104,10 +119,9 @@ class Metrics(Observer):
 
         return observe
 
-    def watch_core(self, core: Callable[[], Core | None]) -> None:
-        """Read the core's levels (jobs, outbox, queues) lazily at scrape time."""
-        self._core = core
-        self.registry.register(_CoreCollector(core))
+    def watch(self, levels: Callable[[], CoreLevels | None]) -> None:
+        """Read the core's levels (jobs, outbox, queues) lazily at scrape time; None: not ready."""
+        self.registry.register(_CoreCollector(levels))
 
     # ------------------------------------------------------------ lifecycle
     def serve(self, host: str, port: int) -> int:
@@ -135,27 +149,26 @@ class Metrics(Observer):
 class _CoreCollector(Collector):
     """Gauges computed from the running core at scrape time."""
 
-    def __init__(self, core: Callable[[], Core | None]) -> None:
-        self._core = core
+    def __init__(self, levels: Callable[[], CoreLevels | None]) -> None:
+        self._levels = levels
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         return iter(())  # unchecked collector: families depend on the core's state
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         ready = GaugeMetricFamily("understanding_ready", "1 once the models are loaded and the core serves.")
-        core = self._core()
-        ready.add_metric([], 0.0 if core is None else 1.0)
+        levels = self._levels()
+        ready.add_metric([], 0.0 if levels is None else 1.0)
         yield ready
-        if core is None:
+        if levels is None:
             return
         try:
-            yield from self._core_metrics(core)
+            yield from self._core_metrics(levels)
         except Exception as error:  # noqa: BLE001 - a scrape must not fail because a store is closing
             log.debug("metrics collection failed: %r", error)
 
-    def _core_metrics(self, core: Core) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        state_counts = getattr(core.jobs, "state_counts", None)  # not every job backend counts locally
-        counts = state_counts() if state_counts is not None else {}
+    def _core_metrics(self, levels: CoreLevels) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        counts = levels.job_state_counts()
         jobs = GaugeMetricFamily("understanding_jobs", "Jobs by state (job store).", labels=["state"])
         for state, count in counts.items():
             jobs.add_metric([state.value.lower()], float(count))
@@ -163,23 +176,24 @@ class _CoreCollector(Collector):
         depth = GaugeMetricFamily("understanding_job_queue_depth", "Jobs waiting to run (state QUEUED).")
         depth.add_metric([], float(counts.get(JobState.QUEUED, 0)))
         yield depth
+        backlog, oldest_s = levels.outbox_levels()
         pending = GaugeMetricFamily("understanding_outbox_pending", "Events in the outbox not yet acked by Kafka.")
-        pending.add_metric([], float(core.outbox.size()))
+        pending.add_metric([], float(backlog))
         yield pending
         lag = GaugeMetricFamily(
             "understanding_outbox_lag_seconds", "Age of the oldest unpublished event (Kafka publish lag)."
         )
-        lag.add_metric([], core.outbox.oldest_age_s())
+        lag.add_metric([], oldest_s)
         yield lag
-        if core.relay is not None:
+        relay = levels.relay_levels()
+        if relay is not None:
             delivered = CounterMetricFamily("understanding_events_published", "Events acked by Kafka since start.")
-            delivered.add_metric([], float(core.relay.delivered))
+            delivered.add_metric([], float(relay[0]))
             yield delivered
             connected = GaugeMetricFamily("understanding_kafka_connected", "1 while the outbox relay has a producer.")
-            connected.add_metric([], 1.0 if core.relay.connected else 0.0)
+            connected.add_metric([], 1.0 if relay[1] else 0.0)
             yield connected
         queued = GaugeMetricFamily("understanding_batcher_queued", "Items waiting in a micro-batcher.", labels=["batcher"])
-        for batcher in core.batchers():
-            queued.add_metric([batcher.name], float(batcher.queued))
+        for name, depth_now in levels.batcher_queues().items():
+            queued.add_metric([name], float(depth_now))
         yield queued
-

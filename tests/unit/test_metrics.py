@@ -156,7 +156,7 @@ def test_metrics_http_server_on_a_free_port() -> None:
     metrics = Metrics()
     metrics.rpc_started("GetJob")
     metrics.rpc_done("GetJob", grpc.StatusCode.OK, 0.01)
-    metrics.watch_core(lambda: None)
+    metrics.watch(lambda: None)
     port = metrics.serve("127.0.0.1", 0)
     try:
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()

@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 
 from understanding.api.identity import AdminIdentity, parse_admin_keys
-from understanding.app import open_store, serving_model_spec
+from understanding.core.embedding import StoreOpener
 from understanding.config import Settings
 from understanding.domain import Analysis, Chunk, Modality, ModelRef, PermissionDenied, Unauthenticated
 from understanding.models.language import LanguageDetector
 from understanding.pipelines.tagging import Tagger, Taxonomy
 from understanding.pipelines.text import EmbeddingBinding, TextInput, TextPipeline
-from understanding.search import SearchMode, SearchQuery, Searcher
+from understanding.core.search import SearchMode, SearchQuery, Searcher
 from understanding.sinks.edge_store import read_alias, write_alias
 from understanding.sinks.outbox import Outbox
 from understanding.sinks.results import ResultSink
@@ -47,31 +47,31 @@ def test_a_default_configured_server_follows_the_alias_to_the_recorded_model(tmp
     model_dir = tmp_path / "new-model"
     model_dir.mkdir()
     settings = Settings.from_env({}, data_dir=str(tmp_path), qdrant_url="")
-    assert serving_model_spec(settings) == "packaged"  # no alias yet
+    assert StoreOpener(settings).serving_model_spec() == "packaged"  # no alias yet
     root = tmp_path / "qdrant-edge"
     write_alias(root, "understanding", "understanding__new-model__2", DIM, model_path=str(model_dir))
     assert read_alias(root, "understanding").model_path == str(model_dir)  # type: ignore[union-attr]
-    assert serving_model_spec(settings) == str(model_dir)
+    assert StoreOpener(settings).serving_model_spec() == str(model_dir)
     # An explicit model wins (open_store then refuses a mismatch, naming the model to set).
     explicit = Settings.from_env({}, data_dir=str(tmp_path), qdrant_url="", embedding_model="/elsewhere")
-    assert serving_model_spec(explicit) == "/elsewhere"
+    assert StoreOpener(explicit).serving_model_spec() == "/elsewhere"
     # A recorded directory that is gone is not followed.
     model_dir.rmdir()
-    assert serving_model_spec(settings) == "packaged"
+    assert StoreOpener(settings).serving_model_spec() == "packaged"
     write_alias(root, "understanding", "understanding__all__1", DIM, model_path="packaged")
-    assert serving_model_spec(settings) == "packaged"
+    assert StoreOpener(settings).serving_model_spec() == "packaged"
 
 
 def test_a_mismatch_names_the_model_the_alias_was_switched_to(tmp_path: pathlib.Path) -> None:
     settings = Settings.from_env({}, data_dir=str(tmp_path), qdrant_url="")
-    store = open_store(settings, DIM, OLD, model_path="packaged")
+    store = StoreOpener(settings).serving(OLD, DIM, model_path="packaged")
     store.close()
     assert read_alias(tmp_path / "qdrant-edge", "understanding").model_path == "packaged"  # type: ignore[union-attr]
-    target = open_store(settings, DIM, NEW, role="target")
+    target = StoreOpener(settings).target(NEW, DIM)
     target.promote("understanding", model_path="/models/new")
     target.close()
     with pytest.raises(RuntimeError, match="UNDERSTANDING_EMBEDDING_MODEL=/models/new"):
-        open_store(settings, DIM, OLD)
+        StoreOpener(settings).serving(OLD, DIM, model_path="")
 
 
 # ---------------------------------------------------------------- admin identity
@@ -222,9 +222,9 @@ async def test_a_search_under_way_during_a_swap_runs_again_on_the_new_store() ->
 
 
 async def test_a_watcher_reports_a_phase_that_came_and_went_while_it_waited(tmp_path: pathlib.Path) -> None:
-    from understanding.reindex import OnlineReindex, Phase, ReindexState
+    from understanding.core.reindex import OnlineReindex, Phase, ReindexState
 
-    reindex = OnlineReindex(lambda: None, Settings(data_dir=str(tmp_path)))
+    reindex = OnlineReindex(switch=None, factory=None, sink=None)  # type: ignore[arg-type]  # watch() needs none
     state = ReindexState(model_path="m", alias="a", from_collection="c")
     seen: list[Phase] = []
 

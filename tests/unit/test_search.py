@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from understanding.domain import Analysis, Chunk, InvalidInput, LimitExceeded, ModelRef, Modality, NotFound, Tag
-from understanding.search import (
+from understanding.core.search import (
     MAX_OFFSET,
     SearchMode,
     SearchQuery,

@@ -7,15 +7,13 @@ identity (`AdminIdentity`: admin keys, never tenant keys).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from understanding import codec
 from understanding.api.server import Call
-from understanding.domain import NotFound
+from understanding.core.reindex import OnlineReindex, ReindexState
+from understanding.domain import NotFound, Unavailable
 from understanding.v1 import admin_pb2
-
-if TYPE_CHECKING:
-    from understanding.reindex import OnlineReindex, ReindexState
 
 ADMIN_SERVICE_NAME = "understanding.v1.Admin"
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["Admin"]
@@ -43,14 +41,20 @@ def progress_pb(state: ReindexState) -> admin_pb2.ReindexProgress:
 
 
 class AdminServicer:
-    def __init__(self, reindex: OnlineReindex) -> None:
-        self._reindex = reindex
+    def __init__(self, reindex: Callable[[], OnlineReindex | None]) -> None:
+        self._get_reindex = reindex
+
+    @property
+    def _reindex(self) -> OnlineReindex:
+        reindex = self._get_reindex()
+        if reindex is None:
+            raise Unavailable("the service is still starting: retry when it is SERVING")
+        return reindex
 
     async def Reindex(self, request: admin_pb2.ReindexRequest, call: Call) -> AsyncIterator[admin_pb2.ReindexProgress]:
-        state = await self._reindex.start(
-            request.model_path, batch_size=int(request.batch_size), no_switch=request.no_switch
-        )
-        async for snapshot in self._reindex.watch(state):
+        reindex = self._reindex
+        state = await reindex.start(request.model_path, batch_size=int(request.batch_size), no_switch=request.no_switch)
+        async for snapshot in reindex.watch(state):
             yield progress_pb(snapshot)
 
     async def GetReindex(self, request: admin_pb2.GetReindexRequest, call: Call) -> admin_pb2.ReindexProgress:

@@ -8,24 +8,35 @@ import hashlib
 import pathlib
 import threading
 import uuid
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from understanding import codec
 from understanding.api import validation
 from understanding.api.server import Call
-from understanding.domain import InvalidInput, LimitExceeded, Modality, NotFound, Unavailable
 from understanding.api.upload import removing, spool_upload
-from understanding.jobs.model import JobSpec, JobState
-from understanding.models.whisper import TranscribeOptions
-from understanding.pipelines.speech import SpeechInput
-from understanding.pipelines.text import TextInput
-from understanding.pipelines.video import VideoInput
-from understanding.search import SearchMode, SearchQuery
+from understanding.core.analyze import Analyzer
+from understanding.core.media import MediaCatalog
+from understanding.core.search import Searcher, SearchMode, SearchQuery
+from understanding.domain import (
+    Analysis,
+    InvalidInput,
+    JobSpec,
+    JobState,
+    LimitExceeded,
+    MediaRequest,
+    Modality,
+    ModelRef,
+    NotFound,
+    Unavailable,
+)
+from understanding.jobs.blobs import BlobStore
+from understanding.jobs.kafka_queue import KafkaJobService
+from understanding.jobs.service import JobService
 from understanding.sinks.store import PointFilter, StoredPoint, public_point_id
-from understanding.v1 import common_pb2, jobs_pb2, understanding_pb2 as pb
-
-if TYPE_CHECKING:
-    from understanding.app import Core
+from understanding.v1 import common_pb2, jobs_pb2
+from understanding.v1 import understanding_pb2 as pb
 
 
 def _hit_pb(point: StoredPoint, *, matched: tuple[str, ...] = (), group_hits: int = 0, with_vector: bool = False) -> pb.SearchHit:
@@ -71,136 +82,116 @@ def _modality(payload: Mapping[str, Any]) -> Modality:
         return Modality.TEXT
 
 
-_TASKS = {pb.SPEECH_TASK_UNSPECIFIED: "transcribe", pb.SPEECH_TASK_TRANSCRIBE: "transcribe", pb.SPEECH_TASK_TRANSLATE: "translate"}
+@dataclass(frozen=True, slots=True)
+class RequestLimits:
+    """Per-request size limits the tenant API enforces before any work."""
+
+    max_texts_per_call: int
+    max_text_bytes: int
+    max_upload_bytes: int
 
 
-def speech_options(options: pb.SpeechOptions) -> TranscribeOptions:
-    """Proto options -> domain options (which validate themselves)."""
-    if options.task not in _TASKS:
-        raise InvalidInput(f"unknown task {options.task}", field="speech.task")
-    if len(options.initial_prompt) > 2000 or len(options.hotwords) > 2000:
-        raise InvalidInput("at most 2000 characters", field="speech.initial_prompt")
-    return TranscribeOptions(
-        language=options.language.strip().lower().replace("_", "-").split("-")[0] or None,
-        task=_TASKS[options.task],  # type: ignore[arg-type]
-        word_timestamps=options.word_timestamps,
-        vad=not options.disable_vad,
-        initial_prompt=options.initial_prompt or None,
-        hotwords=options.hotwords or None,
-        beam_size=options.beam_size or 5,
-    )
+@dataclass(frozen=True, slots=True)
+class UnderstandingPorts:
+    """What the tenant API calls into; the composition root fills it once the core is ready."""
+
+    analyzer: Analyzer
+    jobs: JobService | KafkaJobService
+    blobs: BlobStore
+    searcher: Searcher
+    catalog: MediaCatalog
+    embedding_model: Callable[[], ModelRef]  # the model serving now (it changes on a reindex)
+    spool_dir: pathlib.Path
+    limits: RequestLimits
 
 
 class UnderstandingServicer:
-    def __init__(self, core: Callable[[], Core | None]) -> None:
-        self._get_core = core
+    def __init__(self, ports: Callable[[], UnderstandingPorts | None]) -> None:
+        self._get_ports = ports
 
     @property
-    def _core(self) -> Core:
-        core = self._get_core()
-        if core is None:
+    def _ports(self) -> UnderstandingPorts:
+        ports = self._get_ports()
+        if ports is None:
             raise Unavailable("the service is warming up; retry shortly")
-        return core
+        return ports
 
     # ------------------------------------------------------------ text
     async def AnalyzeText(self, request: pb.AnalyzeTextRequest, call: Call) -> pb.AnalyzeTextResponse:
-        settings = self._core.settings
+        ports = self._ports
+        limits = ports.limits
         if not request.items:
             raise InvalidInput("at least one item is required", field="items")
-        if len(request.items) > settings.max_texts_per_call:
+        if len(request.items) > limits.max_texts_per_call:
             raise LimitExceeded(
-                f"{len(request.items)} items exceed the limit of {settings.max_texts_per_call} per call", field="items"
+                f"{len(request.items)} items exceed the limit of {limits.max_texts_per_call} per call", field="items"
             )
-        inputs = []
+        requests = []
         for i, item in enumerate(request.items):
             size = len(item.text.encode("utf-8"))
             if not item.text.strip():
                 raise InvalidInput("must not be empty or whitespace", field=f"items[{i}].text")
-            if size > settings.max_text_bytes:
-                raise LimitExceeded(
-                    f"{size} bytes exceed the limit of {settings.max_text_bytes}", field=f"items[{i}].text"
-                )
+            if size > limits.max_text_bytes:
+                raise LimitExceeded(f"{size} bytes exceed the limit of {limits.max_text_bytes}", field=f"items[{i}].text")
             mid = item.media_id or "txt-" + hashlib.sha256(item.text.encode()).hexdigest()[:24]
             validation.media_id(mid, f"items[{i}].media_id")
-            inputs.append(TextInput(mid, item.text, validation.metadata(item.metadata, f"items[{i}].metadata")))
-        analyses = await asyncio.gather(*(self._core.text.analyze(call.tenant, x) for x in inputs))
-        if not request.options.dry_run:
-            await asyncio.gather(*(self._core.sink.write(a, trace_id=call.trace_id) for a in analyses))
+            requests.append(
+                MediaRequest(
+                    Modality.TEXT, mid, text=item.text, metadata=validation.metadata(item.metadata, f"items[{i}].metadata")
+                )
+            )
+        index = not request.options.dry_run
+        analyses = await asyncio.gather(
+            *(ports.analyzer.analyze_and_index(call.tenant, r, index=index, trace_id=call.trace_id) for r in requests)
+        )
         return pb.AnalyzeTextResponse(
             results=[codec.analysis_pb(a, with_embeddings=request.options.return_embeddings) for a in analyses]
         )
 
-    # ------------------------------------------------------------ speech
-    async def Transcribe(self, requests: AsyncIterator[pb.UploadRequest], call: Call) -> pb.TranscribeResponse:
-        core = self._core
+    # ------------------------------------------------------------ uploads analysed inline
+    async def _analyze_upload(
+        self, requests: AsyncIterator[pb.UploadRequest], call: Call, modality: Modality, id_prefix: str
+    ) -> tuple[Analysis, pb.UploadHeader]:
+        """Spool the upload, analyse it (and index it unless a dry run), remove the spool file."""
+        ports = self._ports
         parsed: dict[str, Any] = {}
 
         def on_header(header: pb.UploadHeader) -> None:
             if header.media_id:
                 validation.media_id(header.media_id, "header.media_id")
-            parsed["options"] = speech_options(header.speech)
+            parsed["options"] = validation.analysis_options(header, video=modality is Modality.VIDEO)
             parsed["metadata"] = validation.metadata(header.metadata, "header.metadata")
 
         spooled = await spool_upload(
-            requests, spool_dir=core.spool_dir, max_bytes=core.settings.max_upload_bytes, on_header=on_header
+            requests, spool_dir=ports.spool_dir, max_bytes=ports.limits.max_upload_bytes, on_header=on_header
         )
         header: pb.UploadHeader = spooled.header
-        media_id = header.media_id or "aud-" + spooled.sha256[:24]
+        media = MediaRequest(
+            modality,
+            header.media_id or id_prefix + spooled.sha256[:24],
+            path=spooled.path,
+            options=parsed["options"],
+            metadata=parsed["metadata"],
+        )
         cancelled = threading.Event()
         try:
             with removing(spooled.path):
-                analysis = await core.speech.analyze(
-                    call.tenant,
-                    SpeechInput(media_id, spooled.path, parsed["options"], parsed["metadata"]),
-                    cancelled=cancelled,
+                analysis = await ports.analyzer.analyze_and_index(
+                    call.tenant, media, cancelled=cancelled, index=not header.text.dry_run, trace_id=call.trace_id
                 )
         except asyncio.CancelledError:
             cancelled.set()  # the client went away or its deadline passed: stop decoding
             raise
-        if not header.text.dry_run:
-            await core.sink.write(analysis, trace_id=call.trace_id)
+        return analysis, header
+
+    async def Transcribe(self, requests: AsyncIterator[pb.UploadRequest], call: Call) -> pb.TranscribeResponse:
+        analysis, header = await self._analyze_upload(requests, call, Modality.SPEECH, "aud-")
         return pb.TranscribeResponse(
             analysis=codec.analysis_pb(analysis, with_embeddings=header.text.return_embeddings)
         )
 
-    # ------------------------------------------------------------ video
     async def AnalyzeVideo(self, requests: AsyncIterator[pb.UploadRequest], call: Call) -> pb.AnalyzeVideoResponse:
-        core = self._core
-        parsed: dict[str, Any] = {}
-
-        def on_header(header: pb.UploadHeader) -> None:
-            if header.media_id:
-                validation.media_id(header.media_id, "header.media_id")
-            if not 0 <= header.video.sample_fps <= 30:
-                raise InvalidInput("must be between 0 and 30", field="video.sample_fps")
-            parsed["options"] = speech_options(header.speech)
-            parsed["metadata"] = validation.metadata(header.metadata, "header.metadata")
-
-        spooled = await spool_upload(
-            requests, spool_dir=core.spool_dir, max_bytes=core.settings.max_upload_bytes, on_header=on_header
-        )
-        header: pb.UploadHeader = spooled.header
-        cancelled = threading.Event()
-        try:
-            with removing(spooled.path):
-                analysis = await core.video.analyze(
-                    call.tenant,
-                    VideoInput(
-                        media_id=header.media_id or "vid-" + spooled.sha256[:24],
-                        path=spooled.path,
-                        speech_options=parsed["options"],
-                        sample_fps=header.video.sample_fps or None,
-                        return_keyframes=header.video.return_keyframes,
-                        skip_audio=header.video.skip_audio,
-                        metadata=parsed["metadata"],
-                    ),
-                    cancelled=cancelled,
-                )
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-        if not header.text.dry_run:
-            await core.sink.write(analysis, trace_id=call.trace_id)
+        analysis, header = await self._analyze_upload(requests, call, Modality.VIDEO, "vid-")
         return pb.AnalyzeVideoResponse(
             analysis=codec.analysis_pb(
                 analysis, with_embeddings=header.text.return_embeddings, with_keyframes=header.video.return_keyframes
@@ -209,30 +200,32 @@ class UnderstandingServicer:
 
     # ------------------------------------------------------------ jobs
     async def UploadMedia(self, requests: AsyncIterator[pb.UploadRequest], call: Call) -> pb.UploadMediaResponse:
-        core = self._core
+        ports = self._ports
 
         def on_header(header: pb.UploadHeader) -> None:
             if header.media_id:
                 validation.media_id(header.media_id, "header.media_id")
 
-        spooled = await spool_upload(requests, spool_dir=core.spool_dir, max_bytes=core.settings.max_upload_bytes, on_header=on_header)
+        spooled = await spool_upload(
+            requests, spool_dir=ports.spool_dir, max_bytes=ports.limits.max_upload_bytes, on_header=on_header
+        )
         upload_id = "upl-" + uuid.uuid4().hex
         meta = {"tenant": call.tenant, "sha256": spooled.sha256, "size": spooled.size_bytes, "filename": spooled.header.filename}
         try:
-            await asyncio.to_thread(core.blobs.put, upload_id, spooled.path, meta)
+            await asyncio.to_thread(ports.blobs.put, upload_id, spooled.path, meta)
         finally:
             spooled.path.unlink(missing_ok=True)
         return pb.UploadMediaResponse(upload_id=upload_id, size_bytes=spooled.size_bytes, sha256=spooled.sha256)
 
     async def SubmitJob(self, requests: AsyncIterator[pb.SubmitJobRequest], call: Call) -> jobs_pb2.Job:
-        core = self._core
+        ports = self._ports
         parsed: dict[str, Any] = {}
 
         def on_spec(spec: pb.JobSpec) -> None:
             parsed["spec"] = self._job_spec(spec)
 
         spooled = await spool_upload(
-            requests, spool_dir=core.spool_dir, max_bytes=core.settings.max_upload_bytes,
+            requests, spool_dir=ports.spool_dir, max_bytes=ports.limits.max_upload_bytes,
             header_field="spec", on_header=on_spec, allow_empty=True,
         )
         request: pb.JobSpec = spooled.header
@@ -246,21 +239,22 @@ class UnderstandingServicer:
             elif request.upload_id:
                 if spooled.size_bytes:
                     raise InvalidInput("send either chunks or spec.upload_id, not both", field="spec.upload_id")
-                meta = await asyncio.to_thread(core.blobs.meta, request.upload_id)
+                meta = await asyncio.to_thread(ports.blobs.meta, request.upload_id)
                 if meta.get("tenant") != call.tenant:
                     raise NotFound(f"no upload {request.upload_id!r}", field="spec.upload_id")
-                media = await asyncio.to_thread(core.blobs.path, request.upload_id)
+                media = await asyncio.to_thread(ports.blobs.path, request.upload_id)
                 spec = dataclasses.replace(spec, media_sha256=str(meta.get("sha256", "")))
             elif spooled.size_bytes == 0:
                 raise InvalidInput("no media bytes were uploaded (zero-length upload)", field="chunk")
             else:
                 spec = dataclasses.replace(spec, media_sha256=spooled.sha256)
             if not spec.media_id:
-                spec = dataclasses.replace(spec, media_id=f"{spec.modality.value[:3]}-" + (spec.media_sha256 or hashlib.sha256(spec.text.encode()).hexdigest())[:24])
-            job, _ = await core.jobs.submit(call.tenant, spec, idempotency_key=request.idempotency_key, media=media)
+                digest = spec.media_sha256 or hashlib.sha256(spec.text.encode()).hexdigest()
+                spec = dataclasses.replace(spec, media_id=f"{spec.modality.value[:3]}-" + digest[:24])
+            job, _ = await ports.jobs.submit(call.tenant, spec, idempotency_key=request.idempotency_key, media=media)
             media = None
             if request.upload_id:
-                await asyncio.to_thread(core.blobs.delete_meta, request.upload_id)
+                await asyncio.to_thread(ports.blobs.delete_meta, request.upload_id)
         finally:
             if spooled.path.exists():
                 spooled.path.unlink()
@@ -279,32 +273,26 @@ class UnderstandingServicer:
         if modality is Modality.TEXT:
             if not spec.text.strip():
                 raise InvalidInput("must not be empty for a text job", field="spec.text")
-            if len(spec.text.encode()) > self._core.settings.max_text_bytes:
-                raise LimitExceeded(f"exceeds {self._core.settings.max_text_bytes} bytes", field="spec.text")
-            return JobSpec(modality=modality, media_id=media_id, text=spec.text, options={"metadata": metadata})
-        speech = dataclasses.asdict(speech_options(spec.media.speech))
-        video = {
-            "sample_fps": spec.media.video.sample_fps,
-            "return_keyframes": spec.media.video.return_keyframes,
-            "skip_audio": spec.media.video.skip_audio,
-        }
-        if not 0 <= video["sample_fps"] <= 30:
-            raise InvalidInput("must be between 0 and 30", field="spec.media.video.sample_fps")
+            max_bytes = self._ports.limits.max_text_bytes
+            if len(spec.text.encode()) > max_bytes:
+                raise LimitExceeded(f"exceeds {max_bytes} bytes", field="spec.text")
+            return JobSpec(modality=modality, media_id=media_id, text=spec.text, metadata=metadata)
+        with validation.fields_under("spec.media."):
+            options = validation.analysis_options(spec.media, video=True)
         return JobSpec(
-            modality=modality, media_id=media_id, filename=spec.media.filename,
-            options={"speech": speech, "video": video, "metadata": metadata},
+            modality=modality, media_id=media_id, filename=spec.media.filename, options=options, metadata=metadata
         )
 
     async def GetJob(self, request: pb.GetJobRequest, call: Call) -> jobs_pb2.Job:
-        job = await asyncio.to_thread(self._core.jobs.get, call.tenant, validation.job_id(request.job_id))
+        job = await asyncio.to_thread(self._ports.jobs.get, call.tenant, validation.job_id(request.job_id))
         return codec.job_pb(job)
 
     async def WatchJob(self, request: pb.WatchJobRequest, call: Call) -> AsyncIterator[jobs_pb2.Job]:
-        async for job in self._core.jobs.watch(call.tenant, validation.job_id(request.job_id)):
+        async for job in self._ports.jobs.watch(call.tenant, validation.job_id(request.job_id)):
             yield codec.job_pb(job, with_result=job.state.terminal)
 
     async def CancelJob(self, request: pb.CancelJobRequest, call: Call) -> jobs_pb2.Job:
-        return codec.job_pb(await self._core.jobs.cancel(call.tenant, validation.job_id(request.job_id)))
+        return codec.job_pb(await self._ports.jobs.cancel(call.tenant, validation.job_id(request.job_id)))
 
     async def ListJobs(self, request: pb.ListJobsRequest, call: Call) -> pb.ListJobsResponse:
         states = []
@@ -313,7 +301,7 @@ class UnderstandingServicer:
                 raise InvalidInput(f"unknown job state {value}", field="states")
             states.append(JobState(codec.JOB_STATE_FROM_PROTO[value]))
         jobs, token = await asyncio.to_thread(
-            self._core.jobs.list, call.tenant, states=states, page_size=request.page_size, page_token=request.page_token
+            self._ports.jobs.list, call.tenant, states=states, page_size=request.page_size, page_token=request.page_token
         )
         return pb.ListJobsResponse(jobs=[codec.job_pb(j, with_result=False) for j in jobs], next_page_token=token)
 
@@ -382,7 +370,7 @@ class UnderstandingServicer:
             with_vectors=request.with_vectors,
             mode=modes[request.mode],
         )
-        page = await self._core.searcher.search(query, flt)
+        page = await self._ports.searcher.search(query, flt)
         return pb.SearchResponse(
             hits=[
                 _hit_pb(
@@ -394,14 +382,14 @@ class UnderstandingServicer:
                 for h in page.hits
             ],
             next_cursor=page.next_cursor,
-            embedding_model=codec.model_pb(self._core.embedding_model),
+            embedding_model=codec.model_pb(self._ports.embedding_model()),
         )
 
     # ------------------------------------------------------------ media
     async def GetMedia(self, request: pb.GetMediaRequest, call: Call) -> pb.GetMediaResponse:
         """Every point of the media's published version: never half of a re-analysis."""
         mid = validation.media_id(request.media_id, "media_id")
-        points = await asyncio.to_thread(self._core.store.media_points, call.tenant, mid)
+        points = await self._ports.catalog.points(call.tenant, mid)
         if not points:
             raise NotFound(f"no media {mid!r}", field="media_id")
         first = points[0].payload
@@ -415,7 +403,7 @@ class UnderstandingServicer:
     async def DeleteMedia(self, request: pb.DeleteMediaRequest, call: Call) -> pb.DeleteMediaResponse:
         """Drop every point of the media (all versions) and publish a MediaDeletedEvent."""
         mid = validation.media_id(request.media_id, "media_id")
-        deleted = await self._core.delete_media(call.tenant, mid, trace_id=call.trace_id)
+        deleted = await self._ports.catalog.delete(call.tenant, mid, trace_id=call.trace_id)
         if deleted == 0:
             raise NotFound(f"no media {mid!r}", field="media_id")
         return pb.DeleteMediaResponse(points_deleted=deleted)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from typing import Any, Mapping
 
-from understanding.domain import InvalidInput, LimitExceeded
+from understanding import codec
+from understanding.domain import AnalysisOptions, InvalidInput, LimitExceeded, SpeechOptions, UnderstandingError
+from understanding.v1 import understanding_pb2 as pb
 
 MEDIA_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 MAX_METADATA_ENTRIES = 32
@@ -54,3 +58,28 @@ def timestamp_s(value: Any, field: str) -> float:
         return float(value.ToNanoseconds()) / 1e9
     except ValueError as error:
         raise InvalidInput(f"is not a valid timestamp ({error})", field=field) from None
+
+
+def speech_options(options: pb.SpeechOptions) -> SpeechOptions:
+    """Validated speech options; errors name `speech.<field>`."""
+    return codec.speech_options_from_pb(options)
+
+
+def analysis_options(header: pb.UploadHeader, *, video: bool) -> AnalysisOptions:
+    """The typed options of an upload header (video options only where they apply)."""
+    return AnalysisOptions(
+        speech=speech_options(header.speech),
+        video=codec.video_options_from_pb(header.video) if video else AnalysisOptions().video,
+    )
+
+
+@contextlib.contextmanager
+def fields_under(prefix: str) -> Iterator[None]:
+    """Name fields from the request's root: `speech.language` inside a job spec is
+    `spec.media.speech.language`."""
+    try:
+        yield
+    except UnderstandingError as error:
+        if error.field and not error.field.startswith(prefix):
+            error.field = prefix + error.field
+        raise

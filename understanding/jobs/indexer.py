@@ -12,32 +12,25 @@ the record: the same point ids and event ids, nothing duplicated.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from typing import Any
 
 from understanding import codec
+from understanding.codec import records
 from understanding.domain import Analysis, UnderstandingError
 from understanding.jobs.blobs import BlobStore
 from understanding.jobs.kafka_io import JobTopics, consume_at_least_once
-from understanding.jobs.model import Job, JobError, JobState
+from understanding.domain import Job, JobError, JobState
 from understanding.jobs.service import JobSettings, backoff_s, classify_error
 from understanding.jobs.state_topic import JobStateLog
-from understanding.jobs.wire import analysis_from_json, analysis_to_json
 from understanding.sinks.results import ResultSink
 
 log = logging.getLogger(__name__)
 
 
-def encode_result(job: Job, analysis: Analysis) -> bytes:
-    """A results-topic record: the job (as the worker saw it) and its lossless analysis."""
-    return json.dumps({"job": job.to_json(), "analysis": analysis_to_json(analysis)}, separators=(",", ":")).encode()
-
-
-def decode_result(value: bytes) -> tuple[Job, Analysis]:
-    doc = json.loads(value)
-    return Job.from_json(doc["job"]), analysis_from_json(doc["analysis"])
+encode_result = records.encode_result
+decode_result = records.decode_result
 
 
 class ResultIndexer:

@@ -20,7 +20,7 @@ from understanding.domain import LimitExceeded, PreconditionFailed, Unavailable,
 from understanding.jobs.blobs import BlobStore
 from understanding.jobs.indexer import ResultIndexer
 from understanding.jobs.kafka_io import JobTopics, Producer, ensure_topics
-from understanding.jobs.model import Job, JobError, JobSpec, JobState
+from understanding.domain import Job, JobError, JobSpec, JobState
 from understanding.jobs.service import JobReads, JobSettings
 from understanding.jobs.state_topic import JobStateLog, encode
 from understanding.jobs.store import SqliteJobStore

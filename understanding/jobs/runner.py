@@ -1,59 +1,59 @@
-"""Runs a job's pipeline: the same pipelines the inline RPCs use."""
+"""How the job runners reach the analyze use case.
+
+`core.analyze.Analyzer` satisfies both protocols; the runners depend on the
+protocols so they never import the composition above them.
+"""
 
 from __future__ import annotations
 
 import pathlib
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Protocol
 
-from understanding.domain import Analysis, InvalidInput, Modality
-from understanding.jobs.model import Job
-from understanding.models.whisper import TranscribeOptions
-from understanding.pipelines.speech import SpeechInput, SpeechPipeline
-from understanding.pipelines.text import TextInput, TextPipeline
+from understanding.domain import Analysis, Job, MediaRequest
+
+Progress = Callable[[str, float], None]
 
 
-class PipelineExecutor:
-    def __init__(self, *, text: TextPipeline, speech: SpeechPipeline, video: Any | None = None) -> None:
-        self._text = text
-        self._speech = speech
-        self._video = video
+class Analyze(Protocol):
+    """Analysis only: a Kafka worker hands the result on (results topic or direct sink)."""
 
-    async def __call__(
+    async def analyze(
         self,
-        job: Job,
-        media: pathlib.Path | None,
-        progress: Callable[[str, float], None],
-        cancelled: threading.Event,
-    ) -> Analysis:
-        spec = job.spec
-        metadata = dict(spec.options.get("metadata", {}))
-        if spec.modality is Modality.TEXT:
-            progress("embed", 0.1)
-            return await self._text.analyze(job.tenant, TextInput(spec.media_id, spec.text, metadata))
-        if media is None:
-            raise InvalidInput("the job has no media", field="spec")
-        speech = TranscribeOptions(**spec.options.get("speech", {}))
-        if spec.modality is Modality.SPEECH:
-            return await self._speech.analyze(
-                job.tenant, SpeechInput(spec.media_id, media, speech, metadata), progress, cancelled
-            )
-        if self._video is None:
-            raise InvalidInput("video analysis is not available on this worker", field="spec.modality")
-        from understanding.pipelines.video import VideoInput
+        tenant: str,
+        request: MediaRequest,
+        *,
+        progress: Progress | None = ...,
+        cancelled: threading.Event | None = ...,
+        version: int | None = ...,
+    ) -> Analysis: ...
 
-        video = spec.options.get("video", {})
-        return await self._video.analyze(  # type: ignore[no-any-return]
-            job.tenant,
-            VideoInput(
-                media_id=spec.media_id,
-                path=media,
-                speech_options=speech,
-                sample_fps=video.get("sample_fps") or None,
-                return_keyframes=bool(video.get("return_keyframes", False)),
-                skip_audio=bool(video.get("skip_audio", False)),
-                metadata=metadata,
-            ),
-            progress,
-            cancelled,
-        )
+
+class AnalyzeAndIndex(Protocol):
+    """Analysis, then the vectors and the event written: the embedded backend's runner."""
+
+    async def analyze_and_index(
+        self,
+        tenant: str,
+        request: MediaRequest,
+        *,
+        progress: Progress | None = ...,
+        cancelled: threading.Event | None = ...,
+        version: int | None = ...,
+        index: bool = ...,
+        trace_id: str = ...,
+    ) -> Analysis: ...
+
+
+def media_request(job: Job, media: pathlib.Path | None) -> MediaRequest:
+    """What the job asks to analyse, with its media at `media` (None for text jobs)."""
+    spec = job.spec
+    return MediaRequest(
+        modality=spec.modality,
+        media_id=spec.media_id,
+        text=spec.text,
+        path=media,
+        options=spec.options,
+        metadata=spec.metadata,
+    )

@@ -32,14 +32,13 @@ from understanding.domain import (
     UnderstandingError,
 )
 from understanding.jobs.blobs import BlobStore
-from understanding.jobs.model import Job, JobError, JobSpec, JobState, new_job_id
+from understanding.domain import Job, JobError, JobSpec, JobState, new_job_id
+from understanding.jobs.runner import AnalyzeAndIndex, media_request
 from understanding.jobs.store import SqliteJobStore
 from understanding.sinks.results import ResultSink
 
 log = logging.getLogger(__name__)
 
-# Runs a job's pipeline: (job, media path or None, progress(stage, fraction), cancelled) -> Analysis.
-Executor = Callable[[Job, "pathlib.Path | None", Callable[[str, float], None], threading.Event], Awaitable[Analysis]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,12 +179,18 @@ class JobService(JobReads):
     """The embedded backend: queue and workers in this process."""
 
     def __init__(
-        self, *, store: SqliteJobStore, blobs: BlobStore, sink: ResultSink, execute: Executor, settings: JobSettings
+        self,
+        *,
+        store: SqliteJobStore,
+        blobs: BlobStore,
+        sink: ResultSink,
+        analyzer: AnalyzeAndIndex,
+        settings: JobSettings,
     ) -> None:
         self._store = store
         self._blobs = blobs
         self._sink = sink
-        self._execute = execute
+        self._analyzer = analyzer
         self.settings = settings
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
@@ -309,10 +314,14 @@ class JobService(JobReads):
         reporter = asyncio.get_running_loop().create_task(self._report(job, progress))
         try:
             media = self._blobs.path(job.spec.blob) if job.spec.blob else None
-            analysis = await self._execute(job, media, progress, cancelled)
-            analysis = dataclasses.replace(analysis, version=job.version)
-            progress("index", 0.95)
-            await self._sink.write(analysis, trace_id=job.job_id)
+            analysis = await self._analyzer.analyze_and_index(
+                job.tenant,
+                media_request(job, media),
+                progress=progress,
+                cancelled=cancelled,
+                version=job.version,
+                trace_id=job.job_id,
+            )
             result = codec.analysis_pb(analysis).SerializeToString()
             reporter.cancel()
             await self._finish(job.with_(progress=1.0, stage="done", result=result), JobState.SUCCEEDED)

@@ -11,13 +11,13 @@ applies them in the same order with the same rule (`merge`) and converges.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from typing import Any
 
+from understanding.codec import records
 from understanding.jobs.kafka_io import JobTopics, Producer
-from understanding.jobs.model import Job
+from understanding.domain import Job
 from understanding.jobs.store import SqliteJobStore
 
 log = logging.getLogger(__name__)
@@ -39,12 +39,8 @@ def merge(stored: Job | None, record: Job) -> Job | None:
     return record
 
 
-def encode(job: Job) -> bytes:
-    return json.dumps(job.to_json(), separators=(",", ":")).encode()
-
-
-def decode(value: bytes) -> Job:
-    return Job.from_json(json.loads(value))
+encode = records.encode_job
+decode = records.decode_job
 
 
 class JobStateLog:

@@ -14,8 +14,9 @@ import sqlite3
 import threading
 from typing import Any, Callable, Sequence
 
+from understanding.codec import records
 from understanding.domain import Conflict
-from understanding.jobs.model import Job, JobError, JobSpec, JobState
+from understanding.domain import Job, JobError, JobSpec, JobState
 
 
 def _to_row(job: Job) -> dict[str, Any]:
@@ -25,44 +26,26 @@ def _to_row(job: Job) -> dict[str, Any]:
         "idempotency_key": job.idempotency_key or None,
         "state": job.state.value,
         "created_at": job.created_at,
-        "doc": json.dumps(
-            {
-                "spec": job.spec.to_json(),
-                "fingerprint": job.fingerprint,
-                "progress": job.progress,
-                "stage": job.stage,
-                "attempts": job.attempts,
-                "error": None if job.error is None else [job.error.code, job.error.message, job.error.retriable],
-                "started_at": job.started_at,
-                "finished_at": job.finished_at,
-                "not_before": job.not_before,
-            }
-        ),
+        # The whole job as its internal record (earlier versions stored JSON; both decode).
+        "doc": records.encode_job(job.with_(result=None)),
         "result": job.result,
     }
 
 
 def _from_row(row: Sequence[Any]) -> Job:
     job_id, tenant, key, state, created_at, doc, result = row
-    d = json.loads(doc)
-    err = d.get("error")
-    return Job(
-        job_id=job_id,
-        tenant=tenant,
-        spec=JobSpec.from_json(d["spec"]),
-        state=JobState(state),
-        created_at=created_at,
-        idempotency_key=key or "",
-        fingerprint=d.get("fingerprint", ""),
-        progress=d.get("progress", 0.0),
-        stage=d.get("stage", ""),
-        attempts=d.get("attempts", 0),
-        error=None if err is None else JobError(err[0], err[1], bool(err[2])),
-        started_at=d.get("started_at"),
-        finished_at=d.get("finished_at"),
-        not_before=d.get("not_before", 0.0),
-        result=bytes(result) if result is not None else None,
-    )
+    if isinstance(doc, str):  # JSON of an earlier version: only the job's own fields
+        return _legacy_row(job_id, tenant, key, state, created_at, json.loads(doc), result)
+    job = records.decode_job(bytes(doc))
+    return job.with_(result=bytes(result) if result is not None else None)
+
+
+def _legacy_row(
+    job_id: str, tenant: str, key: str | None, state: str, created_at: float, d: dict[str, Any], result: Any
+) -> Job:
+    doc = dict(d, job_id=job_id, tenant=tenant, state=state, created_at=created_at, idempotency_key=key or "")
+    doc.pop("result", None)
+    return records.decode_job(json.dumps(doc).encode()).with_(result=bytes(result) if result is not None else None)
 
 
 _COLUMNS = "job_id, tenant, idempotency_key, state, created_at, doc, result"

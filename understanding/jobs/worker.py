@@ -26,10 +26,11 @@ from typing import Any, Protocol
 from understanding import codec
 from understanding.domain import Analysis, UnderstandingError
 from understanding.jobs.blobs import BlobStore
-from understanding.jobs.indexer import encode_result
+from understanding.codec.records import encode_result
 from understanding.jobs.kafka_io import JobTopics, Producer, consume_at_least_once, ensure_topics, publish_event
-from understanding.jobs.model import Job, JobError, JobState
-from understanding.jobs.service import Executor, JobSettings, StageProgress, backoff_s, classify_error
+from understanding.domain import Job, JobError, JobState
+from understanding.jobs.runner import Analyze, media_request
+from understanding.jobs.service import JobSettings, StageProgress, backoff_s, classify_error
 from understanding.jobs.state_topic import JobStateLog, decode
 from understanding.sinks.results import ResultSink
 
@@ -84,7 +85,7 @@ class JobWorker:
         topics: JobTopics,
         state: JobStateLog,
         blobs: BlobStore,
-        execute: Executor,
+        analyzer: Analyze,
         settings: JobSettings,
         concurrency: int = 1,
         max_run_s: float = 1800.0,
@@ -94,7 +95,7 @@ class JobWorker:
         self._topics = topics
         self.state = state
         self._blobs = blobs
-        self._execute = execute
+        self._analyzer = analyzer
         self.settings = settings
         self._concurrency = max(1, concurrency)
         self._max_run_s = max_run_s
@@ -197,8 +198,9 @@ class JobWorker:
             reporter = asyncio.get_running_loop().create_task(self._report(job, progress, cancelled))
             try:
                 media = await asyncio.to_thread(self._blobs.path, job.spec.blob) if job.spec.blob else None
-                analysis = await self._execute(job, media, progress, cancelled)
-                analysis = dataclasses.replace(analysis, version=job.version)
+                analysis = await self._analyzer.analyze(
+                    job.tenant, media_request(job, media), progress=progress, cancelled=cancelled, version=job.version
+                )
                 reporter.cancel()
                 if await self._finished_meanwhile(job):
                     return

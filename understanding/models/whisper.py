@@ -25,23 +25,21 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import ctranslate2
 import faster_whisper
 import numpy as np
 import numpy.typing as npt
 from faster_whisper.feature_extractor import FeatureExtractor
-from faster_whisper.tokenizer import _LANGUAGE_CODES
 from faster_whisper.transcribe import Segment as WhisperSegment
 from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-from understanding.domain import Cancelled, InvalidInput, Language, ModelRef, Segment, Transcript, Word
+from understanding.domain import Cancelled, InvalidInput, Language, ModelRef, Segment, SpeechOptions, Transcript, Word
 
 __all__ = [
     "PACKAGED",
     "SAMPLE_RATE",
-    "TranscribeOptions",
     "Transcriber",
     "WhisperModelError",
     "resolve_whisper_model",
@@ -49,7 +47,6 @@ __all__ = [
 
 PACKAGED = "packaged"
 SAMPLE_RATE = 16000
-SUPPORTED_LANGUAGES: frozenset[str] = frozenset(_LANGUAGE_CODES)
 
 _MODEL_DIR = "whisper-base"
 _STAMP = ".assembled"
@@ -63,7 +60,6 @@ _AUX_FILES = ("config.json", "tokenizer.json", "vocabulary.json")  # from the la
 _COPY_CHUNK = 4 * 1024 * 1024
 _SHA256_NEAR_MODEL_BIN = re.compile(r"model\.bin\b[^\n]{0,200}?\b([0-9a-f]{64})\b", re.IGNORECASE)
 
-Task = Literal["transcribe", "translate"]
 
 
 class WhisperModelError(RuntimeError):
@@ -265,37 +261,6 @@ def _atomic_write(dest: pathlib.Path, data: bytes) -> None:
 # --- transcription -------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class TranscribeOptions:
-    """Per-request decoding options; invalid values raise `InvalidInput`.
-
-    `language` None means detect from the first 30 s. `vad` drops non-speech
-    (Silero) before decoding: faster and far fewer hallucinations on silence.
-    `hotwords` biases decoding toward the given terms (faster-whisper ignores
-    it when a prefix is set; we never set one).
-    """
-
-    language: str | None = None
-    task: Task = "transcribe"
-    word_timestamps: bool = False
-    vad: bool = True
-    initial_prompt: str | None = None
-    hotwords: str | None = None
-    beam_size: int = 5
-
-    def __post_init__(self) -> None:
-        if self.language is not None and self.language not in SUPPORTED_LANGUAGES:
-            raise InvalidInput(
-                f"unsupported language code {self.language!r} (Whisper knows "
-                f"{len(SUPPORTED_LANGUAGES)} ISO 639-1 codes such as 'en', 'es', 'de')",
-                field="speech.language",
-            )
-        if self.task not in ("transcribe", "translate"):
-            raise InvalidInput(f"task must be 'transcribe' or 'translate', not {self.task!r}", field="speech.task")
-        if not 1 <= self.beam_size <= 16:
-            raise InvalidInput(f"beam_size must be within 1..16, not {self.beam_size}", field="speech.beam_size")
-
-
 OnSegment = Callable[[Segment, float], None]
 
 
@@ -366,12 +331,12 @@ class Transcriber:
         """Load the VAD model and run one tiny decode, so no request pays for lazy init."""
         silence = np.zeros(SAMPLE_RATE, dtype=np.float32)
         _speech_chunks(silence)
-        self.transcribe(silence, TranscribeOptions(language="en", vad=False))
+        self.transcribe(silence, SpeechOptions(language="en", vad=False))
 
     def transcribe(
         self,
         audio: npt.NDArray[np.float32],
-        options: TranscribeOptions,
+        options: SpeechOptions,
         on_segment: OnSegment | None = None,
     ) -> Transcript:
         """Transcribe 16 kHz mono float32 audio.
@@ -397,7 +362,7 @@ class Transcriber:
     def _transcribe(
         self,
         audio: npt.NDArray[np.float32],
-        options: TranscribeOptions,
+        options: SpeechOptions,
         on_segment: OnSegment | None,
     ) -> Transcript:
         if audio.ndim != 1:
@@ -463,7 +428,7 @@ class Transcriber:
             model=self._model_ref,
         )
 
-    def _no_speech(self, options: TranscribeOptions, duration: float) -> Transcript:
+    def _no_speech(self, options: SpeechOptions, duration: float) -> Transcript:
         # Skipping the model here also avoids Whisper's hallucinations on silence.
         language = Language(options.language or "", 1.0 if options.language else 0.0)
         return Transcript((), language, duration, options.task, self._model_ref)

@@ -20,7 +20,8 @@ import numpy.typing as npt
 
 from understanding.domain import Analysis, Cancelled, Language, Modality, Segment, Transcript
 from understanding.media.sandbox import MediaDecoder, SandboxSettings
-from understanding.models.whisper import TranscribeOptions, Transcriber
+from understanding.domain import SpeechOptions
+from understanding.models.whisper import Transcriber
 from understanding.pipelines.text import TextPipeline, Window, new_version
 
 Progress = Callable[[str, float], None]
@@ -30,7 +31,7 @@ Progress = Callable[[str, float], None]
 class SpeechInput:
     media_id: str
     path: pathlib.Path
-    options: TranscribeOptions
+    options: SpeechOptions
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -85,7 +86,7 @@ class SpeechPipeline:
     async def transcribe(
         self,
         audio: npt.NDArray[np.float32],
-        options: TranscribeOptions,
+        options: SpeechOptions,
         progress: Progress | None = None,
         cancelled: threading.Event | None = None,
     ) -> Transcript:

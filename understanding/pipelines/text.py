@@ -9,7 +9,7 @@ from typing import Awaitable, Callable, Mapping, Sequence
 import numpy as np
 
 from understanding.domain import Analysis, Chunk, Language, Modality, ModelRef, Tag, Vector
-from understanding.models.batcher import BatcherClosed
+from understanding.batching import BatcherClosed
 from understanding.models.language import LanguageDetector
 from understanding.pipelines.chunking import chunk_text
 from understanding.pipelines.tagging import Tagger

@@ -39,11 +39,12 @@ from understanding.domain import (
     Shot,
     Tag,
     Transcript,
+    SpeechOptions,
     Vector,
     VideoInfo,
+    VideoOptions,
 )
 from understanding.media.video import DecodeStats, VideoLimits
-from understanding.models.whisper import TranscribeOptions
 from understanding.pipelines.speech import Progress, SpeechPipeline
 from understanding.pipelines.text import TextPipeline, Window, new_version
 from understanding.pipelines.visual import FaceDetector, VisualResult, VisualShot, analyze_frames
@@ -52,28 +53,29 @@ __all__ = ["VideoInput", "VideoPipeline", "VideoSettings", "align_transcript", "
 
 log = logging.getLogger(__name__)
 
-MAX_SAMPLE_FPS = 30.0
 _MIN_OFFSET_S = 0.02  # audio starting later than the picture by less than this is left alone
 
 
 @dataclass(frozen=True, slots=True)
 class VideoSettings:
-    sample_fps: float = 2.0  # frames analysed per second
+    sample_fps: float = 2.0  # frames analysed per second when the request does not say
     analysis_width: int = 320  # downscale width before analysis
     max_pixels: int = 3840 * 2160  # width*height above this -> LimitExceeded(field="video.resolution")
     max_duration_s: float = 4 * 3600.0
     max_frames: int = 200_000  # decoded frame budget -> LimitExceeded
     keyframe_max_px: int = 320
 
+    def __post_init__(self) -> None:
+        VideoOptions(sample_fps=self.sample_fps)  # the same bounds as a request's
+
+
 
 @dataclass(frozen=True, slots=True)
 class VideoInput:
     media_id: str
     path: pathlib.Path
-    speech_options: TranscribeOptions
-    sample_fps: float | None = None  # None -> settings.sample_fps
-    return_keyframes: bool = False
-    skip_audio: bool = False
+    speech_options: SpeechOptions = field(default_factory=SpeechOptions)
+    options: VideoOptions = field(default_factory=VideoOptions)  # sample_fps None -> settings.sample_fps
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -179,14 +181,6 @@ class VideoPipeline:
     def settings(self) -> VideoSettings:
         return self._settings
 
-    def _sample_fps(self, requested: float | None) -> float:
-        fps = self._settings.sample_fps if not requested else float(requested)
-        if not (math.isfinite(fps) and 0 < fps <= MAX_SAMPLE_FPS):
-            raise InvalidInput(
-                f"must be within (0, {MAX_SAMPLE_FPS:g}] frames per second, not {fps:g}", field="video.sample_fps"
-            )
-        return fps
-
     async def analyze(
         self,
         tenant: str,
@@ -195,13 +189,13 @@ class VideoPipeline:
         cancelled: threading.Event | None = None,
     ) -> Analysis:
         settings = self._settings
-        sample_fps = self._sample_fps(item.sample_fps)
+        sample_fps = item.options.sample_fps or self._settings.sample_fps
         limits = VideoLimits(settings.max_pixels, settings.max_duration_s, settings.max_frames)
         started = time.perf_counter()
         if progress:
             progress("probe", 0.0)
         info = await asyncio.to_thread(self._speech.decoder.probe_video, item.path, limits)
-        with_audio = info.has_audio and not item.skip_audio
+        with_audio = info.has_audio and not item.options.skip_audio
         stop = _Stop(cancelled)
         shares = {"frames": 0.0, "audio": 0.0 if with_audio else 1.0, "reported": -1.0}
         report_lock = threading.Lock()
@@ -284,7 +278,7 @@ class VideoPipeline:
             faces=self._faces,
             sample_fps=sample_fps,
             end_s=end_of_video,
-            keyframes=item.return_keyframes,
+            keyframes=item.options.return_keyframes,
             keyframe_max_px=self._settings.keyframe_max_px,
             on_frame=on_frame,
         )

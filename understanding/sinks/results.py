@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 from understanding import codec
 from understanding.faults import FaultInjector
 from understanding.domain import Analysis, ModelRef, Vector
-from understanding.models.batcher import MicroBatcher
+from understanding.batching import MicroBatcher
 from understanding.sinks.outbox import Outbox, OutboxRecord
 from understanding.sinks.relay import OutboxRelay
 from understanding.sinks.store import PointRecord, VectorStore, analysis_points

@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 
 from tests.support.fuzz import fuzz_settings
 from understanding.api import server as api_server
-from understanding.api.servicer import UnderstandingServicer, speech_options
+from understanding.api.servicer import RequestLimits, UnderstandingServicer
+from understanding.api.validation import speech_options
 from understanding.config import Settings
 from understanding.domain import InvalidInput, LimitExceeded, NotFound, UnderstandingError
 from understanding.v1 import common_pb2, understanding_pb2 as pb
@@ -63,17 +64,16 @@ async def _ano_job(tenant: str, job_id: str, *a: Any, **k: Any) -> Any:
     raise NotFound(f"no job {job_id!r}", field="job_id")
 
 
-CORE = SimpleNamespace(
-    settings=Settings(),
-    text=SimpleNamespace(analyze=_areach),
-    sink=SimpleNamespace(write=_areach),
+_SETTINGS = Settings()
+PORTS = SimpleNamespace(
+    analyzer=SimpleNamespace(analyze_and_index=_areach),
     searcher=SimpleNamespace(search=_areach),
-    store=SimpleNamespace(media_points=lambda tenant, mid: []),
-    delete_media=lambda *a, **k: asyncio.sleep(0, result=0),
+    catalog=SimpleNamespace(points=lambda *a, **k: asyncio.sleep(0, result=[]), delete=lambda *a, **k: asyncio.sleep(0, result=0)),
     jobs=SimpleNamespace(get=_no_job, cancel=_ano_job, list=_reach),
-    embedding_model=SimpleNamespace(name="m", version="1"),
+    embedding_model=lambda: SimpleNamespace(name="m", version="1"),
+    limits=RequestLimits(_SETTINGS.max_texts_per_call, _SETTINGS.max_text_bytes, _SETTINGS.max_upload_bytes),
 )
-SERVICER = UnderstandingServicer(lambda: CORE)  # type: ignore[arg-type, return-value]
+SERVICER = UnderstandingServicer(lambda: PORTS)  # type: ignore[arg-type, return-value]
 CALL = SimpleNamespace(tenant="fuzz", trace_id="t", request_id="r", caller=None, grpc=None)
 UNARY = {
     "AnalyzeText": pb.AnalyzeTextRequest,

@@ -8,8 +8,8 @@ import pathlib
 import numpy as np
 
 from understanding.domain import Analysis, Chunk, Language, Modality, ModelRef, Segment, Shot, Tag, Transcript, VideoInfo, Word
-from understanding.jobs.indexer import decode_result, encode_result
-from understanding.jobs.model import Job, JobError, JobSpec, JobState
+from understanding.codec.records import decode_result, encode_result
+from understanding.domain import Job, JobError, JobSpec, JobState
 from understanding.jobs.state_topic import decode, encode, merge
 from understanding.jobs.store import SqliteJobStore
 

@@ -23,12 +23,11 @@ import pytest
 from faster_whisper.feature_extractor import FeatureExtractor
 
 from tests.fixtures.speech import concat_with_silence, make_silence_wav, make_speech_wav
-from understanding.domain import InvalidInput, Segment
+from understanding.domain import InvalidInput, Segment, SpeechOptions
 from understanding.media.audio import decode_audio
 from understanding.models import whisper
 from understanding.models.whisper import (
     PACKAGED,
-    TranscribeOptions,
     Transcriber,
     WhisperModelError,
     _BlockwiseLogMel,
@@ -166,7 +165,7 @@ def test_model_ref_names_the_assembled_weights(transcriber: Transcriber) -> None
 def test_english_speech(transcriber: Transcriber, clips: pathlib.Path) -> None:
     audio = speech(ENGLISH, clips)
 
-    result = transcriber.transcribe(audio, TranscribeOptions(word_timestamps=True))
+    result = transcriber.transcribe(audio, SpeechOptions(word_timestamps=True))
 
     assert result.language.code == "en" and result.language.probability > 0.5
     assert wer(ENGLISH, result.text) <= MAX_WER
@@ -181,7 +180,7 @@ def test_english_speech(transcriber: Transcriber, clips: pathlib.Path) -> None:
 
 
 def test_spanish_speech(transcriber: Transcriber, clips: pathlib.Path) -> None:
-    result = transcriber.transcribe(speech(SPANISH, clips, voice="es"), TranscribeOptions())
+    result = transcriber.transcribe(speech(SPANISH, clips, voice="es"), SpeechOptions())
 
     assert result.language.code == "es"
     assert wer(SPANISH, result.text) <= MAX_WER
@@ -189,7 +188,7 @@ def test_spanish_speech(transcriber: Transcriber, clips: pathlib.Path) -> None:
 
 
 def test_forced_language(transcriber: Transcriber, clips: pathlib.Path) -> None:
-    options = TranscribeOptions(language="es", beam_size=1)
+    options = SpeechOptions(language="es", beam_size=1)
 
     result = transcriber.transcribe(speech(SPANISH, clips, voice="es"), options)
 
@@ -200,7 +199,7 @@ def test_forced_language(transcriber: Transcriber, clips: pathlib.Path) -> None:
 def test_silence_has_no_segments_with_vad(transcriber: Transcriber, clips: pathlib.Path) -> None:
     silence = decode_audio(make_silence_wav(clips / "silence5.wav", 5.0))
 
-    result = transcriber.transcribe(silence, TranscribeOptions(vad=True))
+    result = transcriber.transcribe(silence, SpeechOptions(vad=True))
 
     assert result.segments == ()
     assert result.text == ""
@@ -211,29 +210,29 @@ def test_silence_has_no_segments_with_vad(transcriber: Transcriber, clips: pathl
 @pytest.mark.parametrize("code", ["xx", "english", "EN", "en-US", ""])
 def test_unsupported_language_is_invalid(code: str) -> None:
     with pytest.raises(InvalidInput) as err:
-        TranscribeOptions(language=code)
+        SpeechOptions(language=code)
     assert err.value.field == "speech.language"
 
 
 def test_language_missing_from_the_model_vocabulary_is_invalid(transcriber: Transcriber) -> None:
     assert len(transcriber.supported_languages) == 99 and "yue" not in transcriber.supported_languages
     with pytest.raises(InvalidInput) as err:
-        transcriber.transcribe(np.zeros(16000, dtype=np.float32), TranscribeOptions(language="yue"))
+        transcriber.transcribe(np.zeros(16000, dtype=np.float32), SpeechOptions(language="yue"))
     assert err.value.field == "speech.language"
 
 
 def test_other_invalid_options() -> None:
     with pytest.raises(InvalidInput):
-        TranscribeOptions(task="summarize")  # type: ignore[arg-type]
+        SpeechOptions(task="summarize")  # type: ignore[arg-type]
     with pytest.raises(InvalidInput):
-        TranscribeOptions(beam_size=0)
+        SpeechOptions(beam_size=0)
 
 
 def test_empty_or_stereo_audio(transcriber: Transcriber) -> None:
     with pytest.raises(InvalidInput):
-        transcriber.transcribe(np.zeros(0, dtype=np.float32), TranscribeOptions())
+        transcriber.transcribe(np.zeros(0, dtype=np.float32), SpeechOptions())
     with pytest.raises(ValueError):
-        transcriber.transcribe(np.zeros((2, 16000), dtype=np.float32), TranscribeOptions())
+        transcriber.transcribe(np.zeros((2, 16000), dtype=np.float32), SpeechOptions())
 
 
 def test_progress_and_timing_of_placed_phrases(transcriber: Transcriber, clips: pathlib.Path) -> None:
@@ -244,7 +243,7 @@ def test_progress_and_timing_of_placed_phrases(transcriber: Transcriber, clips: 
 
     result = transcriber.transcribe(
         decode_audio(clips / "placed.wav"),
-        TranscribeOptions(language="en"),
+        SpeechOptions(language="en"),
         on_segment=lambda s, f: calls.append((s, f)),
     )
 
@@ -269,13 +268,13 @@ def test_raising_from_on_segment_cancels(transcriber: Transcriber, clips: pathli
         raise Cancelled
 
     with pytest.raises(Cancelled):
-        transcriber.transcribe(speech(ENGLISH, clips), TranscribeOptions(), on_segment=cancel)
+        transcriber.transcribe(speech(ENGLISH, clips), SpeechOptions(), on_segment=cancel)
 
 
 def test_concurrent_calls_with_two_workers(model_path: str, clips: pathlib.Path) -> None:
     model = Transcriber(model_path=model_path, cpu_threads=1, num_workers=2)
     english, spanish = speech(ENGLISH, clips), speech(SPANISH, clips, voice="es")
-    options = TranscribeOptions(beam_size=1)
+    options = SpeechOptions(beam_size=1)
     alone = [model.transcribe(a, options).text for a in (english, spanish)]
 
     with concurrent.futures.ThreadPoolExecutor(2) as pool:

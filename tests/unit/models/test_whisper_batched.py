@@ -9,7 +9,8 @@ import pytest
 from tests.fixtures.speech import concat_with_silence, make_speech_wav
 from tests.unit.models.test_whisper import ENGLISH, LIBRARY, MAX_WER, REPORT, SPANISH, speech, wer
 from understanding.media.audio import decode_audio
-from understanding.models.whisper import PACKAGED, TranscribeOptions, Transcriber, _windows, resolve_whisper_model
+from understanding.domain import SpeechOptions
+from understanding.models.whisper import PACKAGED, Transcriber, _windows, resolve_whisper_model
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +35,11 @@ def test_windows_end_at_pauses_and_stay_under_30_s() -> None:
 
 
 def test_batched_english_and_spanish(batched: Transcriber, clips: pathlib.Path) -> None:
-    english = batched.transcribe(speech(ENGLISH, clips), TranscribeOptions(word_timestamps=True))
+    english = batched.transcribe(speech(ENGLISH, clips), SpeechOptions(word_timestamps=True))
     assert english.language.code == "en" and wer(ENGLISH, english.text) <= MAX_WER
     times = [t for s in english.segments for w in s.words for t in (w.start_s, w.end_s)]
     assert times and times == sorted(times) and times[-1] <= english.duration_s
-    spanish = batched.transcribe(speech(SPANISH, clips, voice="es"), TranscribeOptions())
+    spanish = batched.transcribe(speech(SPANISH, clips, voice="es"), SpeechOptions())
     assert spanish.language.code == "es" and wer(SPANISH, spanish.text) <= MAX_WER
 
 
@@ -48,7 +49,7 @@ def test_batched_times_map_back_over_silence(batched: Transcriber, clips: pathli
     offsets = concat_with_silence([2.0, first, 40.0, second, 1.0], clips / "placed.wav")
     fractions: list[float] = []
     result = batched.transcribe(
-        decode_audio(clips / "placed.wav"), TranscribeOptions(language="en"), on_segment=lambda s, f: fractions.append(f)
+        decode_audio(clips / "placed.wav"), SpeechOptions(language="en"), on_segment=lambda s, f: fractions.append(f)
     )
     assert fractions == sorted(fractions) and fractions[-1] > 0.8
     report = next(s for s in result.segments if "quarterly" in s.text.lower())

@@ -26,7 +26,7 @@ from understanding.domain import (
 )
 from understanding.media.video import DecodeStats, probe_video, sample_frames
 from understanding.models.language import LanguageDetector
-from understanding.models.whisper import TranscribeOptions
+from understanding.domain import SpeechOptions, VideoOptions
 from understanding.pipelines.speech import SpeechPipeline
 from understanding.pipelines.tagging import Tagger, Taxonomy
 from understanding.pipelines.text import TextPipeline
@@ -325,7 +325,7 @@ class FakeTranscriber:
         self.error = error
         self.calls = 0
 
-    def transcribe(self, audio: np.ndarray, options: TranscribeOptions, on_segment=None) -> Transcript:  # type: ignore[no-untyped-def]
+    def transcribe(self, audio: np.ndarray, options: SpeechOptions, on_segment=None) -> Transcript:  # type: ignore[no-untyped-def]
         self.calls += 1
         if self.error is not None:
             raise self.error
@@ -365,7 +365,7 @@ async def test_pipeline_builds_shots_chunks_and_transcript(
 ) -> None:
     transcriber = FakeTranscriber()
     stages: list[tuple[str, float]] = []
-    item = VideoInput("vid-1", videos["shots"], TranscribeOptions(), return_keyframes=True, metadata={"k": "v"})
+    item = VideoInput("vid-1", videos["shots"], SpeechOptions(), VideoOptions(return_keyframes=True), metadata={"k": "v"})
     a = await _pipeline(faces, transcriber).analyze("t1", item, progress=lambda s, f: stages.append((s, f)))
     assert a.modality is Modality.VIDEO and a.metadata == {"k": "v"} and a.language == Language("en", 0.97)
     assert a.video is not None and a.video.has_audio and a.video.frames_analyzed == 30
@@ -387,8 +387,8 @@ async def test_pipeline_builds_shots_chunks_and_transcript(
 async def test_pipeline_without_audio_or_when_skipped(faces: FaceDetector, videos: dict[str, pathlib.Path]) -> None:
     transcriber = FakeTranscriber()
     pipeline = _pipeline(faces, transcriber)
-    silent = await pipeline.analyze("t1", VideoInput("vid-2", videos["silent"], TranscribeOptions()))
-    skipped = await pipeline.analyze("t1", VideoInput("vid-3", videos["shots"], TranscribeOptions(), skip_audio=True))
+    silent = await pipeline.analyze("t1", VideoInput("vid-2", videos["silent"], SpeechOptions()))
+    skipped = await pipeline.analyze("t1", VideoInput("vid-3", videos["shots"], SpeechOptions(), VideoOptions(skip_audio=True)))
     for a in (silent, skipped):
         assert a.transcript is None and a.language is None and len(a.shots) == 4
         assert all(s.keyframe_jpeg == b"" and s.transcript_text == "" for s in a.shots)
@@ -397,7 +397,7 @@ async def test_pipeline_without_audio_or_when_skipped(faces: FaceDetector, video
 
 
 async def test_pipeline_limits_and_sample_rate(faces: FaceDetector, videos: dict[str, pathlib.Path]) -> None:
-    item = VideoInput("vid-4", videos["shots"], TranscribeOptions())
+    item = VideoInput("vid-4", videos["shots"], SpeechOptions())
     with pytest.raises(LimitExceeded) as err:
         await _pipeline(faces, FakeTranscriber(), max_pixels=640 * 360 - 1).analyze("t1", item)
     assert err.value.field == "video.resolution"
@@ -406,12 +406,10 @@ async def test_pipeline_limits_and_sample_rate(faces: FaceDetector, videos: dict
     assert err.value.field == "video.duration"
     for fps in (31.0, -1.0, float("nan")):
         with pytest.raises(InvalidInput) as bad:
-            await _pipeline(faces, FakeTranscriber()).analyze(
-                "t1", VideoInput("v", videos["shots"], TranscribeOptions(), sample_fps=fps)
-            )
+            VideoOptions(sample_fps=fps)
         assert bad.value.field == "video.sample_fps"
     one = await _pipeline(faces, FakeTranscriber()).analyze(
-        "t1", VideoInput("v", videos["silent"], TranscribeOptions(), sample_fps=1.0)
+        "t1", VideoInput("v", videos["silent"], SpeechOptions(), VideoOptions(sample_fps=1.0))
     )
     assert one.video is not None and one.video.frames_analyzed == 15
 
@@ -419,7 +417,7 @@ async def test_pipeline_limits_and_sample_rate(faces: FaceDetector, videos: dict
 async def test_a_failing_half_stops_the_other(faces: FaceDetector, videos: dict[str, pathlib.Path]) -> None:
     failing = FakeTranscriber(error=LimitExceeded("too long", field="duration"))
     with pytest.raises(LimitExceeded) as err:
-        await _pipeline(faces, failing).analyze("t1", VideoInput("vid-5", videos["shots"], TranscribeOptions()))
+        await _pipeline(faces, failing).analyze("t1", VideoInput("vid-5", videos["shots"], SpeechOptions()))
     assert err.value.field == "duration"
 
 
@@ -428,7 +426,7 @@ async def test_cancel_stops_the_analysis(faces: FaceDetector, videos: dict[str, 
     cancelled.set()
     with pytest.raises(Cancelled):
         await _pipeline(faces, FakeTranscriber()).analyze(
-            "t1", VideoInput("vid-6", videos["silent"], TranscribeOptions()), cancelled=cancelled
+            "t1", VideoInput("vid-6", videos["silent"], SpeechOptions()), cancelled=cancelled
         )
 
 

@@ -16,7 +16,7 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from understanding.app import open_store
+from understanding.core.embedding import StoreOpener
 from understanding.config import Settings
 from understanding.domain import ModelRef, Modality, point_id
 from understanding.sinks.edge_store import EdgeVectorStore, read_alias
@@ -422,22 +422,22 @@ def test_aliases(tmp_path: pathlib.Path) -> None:
 def test_open_store_serves_the_alias_of_the_configured_model(tmp_path: pathlib.Path) -> None:
     settings = Settings.from_env({}, data_dir=str(tmp_path), qdrant_url="")
     v1, v2 = ModelRef("mini", "aaa"), ModelRef("mini", "bbb")
-    store = open_store(settings, DIM, v1)
+    store = StoreOpener(settings).serving(v1, DIM, model_path="")
     assert store.collection == collection_name("understanding", v1) == "understanding__mini__aaa"
     store.upsert(make_points(8))
     store.close()
     # Reindex target: the new model's collection, alias untouched until promoted.
-    target = open_store(settings, DIM, v2, role="target")
+    target = StoreOpener(settings).target(v2, DIM)
     assert read_alias(tmp_path / "qdrant-edge", "understanding").collection == "understanding__mini__aaa"  # type: ignore[union-attr]
-    current = open_store(settings, None, None, role="current")
+    current = StoreOpener(settings).current()
     assert current.collection == "understanding__mini__aaa" and current.dimension == DIM and current.count() == 8
     current.close()
     target.promote("understanding")
     target.close()
     # The alias now names v2's collection: a server still configured with v1 refuses to start.
     with pytest.raises(RuntimeError, match="reindex"):
-        open_store(settings, DIM, v1)
-    served = open_store(settings, DIM, v2)
+        StoreOpener(settings).serving(v1, DIM, model_path="")
+    served = StoreOpener(settings).serving(v2, DIM, model_path="")
     assert served.collection == "understanding__mini__bbb"
     served.close()
 

@@ -1,6 +1,7 @@
-"""Domain <-> protobuf conversion, shared by the gRPC edge and the event codec.
+"""Domain <-> public protobuf conversion, shared by the gRPC edge and the events.
 
-The only module outside api/ that imports the generated stubs.
+This package (with `records` for the internal topics) is, with api/ and the
+client SDK, the only code that imports the generated stubs.
 """
 
 from __future__ import annotations
@@ -10,21 +11,27 @@ from typing import Iterable
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+import numpy as np
+
 from understanding.domain import (
     Analysis,
     Chunk,
+    Job,
     Language,
     Modality,
     ModelRef,
     Segment,
     Shot,
+    SpeechOptions,
     Tag,
     Transcript,
     VideoInfo,
+    VideoOptions,
+    Word,
+    language_code,
     point_id,
 )
-from understanding.jobs.model import Job
-from understanding.v1 import common_pb2, events_pb2, jobs_pb2
+from understanding.v1 import common_pb2, events_pb2, jobs_pb2, understanding_pb2
 
 SCHEMA_VERSION = 1
 CONTENT_TYPE = b"application/x-protobuf"
@@ -214,4 +221,136 @@ def job_event(job: Job, *, produced_at: float) -> events_pb2.JobEvent:
         schema_version=SCHEMA_VERSION,
         produced_at=timestamp(produced_at),
         job=job_pb(job),
+    )
+
+
+# ---------------------------------------------------------------- protobuf -> domain
+def tag_from_pb(msg: common_pb2.Tag) -> Tag:
+    return Tag(label=msg.label, group=msg.group, score=msg.score, start_s=msg.start_s, end_s=msg.end_s)
+
+
+def language_from_pb(msg: common_pb2.Language) -> Language:
+    return Language(code=msg.code, probability=msg.probability)
+
+
+def model_from_pb(msg: common_pb2.ModelRef) -> ModelRef:
+    return ModelRef(name=msg.name, version=msg.version)
+
+
+def transcript_from_pb(msg: common_pb2.Transcript) -> Transcript:
+    return Transcript(
+        segments=tuple(
+            Segment(
+                index=s.index,
+                start_s=s.start_s,
+                end_s=s.end_s,
+                text=s.text,
+                avg_logprob=s.avg_logprob,
+                no_speech_prob=s.no_speech_prob,
+                words=tuple(Word(w.text, w.start_s, w.end_s, w.probability) for w in s.words),
+            )
+            for s in msg.segments
+        ),
+        language=language_from_pb(msg.language),
+        duration_s=msg.duration_s,
+        task=msg.task,
+        model=model_from_pb(msg.model),
+    )
+
+
+def analysis_from_pb(msg: common_pb2.Analysis) -> Analysis:
+    """The inverse of `analysis_pb(..., with_embeddings=True, with_keyframes=True)`, up to what
+    the public message leaves out (chunk language and extra payload: see `codec.records`)."""
+    v = msg.video
+    return Analysis(
+        tenant=msg.tenant,
+        media_id=msg.media_id,
+        modality=MODALITY_FROM_PROTO[msg.modality],
+        language=language_from_pb(msg.language) if msg.HasField("language") else None,
+        tags=tuple(tag_from_pb(t) for t in msg.tags),
+        chunks=tuple(
+            Chunk(
+                index=c.index,
+                text=c.text,
+                embedding=np.asarray(c.embedding, dtype=np.float32),
+                tags=tuple(tag_from_pb(t) for t in c.tags),
+                start_s=c.start_s,
+                end_s=c.end_s,
+            )
+            for c in msg.chunks
+        ),
+        embedding_model=model_from_pb(msg.embedding_model),
+        created_at=msg.created_at.ToNanoseconds() / 1e9,
+        version=msg.version,
+        metadata=dict(msg.metadata),
+        transcript=transcript_from_pb(msg.transcript) if msg.HasField("transcript") else None,
+        video=VideoInfo(
+            v.duration_s, v.fps, v.width, v.height, v.codec, v.has_audio, v.frames_decoded, v.frames_analyzed
+        )
+        if msg.HasField("video")
+        else None,
+        shots=tuple(
+            Shot(
+                index=s.index,
+                start_s=s.start_s,
+                end_s=s.end_s,
+                keyframe_s=s.keyframe_s,
+                tags=tuple(tag_from_pb(t) for t in s.tags),
+                face_count=s.face_count,
+                transcript_text=s.transcript_text,
+                keyframe_jpeg=s.keyframe_jpeg,
+            )
+            for s in msg.shots
+        ),
+    )
+
+
+# ---------------------------------------------------------------- options
+_TASK_FROM_PROTO = {
+    understanding_pb2.SPEECH_TASK_UNSPECIFIED: "transcribe",
+    understanding_pb2.SPEECH_TASK_TRANSCRIBE: "transcribe",
+    understanding_pb2.SPEECH_TASK_TRANSLATE: "translate",
+}
+_TASK_TO_PROTO = {"transcribe": understanding_pb2.SPEECH_TASK_TRANSCRIBE, "translate": understanding_pb2.SPEECH_TASK_TRANSLATE}
+
+
+def speech_options_from_pb(msg: understanding_pb2.SpeechOptions) -> SpeechOptions:
+    """Validated domain options (raises `InvalidInput` naming `speech.<field>`)."""
+    from understanding.domain import InvalidInput
+
+    if msg.task not in _TASK_FROM_PROTO:
+        raise InvalidInput(f"unknown task {msg.task}", field="speech.task")
+    return SpeechOptions(
+        language=language_code(msg.language),
+        task=_TASK_FROM_PROTO[msg.task],  # type: ignore[arg-type]
+        word_timestamps=msg.word_timestamps,
+        vad=not msg.disable_vad,
+        initial_prompt=msg.initial_prompt or None,
+        hotwords=msg.hotwords or None,
+        beam_size=msg.beam_size or 5,
+    )
+
+
+def speech_options_pb(options: SpeechOptions) -> understanding_pb2.SpeechOptions:
+    return understanding_pb2.SpeechOptions(
+        language=options.language or "",
+        task=_TASK_TO_PROTO[options.task],
+        word_timestamps=options.word_timestamps,
+        disable_vad=not options.vad,
+        initial_prompt=options.initial_prompt or "",
+        hotwords=options.hotwords or "",
+        beam_size=options.beam_size,
+    )
+
+
+def video_options_from_pb(msg: understanding_pb2.VideoOptions) -> VideoOptions:
+    """Validated domain options; `sample_fps` 0 means the server default."""
+    return VideoOptions(
+        sample_fps=msg.sample_fps or None, return_keyframes=msg.return_keyframes, skip_audio=msg.skip_audio
+    )
+
+
+def video_options_pb(options: VideoOptions) -> understanding_pb2.VideoOptions:
+    return understanding_pb2.VideoOptions(
+        sample_fps=options.sample_fps or 0.0, return_keyframes=options.return_keyframes, skip_audio=options.skip_audio
     )

@@ -29,7 +29,7 @@ from typing import Awaitable, Callable, Mapping, Sequence
 import numpy as np
 
 from understanding.domain import InvalidInput, LimitExceeded, NotFound, Vector
-from understanding.models.batcher import BatcherClosed
+from understanding.batching import BatcherClosed
 from understanding.sinks import lexical
 from understanding.sinks.lexical import LexicalEncoder, SparseTerms
 from understanding.sinks.store import PointFilter, StoredPoint, VectorStore, newest_versions

@@ -34,18 +34,14 @@ import pathlib
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable
 
-from understanding.config import Settings
+from understanding.batching import MicroBatcher
+from understanding.core.embedding import EmbeddingFactory, EmbeddingSwitch, ServingEmbedding
 from understanding.domain import InvalidInput, ModelRef, PreconditionFailed, UnderstandingError, Unavailable, Vector
-from understanding.models.batcher import MicroBatcher
-from understanding.models.embedder import TextEncoder, load_embedder, resolve_embedding_model
-from understanding.pipelines.tagging import Tagger, Taxonomy
-from understanding.pipelines.text import EmbeddingBinding
+from understanding.models.embedder import TextEncoder
+from understanding.sinks.results import ResultSink
 from understanding.sinks.store import ReindexStats, VectorStore, collection_name, reembed_into
-
-if TYPE_CHECKING:
-    from understanding.app import Core
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +73,6 @@ class Phase(enum.Enum):
 
 
 FINAL_PHASES = frozenset({Phase.DONE, Phase.NOTHING_TO_DO, Phase.FAILED})
-
-
-def model_spec_of(spec: str, model_dir: pathlib.Path) -> str:
-    """What the alias records for a model: `packaged`, or the absolute model directory."""
-    return "packaged" if spec.strip() in ("", "packaged") else str(model_dir.expanduser().resolve())
 
 
 @dataclass
@@ -136,16 +127,10 @@ class _Cancelled(Exception):
 class OnlineReindex:
     """At most one reindex at a time in the serving process; see the module docstring."""
 
-    def __init__(
-        self,
-        core: Callable[[], Core | None],
-        settings: Settings,
-        *,
-        on_batch: Callable[[int, float], None] | None = None,
-    ) -> None:
-        self._core = core
-        self._settings = settings
-        self._on_batch = on_batch
+    def __init__(self, *, switch: EmbeddingSwitch, factory: EmbeddingFactory, sink: ResultSink) -> None:
+        self._switch = switch
+        self._factory = factory
+        self._sink = sink
         self._state: ReindexState | None = None
         self._task: asyncio.Task[None] | None = None
         self._tick = asyncio.Event()
@@ -167,11 +152,7 @@ class OnlineReindex:
         spec = model_path.strip()
         if not spec:
             raise InvalidInput("must name a model directory on the server (or `packaged`)", field="model_path")
-        try:
-            model_dir = resolve_embedding_model(spec)
-        except (FileNotFoundError, ImportError, OSError) as error:
-            raise InvalidInput(f"{error}", field="model_path") from error
-        recorded = model_spec_of(spec, model_dir)
+        model_dir, recorded = self._factory.resolve(spec)
         running = self._state
         if running is not None and not running.finished:
             if running.model_path == recorded and running.no_switch == no_switch:
@@ -179,22 +160,19 @@ class OnlineReindex:
             raise PreconditionFailed(
                 f"a reindex to {running.model_path} is running ({running.phase.value}); wait for it to finish"
             )
-        core = self._core()
-        if core is None:
-            raise Unavailable("the service is still starting: retry when it is SERVING")
         if batch_size > MAX_BATCH_SIZE:
             raise InvalidInput(f"must be at most {MAX_BATCH_SIZE}", field="batch_size")
         self._loop = asyncio.get_running_loop()
         self._cancel.clear()
         state = ReindexState(
             model_path=recorded,
-            alias=self._settings.qdrant_collection,
-            from_collection=core.store.collection,
+            alias=self._factory.stores.alias,
+            from_collection=self._switch.current.collection,
             no_switch=no_switch,
         )
         self._state = state
         self._task = asyncio.create_task(
-            self._run(core, model_dir, state, batch_size or DEFAULT_BATCH_SIZE), name="online-reindex"
+            self._run(model_dir, state, batch_size or DEFAULT_BATCH_SIZE), name="online-reindex"
         )
         log.info("reindex started", extra={"model_path": recorded, "from": state.from_collection})
         return state
@@ -249,19 +227,10 @@ class OnlineReindex:
             self._loop.call_soon_threadsafe(self._changed)
 
     def _load(self, model_dir: pathlib.Path) -> TextEncoder:
-        settings = self._settings
         try:
-            encoder = load_embedder(
-                model_dir,
-                backend=settings.embedding_backend,
-                device=settings.embedding_device,
-                cache_dir=settings.cache_path / "models",
-                threads=settings.embedding_threads,
-            )
-            encoder.warm_up()
+            return self._factory.load_encoder(model_dir)
         except Exception as error:  # noqa: BLE001 - any load failure is the model directory's
             raise InvalidInput(f"cannot load the embedding model at {model_dir}: {error}", field="model_path") from error
-        return encoder
 
     async def _pass(
         self, source: VectorStore, target: VectorStore, encoder: TextEncoder, state: ReindexState, batch_size: int
@@ -286,28 +255,26 @@ class OnlineReindex:
         self._changed()
         return stats
 
-    async def _run(self, core: Core, model_dir: pathlib.Path, state: ReindexState, batch_size: int) -> None:
-        settings = self._settings
+    async def _run(self, model_dir: pathlib.Path, state: ReindexState, batch_size: int) -> None:
+        serving = self._switch.current
+        source = serving.store
         target: VectorStore | None = None
-        batcher: MicroBatcher[str, Vector] | None = None
+        unit: ServingEmbedding | None = None
         paused = swapped = False
         try:
+            if source is None:
+                raise PreconditionFailed("this process does not own the vector store")
             encoder = await asyncio.to_thread(self._load, model_dir)
             state.model = encoder.model_ref
             state.to_collection = collection_name(state.alias, encoder.model_ref)
-            if state.to_collection == core.store.collection:
+            if state.to_collection == source.collection:
                 state.message = f"{state.alias} already serves {state.to_collection} ({encoder.model_ref.name}): nothing to do"
-                state.target_points = await asyncio.to_thread(core.store.count)
+                state.target_points = await asyncio.to_thread(source.count)
                 state.phase = Phase.NOTHING_TO_DO
                 return
             target = self._retired_stores.pop(state.to_collection, None)
             if target is None:
-                from understanding.app import open_store
-
-                target = await asyncio.to_thread(
-                    open_store, settings, encoder.dimension, encoder.model_ref, role="target"
-                )
-            source = core.store
+                target = await asyncio.to_thread(self._factory.stores.target, encoder.model_ref, encoder.dimension)
             state.phase = Phase.COPYING
             stats = await self._pass(source, target, encoder, state, batch_size)
             state.phase = Phase.CATCHING_UP
@@ -321,41 +288,26 @@ class OnlineReindex:
                 state.message = f"{state.to_collection} filled; {state.alias} still serves {state.from_collection}"
                 state.phase = Phase.DONE
                 return
-            taxonomy = Taxonomy.load(settings.taxonomy_path or None)
-            tagger = await asyncio.to_thread(Tagger, taxonomy, encoder.encode)
-            batcher = MicroBatcher(
-                lambda texts: encoder.encode(texts),
-                name="embed",
-                max_batch_size=settings.embed_max_batch,
-                max_wait_ms=settings.embed_max_wait_ms,
-                max_queue=settings.embed_queue_size,
-                on_batch=self._on_batch,
-            )
-            await batcher.start()
+            unit = await asyncio.to_thread(self._factory.assemble, encoder, target, state.model_path)
+            await unit.batcher.start()
 
             state.phase = Phase.SWITCHING
             self._changed()
             paused_at = time.monotonic()
-            await core.sink.pause_writes()
+            await self._sink.pause_writes()
             paused = True
             # Nothing can be written now: this pass leaves the two collections equal.
             await self._pass(source, target, encoder, state, batch_size)
             await asyncio.to_thread(target.promote, state.alias, model_path=state.model_path)
-            # One event-loop step, no await: every component moves to the new model together.
-            old_store, old_batcher = core.store, core.embed_batcher
-            core.embedder = encoder
-            core.embed_batcher = batcher
-            core.store = target
-            core.text.rebind(EmbeddingBinding(batcher.submit_many, tagger, encoder.model_ref))
-            core.searcher.rebind(target, batcher.submit)
-            core.sink.switch_store(target, model=encoder.model_ref, embed=batcher.submit_many)
+            # One event-loop step, no await: every consumer moves to the new model together.
+            previous = self._switch.swap(unit)
             swapped = True
-            core.sink.resume_writes()
+            self._sink.resume_writes()
             paused = False
             state.write_pause_s = time.monotonic() - paused_at
             state.switched = True
-            self._retired_stores[old_store.collection] = old_store
-            self._retire(old_batcher)
+            self._retired_stores[source.collection] = source
+            self._retire(previous.batcher)
             state.target_points = await asyncio.to_thread(target.count)
             state.message = f"{state.alias} -> {state.to_collection}; {state.from_collection} kept for rollback"
             state.phase = Phase.DONE
@@ -378,11 +330,11 @@ class OnlineReindex:
             state.error = UnderstandingError(f"reindex failed: {type(error).__name__}: {error}")
         finally:
             if paused:
-                core.sink.resume_writes()
+                self._sink.resume_writes()
             if not swapped:
-                if batcher is not None:
-                    await batcher.stop()
-                if target is not None and target is not core.store:
+                if unit is not None:
+                    await unit.batcher.stop()
+                if target is not None and target is not self._switch.current.store:
                     # Kept open for a retry (and for the stores retired earlier, required).
                     self._retired_stores[target.collection] = target
             if state.error is not None:
@@ -404,3 +356,71 @@ class OnlineReindex:
         task = asyncio.create_task(later(), name="retire-embed-batcher")
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
+
+
+@dataclass(frozen=True, slots=True)
+class OfflineReindexResult:
+    alias: str
+    from_collection: str
+    to_collection: str
+    switched: bool
+    embedded: int
+    without_text: int
+    removed: int
+    points: int
+    seconds: float
+    nothing_to_do: bool = False
+
+
+def reindex_offline(
+    factory: EmbeddingFactory,
+    model_spec: str,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    no_switch: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> OfflineReindexResult:
+    """The same re-embedding with no server running (blocking): every point of the alias's
+    collection into the new model's, a second incremental pass for what was written meanwhile
+    (by a remote-store writer), index build, then the alias moves unless `no_switch`.
+
+    Raises InvalidInput for a bad model spec, LookupError when the alias points nowhere.
+    """
+    model_dir, recorded = factory.resolve(model_spec)
+    source = factory.stores.current()
+    target: VectorStore | None = None
+    try:
+        encoder = factory.load_encoder(model_dir)
+        target = factory.stores.target(encoder.model_ref, encoder.dimension)
+        alias = factory.stores.alias
+        if target.collection == source.collection:
+            points = source.count()
+            return OfflineReindexResult(alias, source.collection, target.collection, False, 0, 0, 0, points, 0.0, True)
+        total, done = source.count(), 0
+
+        def report(n: int) -> None:
+            nonlocal done
+            done += n
+            if progress is not None:
+                progress(done, total)
+
+        runs = [reembed_into(source, target, encoder.encode, encoder.model_ref, batch_size=batch_size, progress=report)]
+        runs.append(reembed_into(source, target, encoder.encode, encoder.model_ref, batch_size=batch_size))
+        target.optimize()
+        if not no_switch:
+            target.promote(alias, model_path=recorded)
+        return OfflineReindexResult(
+            alias=alias,
+            from_collection=source.collection,
+            to_collection=target.collection,
+            switched=not no_switch,
+            embedded=sum(r.embedded for r in runs),
+            without_text=runs[-1].without_text,
+            removed=sum(r.removed for r in runs),
+            points=target.count(),
+            seconds=round(sum(r.seconds for r in runs), 2),
+        )
+    finally:
+        if target is not None:
+            target.close()
+        source.close()

@@ -10,7 +10,7 @@ from typing import Sequence
 import pytest
 
 from understanding.domain import LimitExceeded
-from understanding.models.batcher import BatcherClosed, MicroBatcher
+from understanding.batching import BatcherClosed, MicroBatcher
 
 
 def doubler(seen: list[list[int]]):  # type: ignore[no-untyped-def]

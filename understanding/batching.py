@@ -22,6 +22,9 @@ O = TypeVar("O")
 
 log = logging.getLogger(__name__)
 
+# Told (batch size, seconds) after each batch, e.g. by metrics.
+BatchObserver = Callable[[int, float], None]
+
 
 class BatcherClosed(Unavailable):
     """The batcher is stopped; pending and new submissions fail with this."""
@@ -60,7 +63,7 @@ class MicroBatcher(Generic[I, O]):
         max_wait_ms: float = 5.0,
         max_queue: int = 4096,
         executor: concurrent.futures.Executor | None = None,
-        on_batch: Callable[[int, float], None] | None = None,
+        on_batch: BatchObserver | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be >= 1")
@@ -114,7 +117,7 @@ class MicroBatcher(Generic[I, O]):
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def observe(self, on_batch: Callable[[int, float], None]) -> None:
+    def observe(self, on_batch: BatchObserver) -> None:
         """Report each batch's (size, seconds) to `on_batch`, e.g. metrics."""
         self._on_batch = on_batch
 

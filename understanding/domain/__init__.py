@@ -1,0 +1,83 @@
+"""Typed domain objects passed between layers.
+
+Frozen dataclasses only; this package imports nothing else from the project,
+so every layer can depend on it. Protobuf never crosses below api/.
+"""
+
+from understanding.domain.errors import (
+    Cancelled,
+    Conflict,
+    InvalidInput,
+    LimitExceeded,
+    NotFound,
+    PermissionDenied,
+    PreconditionFailed,
+    Unauthenticated,
+    Unavailable,
+    UnderstandingError,
+)
+from understanding.domain.jobs import Job, JobError, JobSpec, JobState, new_job_id
+from understanding.domain.media import (
+    POINT_NAMESPACE,
+    Analysis,
+    Chunk,
+    Language,
+    Modality,
+    ModelRef,
+    Segment,
+    Shot,
+    Tag,
+    Transcript,
+    Vector,
+    VideoInfo,
+    Word,
+    point_id,
+)
+from understanding.domain.options import (
+    SPEECH_LANGUAGES,
+    AnalysisOptions,
+    MediaRequest,
+    SpeechOptions,
+    SpeechTask,
+    VideoOptions,
+    language_code,
+)
+
+__all__ = [
+    "POINT_NAMESPACE",
+    "SPEECH_LANGUAGES",
+    "Analysis",
+    "AnalysisOptions",
+    "Cancelled",
+    "Chunk",
+    "Conflict",
+    "InvalidInput",
+    "Job",
+    "JobError",
+    "JobSpec",
+    "JobState",
+    "Language",
+    "LimitExceeded",
+    "MediaRequest",
+    "Modality",
+    "ModelRef",
+    "NotFound",
+    "PermissionDenied",
+    "PreconditionFailed",
+    "Segment",
+    "Shot",
+    "SpeechOptions",
+    "SpeechTask",
+    "Tag",
+    "Transcript",
+    "Unauthenticated",
+    "Unavailable",
+    "UnderstandingError",
+    "Vector",
+    "VideoInfo",
+    "VideoOptions",
+    "Word",
+    "language_code",
+    "new_job_id",
+    "point_id",
+]
