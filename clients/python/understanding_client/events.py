@@ -17,10 +17,12 @@ decoded events with their record's coordinates.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Iterable, Mapping, Sequence, Union
+from typing import Any
 
 from understanding.v1 import events_pb2
+
 from understanding_client.types import Analysis, Job, _raw, timestamp
 
 CONTENT_TYPE = "application/x-protobuf"
@@ -29,7 +31,7 @@ MEDIA_DELETED_EVENT = "understanding.v1.MediaDeletedEvent"
 JOB_EVENT = "understanding.v1.JobEvent"
 DEFAULT_TOPICS = ("understanding.analysis.v1", "understanding.jobs.status.v1")
 
-Headers = Union[Sequence[tuple[str, Union[bytes, str, None]]], Mapping[str, Union[bytes, str, None]], None]
+Headers = Sequence[tuple[str, bytes | str | None]] | Mapping[str, bytes | str | None] | None
 
 
 class UnknownEventSchema(ValueError):
@@ -85,7 +87,7 @@ class JobEvent:
         return cls(m.event_id, m.schema_version, timestamp(m.produced_at, m.HasField("produced_at")), Job.from_pb(m.job), raw=m)
 
 
-Event = Union[AnalysisEvent, MediaDeletedEvent, JobEvent]
+Event = AnalysisEvent | MediaDeletedEvent | JobEvent
 
 _DECODERS: dict[str, tuple[Any, Any]] = {
     ANALYSIS_EVENT: (events_pb2.AnalysisEvent, AnalysisEvent),
@@ -148,7 +150,7 @@ async def consume(
     from_beginning: bool = False,
     skip_unknown: bool = True,
     **consumer_options: Any,
-) -> AsyncIterator[EventRecord]:
+) -> AsyncGenerator[EventRecord, None]:
     """Read `topics` with aiokafka and yield every event decoded.
 
     `group_id=None` reads without committing offsets (a tail for tools and

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any
 
-from understanding.v1 import common_pb2, jobs_pb2, understanding_pb2 as pb
+from understanding.v1 import admin_pb2, common_pb2, jobs_pb2
+from understanding.v1 import understanding_pb2 as pb
 
 
 class Modality(str, enum.Enum):
@@ -25,17 +27,17 @@ class Modality(str, enum.Enum):
     def from_pb(cls, value: int) -> Modality:
         return _MODALITY_FROM_PB.get(value, cls.UNSPECIFIED)
 
-    def to_pb(self) -> int:
+    def to_pb(self) -> common_pb2.Modality:
         return _MODALITY_TO_PB[self]
 
 
-_MODALITY_TO_PB = {
+_MODALITY_TO_PB: dict[Modality, common_pb2.Modality] = {
     Modality.UNSPECIFIED: common_pb2.MODALITY_UNSPECIFIED,
     Modality.TEXT: common_pb2.MODALITY_TEXT,
     Modality.SPEECH: common_pb2.MODALITY_SPEECH,
     Modality.VIDEO: common_pb2.MODALITY_VIDEO,
 }
-_MODALITY_FROM_PB = {v: k for k, v in _MODALITY_TO_PB.items()}
+_MODALITY_FROM_PB: dict[int, Modality] = {v: k for k, v in _MODALITY_TO_PB.items()}
 
 
 class JobState(str, enum.Enum):
@@ -54,11 +56,11 @@ class JobState(str, enum.Enum):
     def from_pb(cls, value: int) -> JobState:
         return _STATE_FROM_PB.get(value, cls.UNSPECIFIED)
 
-    def to_pb(self) -> int:
+    def to_pb(self) -> jobs_pb2.JobState:
         return _STATE_TO_PB[self]
 
 
-_STATE_TO_PB = {
+_STATE_TO_PB: dict[JobState, jobs_pb2.JobState] = {
     JobState.UNSPECIFIED: jobs_pb2.JOB_STATE_UNSPECIFIED,
     JobState.QUEUED: jobs_pb2.JOB_STATE_QUEUED,
     JobState.RUNNING: jobs_pb2.JOB_STATE_RUNNING,
@@ -66,7 +68,7 @@ _STATE_TO_PB = {
     JobState.FAILED: jobs_pb2.JOB_STATE_FAILED,
     JobState.CANCELLED: jobs_pb2.JOB_STATE_CANCELLED,
 }
-_STATE_FROM_PB = {v: k for k, v in _STATE_TO_PB.items()}
+_STATE_FROM_PB: dict[int, JobState] = {v: k for k, v in _STATE_TO_PB.items()}
 
 
 def _raw() -> Any:
@@ -462,3 +464,90 @@ class Media:
     @classmethod
     def from_pb(cls, m: pb.GetMediaResponse) -> Media:
         return cls(m.media_id, Modality.from_pb(m.modality), tuple(SearchHit.from_pb(p) for p in m.points), m.version, raw=m)
+
+
+class ReindexPhase(str, enum.Enum):
+    """Where an online reindex is (see the Admin service's `ReindexPhase`)."""
+
+    UNSPECIFIED = "unspecified"
+    LOADING = "loading"
+    COPYING = "copying"
+    CATCHING_UP = "catching_up"
+    SWITCHING = "switching"
+    DONE = "done"
+    NOTHING_TO_DO = "nothing_to_do"
+    FAILED = "failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (ReindexPhase.DONE, ReindexPhase.NOTHING_TO_DO, ReindexPhase.FAILED)
+
+    @classmethod
+    def from_pb(cls, value: int) -> ReindexPhase:
+        return _PHASE_FROM_PB.get(value, cls.UNSPECIFIED)
+
+
+_PHASE_FROM_PB: dict[int, ReindexPhase] = {
+    admin_pb2.REINDEX_PHASE_LOADING: ReindexPhase.LOADING,
+    admin_pb2.REINDEX_PHASE_COPYING: ReindexPhase.COPYING,
+    admin_pb2.REINDEX_PHASE_CATCHING_UP: ReindexPhase.CATCHING_UP,
+    admin_pb2.REINDEX_PHASE_SWITCHING: ReindexPhase.SWITCHING,
+    admin_pb2.REINDEX_PHASE_DONE: ReindexPhase.DONE,
+    admin_pb2.REINDEX_PHASE_NOTHING_TO_DO: ReindexPhase.NOTHING_TO_DO,
+    admin_pb2.REINDEX_PHASE_FAILED: ReindexPhase.FAILED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ReindexProgress:
+    """One update of an online reindex: its phase, the collections and how far it got."""
+
+    phase: ReindexPhase
+    # The alias readers use, the collection it served and the one being filled.
+    alias: str
+    from_collection: str
+    to_collection: str
+    # The model being switched to.
+    model: ModelRef | None
+    # Points in the current collection when the pass started, and visited by the pass so far.
+    total_points: int
+    done_points: int
+    embedded_points: int
+    removed_points: int
+    without_text_points: int
+    passes: int
+    switched: bool
+    elapsed_s: float
+    write_pause_s: float
+    # Why it failed (FAILED), or what was left to do.
+    message: str
+    # Points in the target collection at the end.
+    target_points: int
+    raw: admin_pb2.ReindexProgress | None = _raw()
+
+    @property
+    def done(self) -> bool:
+        """True once the reindex ended: DONE, NOTHING_TO_DO or FAILED."""
+        return self.phase.terminal
+
+    @classmethod
+    def from_pb(cls, m: admin_pb2.ReindexProgress) -> ReindexProgress:
+        return cls(
+            phase=ReindexPhase.from_pb(m.phase),
+            alias=m.alias,
+            from_collection=m.from_collection,
+            to_collection=m.to_collection,
+            model=ModelRef.from_pb(m.model) if m.HasField("model") else None,
+            total_points=m.total_points,
+            done_points=m.done_points,
+            embedded_points=m.embedded_points,
+            removed_points=m.removed_points,
+            without_text_points=m.without_text_points,
+            passes=m.passes,
+            switched=m.switched,
+            elapsed_s=m.elapsed_seconds,
+            write_pause_s=m.write_pause_seconds,
+            message=m.message,
+            target_points=m.target_points,
+            raw=m,
+        )
