@@ -247,10 +247,11 @@ def search_request(
     f = request.filter
     f.modalities.extend(modality(m).to_pb() for m in modalities or ())
     f.media_ids.extend(media_ids or ())
-    f.tags.any.extend(tags_any or ())
-    f.tags.all.extend(tags_all or ())
-    if min_tag_score is not None:
-        f.tags.min_score = min_tag_score
+    if tags_any or tags_all or min_tag_score is not None:  # touching `tags` would send an empty filter
+        f.tags.any.extend(tags_any or ())
+        f.tags.all.extend(tags_all or ())
+        if min_tag_score is not None:
+            f.tags.min_score = min_tag_score
     f.languages.extend(languages or ())
     if time_range is not None:
         f.time_range.CopyFrom(pb.TimeRange(start_s=time_range[0], end_s=time_range[1]))
