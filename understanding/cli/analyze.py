@@ -100,6 +100,11 @@ def _upload(client: Client, args: argparse.Namespace, path: str, modality: FileM
             except Unimplemented:
                 bar.console.print("video analysis is not available on this server: transcribing the audio track")
         return client.transcribe(
-            path, media_id=media_id, language=speech.language, translate=speech.translate,
-            word_timestamps=speech.word_timestamps, return_embeddings=embeddings, progress=bar,
+            path,
+            media_id=media_id,
+            language=speech.language,
+            translate=speech.translate,
+            word_timestamps=speech.word_timestamps,
+            return_embeddings=embeddings,
+            progress=bar,
         )

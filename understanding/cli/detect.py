@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Literal
 
 FileModality = Literal["text", "speech", "video"]
@@ -11,14 +12,11 @@ def detect_modality(path: str) -> FileModality:
     """'text', 'speech' or 'video' from the file's content (not its extension)."""
     import av
 
-    try:
-        with av.open(path) as container:
-            if any(s.type == "video" and s.frames != 1 for s in container.streams.video):
-                return "video"
-            if container.streams.audio:
-                return "speech"
-    except Exception:  # noqa: BLE001 - not a media container: maybe text
-        pass
+    with contextlib.suppress(Exception), av.open(path) as container:  # not a media container: maybe text
+        if any(s.type == "video" and s.frames != 1 for s in container.streams.video):
+            return "video"
+        if container.streams.audio:
+            return "speech"
     with open(path, "rb") as fh:
         head = fh.read(65536)
     try:

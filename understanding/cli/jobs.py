@@ -22,13 +22,15 @@ _STATE_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow", "r
 
 def register(sub: Subcommands) -> None:
     jobs = sub.add_parser(
-        "jobs", help="asynchronous jobs: submit, get, watch, cancel, list",
+        "jobs",
+        help="asynchronous jobs: submit, get, watch, cancel, list",
         description="Long media is processed as a job: submit it, then watch its progress or poll it.",
         epilog="example: understanding jobs submit lecture.mp4 --watch",
     )
     jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True, metavar="{submit,get,watch,cancel,list}")
     submit = jobs_sub.add_parser(
-        "submit", help="submit a file, a text or an uploaded media as a job",
+        "submit",
+        help="submit a file, a text or an uploaded media as a job",
         description="Create a job from FILE (modality detected from its content), --text or --upload-id.",
     )
     submit.add_argument("file", nargs="?", help="media or text file to upload with the job")
@@ -59,7 +61,9 @@ def register(sub: Subcommands) -> None:
         "list", help="list your jobs, newest first", description="List your jobs, newest first."
     )
     jobs_list.add_argument(
-        "--state", action="append", choices=("queued", "running", "succeeded", "failed", "cancelled"),
+        "--state",
+        action="append",
+        choices=("queued", "running", "succeeded", "failed", "cancelled"),
         help="only jobs in this state (repeatable)",
     )
     jobs_list.add_argument("--page-size", type=int, default=50, help="jobs per page (1-500)")
@@ -96,9 +100,15 @@ def run_submit(args: argparse.Namespace) -> int:
             # The bar shows only while a file is uploaded (a text or an upload id sends one message).
             with output.UploadBar(os.path.basename(path or ""), hidden=args.json or not path) as bar:
                 job = client.submit_job(
-                    text=text, source=path, upload_id=args.upload_id or "", modality=kind,
-                    media_id=args.media_id or "", idempotency_key=args.key or "", speech=speech,
-                    video=VideoOptions(sample_fps=args.sample_fps or 0.0), progress=bar if path else None,
+                    text=text,
+                    source=path,
+                    upload_id=args.upload_id or "",
+                    modality=kind,
+                    media_id=args.media_id or "",
+                    idempotency_key=args.key or "",
+                    speech=speech,
+                    video=VideoOptions(sample_fps=args.sample_fps or 0.0),
+                    progress=bar if path else None,
                 )
         except ValueError as error:  # checked by the SDK before anything is sent, e.g. an empty text file
             return output.fail(str(error))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -100,7 +100,7 @@ class UploadBar:
         # The SDK starts every attempt at 0, so a re-sent upload starts the bar over.
         self._progress.update(self._task, completed=sent, total=total)
 
-    def __enter__(self) -> UploadBar:
+    def __enter__(self) -> Self:
         self._progress.start()
         return self
 

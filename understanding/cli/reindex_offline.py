@@ -94,4 +94,3 @@ def run(args: argparse.Namespace) -> int:
                 f"or set to {args.to_model}"
             )
     return 0
-

@@ -37,8 +37,14 @@ def run(args: argparse.Namespace) -> int:
     with connect.client(args) as client:
         try:
             results = client.search(
-                args.query, top_k=args.top_k, group_by_media=args.group, score_threshold=args.min_score,
-                mode=args.mode, modalities=args.modality, media_ids=args.media_id, tags_any=args.tag,
+                args.query,
+                top_k=args.top_k,
+                group_by_media=args.group,
+                score_threshold=args.min_score,
+                mode=args.mode,
+                modalities=args.modality,
+                media_ids=args.media_id,
+                tags_any=args.tag,
                 languages=args.language,
             )
         except UnderstandingError as error:

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 def register(sub: Subcommands) -> None:
     upload = sub.add_parser(
-        "upload", help="store a media file on the server for a later `jobs submit --upload-id`",
+        "upload",
+        help="store a media file on the server for a later `jobs submit --upload-id`",
         description="Stream FILE to the server in chunks (with a progress bar) and print its upload id.",
     )
     upload.add_argument("file", help="media file to store")

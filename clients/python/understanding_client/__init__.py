@@ -62,6 +62,7 @@ from understanding_client.types import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "NO_RETRY",
     "AdminClient",
     "AlreadyExists",
     "Analysis",
@@ -84,7 +85,6 @@ __all__ = [
     "Media",
     "Modality",
     "ModelRef",
-    "NO_RETRY",
     "NotFound",
     "PermissionDenied",
     "ReindexPhase",

@@ -147,8 +147,13 @@ def analyze_text(
     return Call("AnalyzeText", _analyses, idempotent=True, request=request)
 
 
-def _upload(method: str, header: pb.UploadHeader, source: UploadSource, progress: ProgressCallback | None,
-            convert: Callable[[Any], R]) -> Call[R]:
+def _upload(
+    method: str,
+    header: pb.UploadHeader,
+    source: UploadSource,
+    progress: ProgressCallback | None,
+    convert: Callable[[Any], R],
+) -> Call[R]:
     # A pipe cannot be read twice, so its upload cannot be retried.
     return Call(
         method, convert, idempotent=source.rewindable, requests=lambda: rq.upload_requests(header, source, progress)
@@ -175,8 +180,14 @@ def transcribe(
 ) -> Call[Analysis]:
     speech = rq.SpeechOptions(language, translate, word_timestamps, vad, initial_prompt, hotwords, beam_size)
     header = rq.upload_header(
-        source, media_id=media_id, filename=filename, mime_type=mime_type, metadata=metadata, speech=speech,
-        return_embeddings=return_embeddings, dry_run=dry_run,
+        source,
+        media_id=media_id,
+        filename=filename,
+        mime_type=mime_type,
+        metadata=metadata,
+        speech=speech,
+        return_embeddings=return_embeddings,
+        dry_run=dry_run,
     )
     return _upload("Transcribe", header, source, progress, _analysis)
 
@@ -197,9 +208,15 @@ def analyze_video(
     progress: ProgressCallback | None,
 ) -> Call[Analysis]:
     header = rq.upload_header(
-        source, media_id=media_id, filename=filename, mime_type=mime_type, metadata=metadata, speech=speech,
+        source,
+        media_id=media_id,
+        filename=filename,
+        mime_type=mime_type,
+        metadata=metadata,
+        speech=speech,
         video=rq.VideoOptions(sample_fps, return_keyframes, skip_audio),
-        return_embeddings=return_embeddings, dry_run=dry_run,
+        return_embeddings=return_embeddings,
+        dry_run=dry_run,
     )
     return _upload("AnalyzeVideo", header, source, progress, _analysis)
 
@@ -229,8 +246,17 @@ def submit_job(
     """Without a key one is made up, so a retried submit can never create a second job; "" sends none."""
     key = idempotency_key if idempotency_key is not None else f"sdk-{uuid.uuid4().hex}"
     spec = rq.job_spec(
-        text=text, source=source, upload_id=upload_id, modality_=modality, media_id=media_id, idempotency_key=key,
-        filename=filename, mime_type=mime_type, metadata=metadata, speech=speech, video=video,
+        text=text,
+        source=source,
+        upload_id=upload_id,
+        modality_=modality,
+        media_id=media_id,
+        idempotency_key=key,
+        filename=filename,
+        mime_type=mime_type,
+        metadata=metadata,
+        speech=speech,
+        video=video,
     )
     return Call(
         "SubmitJob",

@@ -82,7 +82,9 @@ class ConnectionConfig:
 
     @property
     def secure(self) -> bool:
-        return self.tls or any(x is not None for x in (self.root_certificates, self.certificate_chain, self.private_key))
+        return self.tls or any(
+            x is not None for x in (self.root_certificates, self.certificate_chain, self.private_key)
+        )
 
     def credentials(self) -> grpc.ChannelCredentials:
         if (self.certificate_chain is None) != (self.private_key is None):

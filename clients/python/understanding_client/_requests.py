@@ -89,7 +89,8 @@ def analyze_text_request(
     dry_run: bool,
 ) -> pb.AnalyzeTextRequest:
     return pb.AnalyzeTextRequest(
-        items=text_items(texts, media_id, metadata), options=pb.TextOptions(return_embeddings=return_embeddings, dry_run=dry_run)
+        items=text_items(texts, media_id, metadata),
+        options=pb.TextOptions(return_embeddings=return_embeddings, dry_run=dry_run),
     )
 
 
@@ -197,7 +198,11 @@ def _timestamp(value: Instant) -> Timestamp:
     return ts
 
 
-_MODES: dict[str, pb.SearchMode] = {"auto": pb.SEARCH_MODE_UNSPECIFIED, "dense": pb.SEARCH_MODE_DENSE, "hybrid": pb.SEARCH_MODE_HYBRID}
+_MODES: dict[str, pb.SearchMode] = {
+    "auto": pb.SEARCH_MODE_UNSPECIFIED,
+    "dense": pb.SEARCH_MODE_DENSE,
+    "hybrid": pb.SEARCH_MODE_HYBRID,
+}
 
 
 def search_request(
@@ -271,7 +276,6 @@ def list_jobs_request(states: Iterable[JobState | str] | None, page_size: int, p
         state = s if isinstance(s, JobState) else JobState(str(s).lower())
         values.append(state.to_pb())
     return pb.ListJobsRequest(page_size=page_size, page_token=page_token, states=values)
-
 
 
 def reindex_request(model_path: str, batch_size: int, no_switch: bool) -> admin_pb2.ReindexRequest:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 import grpc.aio
@@ -30,6 +30,9 @@ from understanding_client.types import (
     Upload,
 )
 from understanding_client.upload import MediaSource, ProgressCallback
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # only in annotations: no runtime dependency (Python 3.10)
 
 R = TypeVar("R")
 _END = object()
@@ -64,6 +67,12 @@ class _Async(_Base):
         if not self._closed:
             self._closed = True
             await self._channel.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
     async def wait_ready(self, timeout_s: float) -> bool:
         """Whether the server accepts a connection within `timeout_s` seconds."""
@@ -118,12 +127,6 @@ class AsyncClient(_Async):
 
     _stub_class = _UNDERSTANDING_STUB
 
-    async def __aenter__(self) -> AsyncClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
     # ------------------------------------------------------------ text
     async def analyze_text(
         self,
@@ -164,10 +167,21 @@ class AsyncClient(_Async):
     ) -> Analysis:
         """See `Client.transcribe`."""
         call = _calls.transcribe(
-            self._source(source), media_id=media_id, language=language, translate=translate,
-            word_timestamps=word_timestamps, vad=vad, initial_prompt=initial_prompt, hotwords=hotwords,
-            beam_size=beam_size, metadata=metadata, filename=filename, mime_type=mime_type,
-            return_embeddings=return_embeddings, dry_run=dry_run, progress=progress,
+            self._source(source),
+            media_id=media_id,
+            language=language,
+            translate=translate,
+            word_timestamps=word_timestamps,
+            vad=vad,
+            initial_prompt=initial_prompt,
+            hotwords=hotwords,
+            beam_size=beam_size,
+            metadata=metadata,
+            filename=filename,
+            mime_type=mime_type,
+            return_embeddings=return_embeddings,
+            dry_run=dry_run,
+            progress=progress,
         )
         return await self._run(call, timeout)
 
@@ -190,9 +204,18 @@ class AsyncClient(_Async):
     ) -> Analysis:
         """See `Client.analyze_video`."""
         call = _calls.analyze_video(
-            self._source(source), media_id=media_id, sample_fps=sample_fps, return_keyframes=return_keyframes,
-            skip_audio=skip_audio, speech=speech, metadata=metadata, filename=filename, mime_type=mime_type,
-            return_embeddings=return_embeddings, dry_run=dry_run, progress=progress,
+            self._source(source),
+            media_id=media_id,
+            sample_fps=sample_fps,
+            return_keyframes=return_keyframes,
+            skip_audio=skip_audio,
+            speech=speech,
+            metadata=metadata,
+            filename=filename,
+            mime_type=mime_type,
+            return_embeddings=return_embeddings,
+            dry_run=dry_run,
+            progress=progress,
         )
         return await self._run(call, timeout)
 
@@ -232,9 +255,18 @@ class AsyncClient(_Async):
     ) -> Job:
         """See `Client.submit_job`."""
         call = _calls.submit_job(
-            text=text, source=self._source(source) if source is not None else None, upload_id=upload_id,
-            modality=modality, media_id=media_id, idempotency_key=idempotency_key, speech=speech, video=video,
-            metadata=metadata, filename=filename, mime_type=mime_type, progress=progress,
+            text=text,
+            source=self._source(source) if source is not None else None,
+            upload_id=upload_id,
+            modality=modality,
+            media_id=media_id,
+            idempotency_key=idempotency_key,
+            speech=speech,
+            video=video,
+            metadata=metadata,
+            filename=filename,
+            mime_type=mime_type,
+            progress=progress,
         )
         return await self._run(call, timeout)
 
@@ -312,12 +344,6 @@ class AsyncAdminClient(_Async):
 
     _admin = True
     _stub_class = _ADMIN_STUB
-
-    async def __aenter__(self) -> AsyncAdminClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     def reindex(
         self, model_path: str, *, batch_size: int = 0, no_switch: bool = False, timeout: float | None = None

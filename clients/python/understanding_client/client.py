@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 from understanding.v1 import admin_pb2_grpc, understanding_pb2_grpc
@@ -30,6 +30,9 @@ from understanding_client.types import (
     Upload,
 )
 from understanding_client.upload import MediaSource, ProgressCallback
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # only in annotations: no runtime dependency (Python 3.10)
 
 R = TypeVar("R")
 
@@ -55,6 +58,12 @@ class _Blocking(_Base):
     def close(self) -> None:
         """Close the channel (safe to call twice)."""
         self._channel.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def wait_ready(self, timeout_s: float) -> bool:
         """Whether the server accepts a connection within `timeout_s` seconds."""
@@ -115,12 +124,6 @@ class Client(_Blocking):
 
     _stub_class = _UNDERSTANDING_STUB
 
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # ------------------------------------------------------------ text
     def analyze_text(
         self,
@@ -170,10 +173,21 @@ class Client(_Blocking):
         is called per chunk. For long media prefer `submit_job`.
         """
         call = _calls.transcribe(
-            self._source(source), media_id=media_id, language=language, translate=translate,
-            word_timestamps=word_timestamps, vad=vad, initial_prompt=initial_prompt, hotwords=hotwords,
-            beam_size=beam_size, metadata=metadata, filename=filename, mime_type=mime_type,
-            return_embeddings=return_embeddings, dry_run=dry_run, progress=progress,
+            self._source(source),
+            media_id=media_id,
+            language=language,
+            translate=translate,
+            word_timestamps=word_timestamps,
+            vad=vad,
+            initial_prompt=initial_prompt,
+            hotwords=hotwords,
+            beam_size=beam_size,
+            metadata=metadata,
+            filename=filename,
+            mime_type=mime_type,
+            return_embeddings=return_embeddings,
+            dry_run=dry_run,
+            progress=progress,
         )
         return self._run(call, timeout)
 
@@ -196,9 +210,18 @@ class Client(_Blocking):
     ) -> Analysis:
         """Upload a video in chunks and analyze it inline: facts, shots, keyframes, tags, transcript."""
         call = _calls.analyze_video(
-            self._source(source), media_id=media_id, sample_fps=sample_fps, return_keyframes=return_keyframes,
-            skip_audio=skip_audio, speech=speech, metadata=metadata, filename=filename, mime_type=mime_type,
-            return_embeddings=return_embeddings, dry_run=dry_run, progress=progress,
+            self._source(source),
+            media_id=media_id,
+            sample_fps=sample_fps,
+            return_keyframes=return_keyframes,
+            skip_audio=skip_audio,
+            speech=speech,
+            metadata=metadata,
+            filename=filename,
+            mime_type=mime_type,
+            return_embeddings=return_embeddings,
+            dry_run=dry_run,
+            progress=progress,
         )
         return self._run(call, timeout)
 
@@ -243,9 +266,18 @@ class Client(_Blocking):
         create a second job; pass your own to make re-submissions idempotent too.
         """
         call = _calls.submit_job(
-            text=text, source=self._source(source) if source is not None else None, upload_id=upload_id,
-            modality=modality, media_id=media_id, idempotency_key=idempotency_key, speech=speech, video=video,
-            metadata=metadata, filename=filename, mime_type=mime_type, progress=progress,
+            text=text,
+            source=self._source(source) if source is not None else None,
+            upload_id=upload_id,
+            modality=modality,
+            media_id=media_id,
+            idempotency_key=idempotency_key,
+            speech=speech,
+            video=video,
+            metadata=metadata,
+            filename=filename,
+            mime_type=mime_type,
+            progress=progress,
         )
         return self._run(call, timeout)
 
@@ -338,12 +370,6 @@ class AdminClient(_Blocking):
 
     _admin = True
     _stub_class = _ADMIN_STUB
-
-    def __enter__(self) -> AdminClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def reindex(
         self, model_path: str, *, batch_size: int = 0, no_switch: bool = False, timeout: float | None = None

@@ -23,7 +23,7 @@ from typing import Any
 
 from understanding.v1 import events_pb2
 
-from understanding_client.types import Analysis, Job, _raw, timestamp
+from understanding_client.types import Analysis, Job, timestamp
 
 CONTENT_TYPE = "application/x-protobuf"
 ANALYSIS_EVENT = "understanding.v1.AnalysisEvent"
@@ -46,13 +46,17 @@ class AnalysisEvent:
     analysis: Analysis
     # Qdrant collection the vectors were written to.
     collection: str
-    raw: events_pb2.AnalysisEvent | None = _raw()
+    raw: events_pb2.AnalysisEvent | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_pb(cls, m: events_pb2.AnalysisEvent) -> AnalysisEvent:
         return cls(
-            m.event_id, m.schema_version, timestamp(m.produced_at, m.HasField("produced_at")),
-            Analysis.from_pb(m.analysis), m.collection, raw=m,
+            m.event_id,
+            m.schema_version,
+            timestamp(m.produced_at, m.HasField("produced_at")),
+            Analysis.from_pb(m.analysis),
+            m.collection,
+            raw=m,
         )
 
 
@@ -64,13 +68,18 @@ class MediaDeletedEvent:
     tenant: str
     media_id: str
     points_deleted: int
-    raw: events_pb2.MediaDeletedEvent | None = _raw()
+    raw: events_pb2.MediaDeletedEvent | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_pb(cls, m: events_pb2.MediaDeletedEvent) -> MediaDeletedEvent:
         return cls(
-            m.event_id, m.schema_version, timestamp(m.produced_at, m.HasField("produced_at")), m.tenant, m.media_id,
-            m.points_deleted, raw=m,
+            m.event_id,
+            m.schema_version,
+            timestamp(m.produced_at, m.HasField("produced_at")),
+            m.tenant,
+            m.media_id,
+            m.points_deleted,
+            raw=m,
         )
 
 
@@ -80,11 +89,13 @@ class JobEvent:
     schema_version: int
     produced_at: dt.datetime | None
     job: Job
-    raw: events_pb2.JobEvent | None = _raw()
+    raw: events_pb2.JobEvent | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_pb(cls, m: events_pb2.JobEvent) -> JobEvent:
-        return cls(m.event_id, m.schema_version, timestamp(m.produced_at, m.HasField("produced_at")), Job.from_pb(m.job), raw=m)
+        return cls(
+            m.event_id, m.schema_version, timestamp(m.produced_at, m.HasField("produced_at")), Job.from_pb(m.job), raw=m
+        )
 
 
 Event = AnalysisEvent | MediaDeletedEvent | JobEvent

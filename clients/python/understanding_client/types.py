@@ -71,10 +71,6 @@ _STATE_TO_PB: dict[JobState, jobs_pb2.JobState] = {
 _STATE_FROM_PB: dict[int, JobState] = {v: k for k, v in _STATE_TO_PB.items()}
 
 
-def _raw() -> Any:
-    return field(default=None, repr=False, compare=False)
-
-
 def timestamp(message: Any, present: bool = True) -> dt.datetime | None:
     """A protobuf Timestamp as an aware UTC datetime; None when unset."""
     if not present or (message.seconds == 0 and message.nanos == 0):
@@ -89,7 +85,7 @@ class Tag:
     score: float
     start_s: float = 0.0
     end_s: float = 0.0
-    raw: common_pb2.Tag | None = _raw()
+    raw: common_pb2.Tag | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_pb(cls, m: common_pb2.Tag) -> Tag:
@@ -100,7 +96,7 @@ class Tag:
 class Language:
     code: str
     probability: float
-    raw: common_pb2.Language | None = _raw()
+    raw: common_pb2.Language | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_pb(cls, m: common_pb2.Language) -> Language:
@@ -111,7 +107,7 @@ class Language:
 class ModelRef:
     name: str
     version: str
-    raw: common_pb2.ModelRef | None = _raw()
+    raw: common_pb2.ModelRef | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_pb(cls, m: common_pb2.ModelRef) -> ModelRef:
@@ -130,13 +126,19 @@ class Chunk:
     point_id: str
     # Present only when the request asked for embeddings.
     embedding: tuple[float, ...] = ()
-    raw: common_pb2.Chunk | None = _raw()
+    raw: common_pb2.Chunk | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_pb(cls, m: common_pb2.Chunk) -> Chunk:
         return cls(
-            m.index, m.text, m.start_s, m.end_s, tuple(Tag.from_pb(t) for t in m.tags), m.point_id,
-            tuple(m.embedding), raw=m,
+            m.index,
+            m.text,
+            m.start_s,
+            m.end_s,
+            tuple(Tag.from_pb(t) for t in m.tags),
+            m.point_id,
+            tuple(m.embedding),
+            raw=m,
         )
 
 
@@ -146,7 +148,7 @@ class Word:
     start_s: float
     end_s: float
     probability: float
-    raw: common_pb2.Word | None = _raw()
+    raw: common_pb2.Word | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_pb(cls, m: common_pb2.Word) -> Word:
@@ -162,13 +164,19 @@ class Segment:
     avg_logprob: float
     no_speech_prob: float
     words: tuple[Word, ...] = ()
-    raw: common_pb2.Segment | None = _raw()
+    raw: common_pb2.Segment | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_pb(cls, m: common_pb2.Segment) -> Segment:
         return cls(
-            m.index, m.start_s, m.end_s, m.text, m.avg_logprob, m.no_speech_prob,
-            tuple(Word.from_pb(w) for w in m.words), raw=m,
+            m.index,
+            m.start_s,
+            m.end_s,
+            m.text,
+            m.avg_logprob,
+            m.no_speech_prob,
+            tuple(Word.from_pb(w) for w in m.words),
+            raw=m,
         )
 
 
@@ -179,7 +187,7 @@ class Transcript:
     duration_s: float
     task: str
     model: ModelRef | None
-    raw: common_pb2.Transcript | None = _raw()
+    raw: common_pb2.Transcript | None = field(default=None, repr=False, compare=False)
 
     @property
     def text(self) -> str:
@@ -208,7 +216,7 @@ class VideoInfo:
     has_audio: bool
     frames_decoded: int
     frames_analyzed: int
-    raw: common_pb2.VideoInfo | None = _raw()
+    raw: common_pb2.VideoInfo | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_pb(cls, m: common_pb2.VideoInfo) -> VideoInfo:
@@ -228,13 +236,20 @@ class Shot:
     face_count: int
     # Small JPEG; only when the request asked for keyframes.
     keyframe_jpeg: bytes = field(default=b"", repr=False)
-    raw: common_pb2.Shot | None = _raw()
+    raw: common_pb2.Shot | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_pb(cls, m: common_pb2.Shot) -> Shot:
         return cls(
-            m.index, m.start_s, m.end_s, m.keyframe_s, tuple(Tag.from_pb(t) for t in m.tags), m.transcript_text,
-            m.face_count, m.keyframe_jpeg, raw=m,
+            m.index,
+            m.start_s,
+            m.end_s,
+            m.keyframe_s,
+            tuple(Tag.from_pb(t) for t in m.tags),
+            m.transcript_text,
+            m.face_count,
+            m.keyframe_jpeg,
+            raw=m,
         )
 
 
@@ -255,7 +270,7 @@ class Analysis:
     created_at: dt.datetime | None
     version: int
     metadata: Mapping[str, str]
-    raw: common_pb2.Analysis | None = _raw()
+    raw: common_pb2.Analysis | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_pb(cls, m: common_pb2.Analysis) -> Analysis:
@@ -296,7 +311,7 @@ class Upload:
     upload_id: str
     size_bytes: int
     sha256: str
-    raw: pb.UploadMediaResponse | None = _raw()
+    raw: pb.UploadMediaResponse | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_pb(cls, m: pb.UploadMediaResponse) -> Upload:
@@ -332,7 +347,7 @@ class Job:
     idempotency_key: str
     # Present when the state is SUCCEEDED (and the call returns results).
     result: Analysis | None
-    raw: jobs_pb2.Job | None = _raw()
+    raw: jobs_pb2.Job | None = field(default=None, repr=False, compare=False)
 
     @property
     def done(self) -> bool:
@@ -349,7 +364,9 @@ class Job:
             state=JobState.from_pb(m.state),
             progress=JobProgress(m.progress.fraction, m.progress.stage),
             attempts=m.attempts,
-            error=JobError(m.error.code, m.error.message, m.error.retriable) if m.HasField("error") and m.error.code else None,
+            error=JobError(m.error.code, m.error.message, m.error.retriable)
+            if m.HasField("error") and m.error.code
+            else None,
             created_at=timestamp(m.created_at, m.HasField("created_at")),
             started_at=timestamp(m.started_at, m.HasField("started_at")),
             finished_at=timestamp(m.finished_at, m.HasField("finished_at")),
@@ -364,7 +381,7 @@ class JobPage:
     jobs: tuple[Job, ...]
     # Pass to `list_jobs(page_token=...)` for the next page; empty on the last.
     next_page_token: str
-    raw: pb.ListJobsResponse | None = _raw()
+    raw: pb.ListJobsResponse | None = field(default=None, repr=False, compare=False)
 
     def __iter__(self) -> Iterator[Job]:
         return iter(self.jobs)
@@ -398,7 +415,7 @@ class SearchHit:
     # Only with `with_vectors=True`.
     vector: tuple[float, ...]
     keyframe_s: float
-    raw: pb.SearchHit | None = _raw()
+    raw: pb.SearchHit | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_pb(cls, m: pb.SearchHit) -> SearchHit:
@@ -430,7 +447,7 @@ class SearchResults:
     # Pass back as `search(cursor=...)` for the next page; empty when none.
     next_cursor: str
     embedding_model: ModelRef | None
-    raw: pb.SearchResponse | None = _raw()
+    raw: pb.SearchResponse | None = field(default=None, repr=False, compare=False)
 
     def __iter__(self) -> Iterator[SearchHit]:
         return iter(self.hits)
@@ -459,11 +476,13 @@ class Media:
     modality: Modality
     points: tuple[SearchHit, ...]
     version: int
-    raw: pb.GetMediaResponse | None = _raw()
+    raw: pb.GetMediaResponse | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_pb(cls, m: pb.GetMediaResponse) -> Media:
-        return cls(m.media_id, Modality.from_pb(m.modality), tuple(SearchHit.from_pb(p) for p in m.points), m.version, raw=m)
+        return cls(
+            m.media_id, Modality.from_pb(m.modality), tuple(SearchHit.from_pb(p) for p in m.points), m.version, raw=m
+        )
 
 
 class ReindexPhase(str, enum.Enum):
@@ -523,7 +542,7 @@ class ReindexProgress:
     message: str
     # Points in the target collection at the end.
     target_points: int
-    raw: admin_pb2.ReindexProgress | None = _raw()
+    raw: admin_pb2.ReindexProgress | None = field(default=None, repr=False, compare=False)
 
     @property
     def done(self) -> bool:

@@ -15,9 +15,6 @@ from typing import Any
 
 import grpc
 import pytest
-
-from understanding.v1 import admin_pb2, common_pb2, jobs_pb2
-from understanding.v1 import understanding_pb2 as pb
 from understanding_client import (
     NO_RETRY,
     Analysis,
@@ -36,6 +33,9 @@ from understanding_client import (
     _calls,
 )
 from understanding_client.upload import UploadSource
+
+from understanding.v1 import admin_pb2, common_pb2, jobs_pb2
+from understanding.v1 import understanding_pb2 as pb
 
 
 class RpcError(grpc.RpcError):
@@ -62,17 +62,38 @@ def sent(call: _calls.Call[Any]) -> list[Any]:
 
 def upload_kwargs(**overrides: Any) -> dict[str, Any]:
     defaults: dict[str, Any] = {
-        "media_id": "", "language": "", "translate": False, "word_timestamps": False, "vad": True,
-        "initial_prompt": "", "hotwords": "", "beam_size": 0, "metadata": None, "filename": None, "mime_type": "",
-        "return_embeddings": False, "dry_run": False, "progress": None,
+        "media_id": "",
+        "language": "",
+        "translate": False,
+        "word_timestamps": False,
+        "vad": True,
+        "initial_prompt": "",
+        "hotwords": "",
+        "beam_size": 0,
+        "metadata": None,
+        "filename": None,
+        "mime_type": "",
+        "return_embeddings": False,
+        "dry_run": False,
+        "progress": None,
     }
     return defaults | overrides
 
 
 def job_kwargs(**overrides: Any) -> dict[str, Any]:
     defaults: dict[str, Any] = {
-        "text": None, "source": None, "upload_id": "", "modality": None, "media_id": "", "idempotency_key": None,
-        "speech": None, "video": None, "metadata": None, "filename": None, "mime_type": "", "progress": None,
+        "text": None,
+        "source": None,
+        "upload_id": "",
+        "modality": None,
+        "media_id": "",
+        "idempotency_key": None,
+        "speech": None,
+        "video": None,
+        "metadata": None,
+        "filename": None,
+        "mime_type": "",
+        "progress": None,
     }
     return defaults | overrides
 
@@ -81,14 +102,22 @@ def job_kwargs(**overrides: Any) -> dict[str, Any]:
 def test_analyze_text_call() -> None:
     call = _calls.analyze_text(
         [TextItem("first", media_id="m-1", metadata={"k": "v"}), "second"],
-        media_id="", metadata=None, return_embeddings=True, dry_run=False,
+        media_id="",
+        metadata=None,
+        return_embeddings=True,
+        dry_run=False,
     )
     assert call.method == "AnalyzeText" and call.idempotent and not call.streaming
     request = call.messages()
-    assert [(i.text, i.media_id, dict(i.metadata)) for i in request.items] == [("first", "m-1", {"k": "v"}), ("second", "", {})]
+    assert [(i.text, i.media_id, dict(i.metadata)) for i in request.items] == [
+        ("first", "m-1", {"k": "v"}),
+        ("second", "", {}),
+    ]
     assert request.options.return_embeddings and not request.options.dry_run
     response = pb.AnalyzeTextResponse(
-        results=[common_pb2.Analysis(media_id="m-1", modality=common_pb2.MODALITY_TEXT, tags=[common_pb2.Tag(label="x")])]
+        results=[
+            common_pb2.Analysis(media_id="m-1", modality=common_pb2.MODALITY_TEXT, tags=[common_pb2.Tag(label="x")])
+        ]
     )
     [analysis] = call.convert(response)
     assert isinstance(analysis, Analysis) and analysis.modality is Modality.TEXT and analysis.tags[0].label == "x"
@@ -107,14 +136,25 @@ def test_upload_stream_is_header_chunks_end_and_replays_from_the_start() -> None
     progress: list[tuple[int, int | None]] = []
     source = UploadSource(data, chunk_size=4096)
     call = _calls.transcribe(
-        source, **upload_kwargs(media_id="m", language="de", translate=True, word_timestamps=True, filename="a.wav",
-                                progress=lambda s, t: progress.append((s, t)))
+        source,
+        **upload_kwargs(
+            media_id="m",
+            language="de",
+            translate=True,
+            word_timestamps=True,
+            filename="a.wav",
+            progress=lambda s, t: progress.append((s, t)),
+        ),
     )
     assert call.method == "Transcribe" and call.streaming and call.idempotent
     first = sent(call)
     header = first[0].header
     assert header.media_id == "m" and header.filename == "a.wav" and header.size_bytes == len(data)
-    assert header.speech.language == "de" and header.speech.task == pb.SPEECH_TASK_TRANSLATE and header.speech.word_timestamps
+    assert (
+        header.speech.language == "de"
+        and header.speech.task == pb.SPEECH_TASK_TRANSLATE
+        and header.speech.word_timestamps
+    )
     assert not header.HasField("text")  # no text options asked for: the server's defaults
     assert b"".join(m.chunk for m in first[1:-1]) == data and [len(m.chunk) for m in first[1:-1]] == [4096, 4096, 1808]
     assert first[-1].end.sha256 == hashlib.sha256(data).hexdigest()
@@ -137,9 +177,18 @@ def test_upload_of_a_pipe_is_sent_once_and_never_retried() -> None:
 
 def test_video_call_carries_video_and_speech_options() -> None:
     call = _calls.analyze_video(
-        UploadSource(io.BytesIO(b"x" * 10)), media_id="v", sample_fps=4.0, return_keyframes=True, skip_audio=False,
-        speech=SpeechOptions(language="en"), metadata={"a": "b"}, filename="v.mp4", mime_type="video/mp4",
-        return_embeddings=False, dry_run=True, progress=None,
+        UploadSource(io.BytesIO(b"x" * 10)),
+        media_id="v",
+        sample_fps=4.0,
+        return_keyframes=True,
+        skip_audio=False,
+        speech=SpeechOptions(language="en"),
+        metadata={"a": "b"},
+        filename="v.mp4",
+        mime_type="video/mp4",
+        return_embeddings=False,
+        dry_run=True,
+        progress=None,
     )
     header = sent(call)[0].header
     assert call.method == "AnalyzeVideo" and header.video.sample_fps == 4.0 and header.video.return_keyframes
@@ -164,15 +213,31 @@ def test_submit_job_makes_up_a_key_so_a_retry_cannot_create_a_second_job() -> No
 def test_submit_job_with_media_and_by_reference() -> None:
     data = b"\x00" * 5000
     call = _calls.submit_job(
-        **job_kwargs(source=UploadSource(data, chunk_size=2048), modality="speech", media_id="m",
-                     speech=SpeechOptions(word_timestamps=True), video=VideoOptions(sample_fps=1.0))
+        **job_kwargs(
+            source=UploadSource(data, chunk_size=2048),
+            modality="speech",
+            media_id="m",
+            speech=SpeechOptions(word_timestamps=True),
+            video=VideoOptions(sample_fps=1.0),
+        )
     )
     messages = sent(call)
     spec = messages[0].spec
-    assert spec.modality == common_pb2.MODALITY_SPEECH and spec.media.size_bytes == 5000 and spec.media.speech.word_timestamps
-    assert b"".join(m.chunk for m in messages[1:-1]) == data and messages[-1].end.sha256 == hashlib.sha256(data).hexdigest()
+    assert (
+        spec.modality == common_pb2.MODALITY_SPEECH
+        and spec.media.size_bytes == 5000
+        and spec.media.speech.word_timestamps
+    )
+    assert (
+        b"".join(m.chunk for m in messages[1:-1]) == data
+        and messages[-1].end.sha256 == hashlib.sha256(data).hexdigest()
+    )
     by_ref = sent(_calls.submit_job(**job_kwargs(upload_id="upl-1", modality=Modality.VIDEO)))
-    assert len(by_ref) == 1 and by_ref[0].spec.upload_id == "upl-1" and by_ref[0].spec.modality == common_pb2.MODALITY_VIDEO
+    assert (
+        len(by_ref) == 1
+        and by_ref[0].spec.upload_id == "upl-1"
+        and by_ref[0].spec.modality == common_pb2.MODALITY_VIDEO
+    )
 
 
 @pytest.mark.parametrize(
@@ -204,12 +269,17 @@ def test_unary_job_and_media_calls() -> None:
 
 def test_search_call() -> None:
     call = _calls.search(
-        "music", vector=None, example=None, top_k=3,
+        "music",
+        vector=None,
+        example=None,
+        top_k=3,
         filters={"modalities": ["speech"], "tags_any": ["topic.music"], "mode": "dense", "score_threshold": None},
     )
     request = call.messages()
     assert request.text == "music" and request.top_k == 3 and request.mode == pb.SEARCH_MODE_DENSE
-    assert list(request.filter.modalities) == [common_pb2.MODALITY_SPEECH] and list(request.filter.tags.any) == ["topic.music"]
+    assert list(request.filter.modalities) == [common_pb2.MODALITY_SPEECH] and list(request.filter.tags.any) == [
+        "topic.music"
+    ]
     assert not _calls.search("x", vector=None, example=None, top_k=1, filters={}).messages().HasField("filter")
     example = _calls.search(None, vector=None, example=("m", 2), top_k=1, filters={}).messages().example
     assert (example.media_id, example.chunk_index) == ("m", 2)
@@ -232,8 +302,14 @@ def test_reindex_calls() -> None:
     assert call.method == "Reindex" and not call.resumable
     assert call.request == admin_pb2.ReindexRequest(model_path="/models/x", batch_size=64, no_switch=True)
     message = admin_pb2.ReindexProgress(
-        phase=admin_pb2.REINDEX_PHASE_CATCHING_UP, alias="understanding", model=common_pb2.ModelRef(name="m", version="1"),
-        total_points=10, done_points=4, passes=2, elapsed_seconds=1.5, write_pause_seconds=0.01,
+        phase=admin_pb2.REINDEX_PHASE_CATCHING_UP,
+        alias="understanding",
+        model=common_pb2.ModelRef(name="m", version="1"),
+        total_points=10,
+        done_points=4,
+        passes=2,
+        elapsed_seconds=1.5,
+        write_pause_seconds=0.01,
     )
     progress = call.convert(message)
     assert isinstance(progress, ReindexProgress) and progress.phase is ReindexPhase.CATCHING_UP and not progress.done

@@ -15,9 +15,6 @@ from typing import Any
 
 import grpc
 import pytest
-
-from understanding.v1 import admin_pb2, common_pb2, jobs_pb2
-from understanding.v1 import understanding_pb2 as pb
 from understanding_client import (
     AdminClient,
     AsyncAdminClient,
@@ -31,6 +28,8 @@ from understanding_client import (
 )
 
 from tests.unit.clients.test_calls import RpcError
+from understanding.v1 import admin_pb2, common_pb2, jobs_pb2
+from understanding.v1 import understanding_pb2 as pb
 
 FAST = RetryPolicy(max_attempts=3, initial_backoff_s=0.001, max_backoff_s=0.001)
 UNAVAILABLE = RpcError(grpc.StatusCode.UNAVAILABLE, "restarting")
@@ -148,7 +147,11 @@ def scenario() -> Script:
         GetJob=[RpcError(grpc.StatusCode.NOT_FOUND, "no job job-2")],
         WatchJob=[
             [job(jobs_pb2.JOB_STATE_QUEUED), UNAVAILABLE],
-            [job(jobs_pb2.JOB_STATE_RUNNING, 0.5), job(jobs_pb2.JOB_STATE_SUCCEEDED, 1.0), job(jobs_pb2.JOB_STATE_SUCCEEDED)],
+            [
+                job(jobs_pb2.JOB_STATE_RUNNING, 0.5),
+                job(jobs_pb2.JOB_STATE_SUCCEEDED, 1.0),
+                job(jobs_pb2.JOB_STATE_SUCCEEDED),
+            ],
         ],
         ListJobs=[
             pb.ListJobsResponse(jobs=[jobs_pb2.Job(job_id="a")], next_page_token="p2"),
@@ -191,17 +194,33 @@ async def test_sync_and_async_clients_behave_the_same() -> None:
     sync_script, async_script = scenario(), scenario()
     sync_seen = run_sync(sync_script)
     async_seen = await run_async(async_script)
-    assert sync_seen == async_seen == {
-        "analyze": ["t-1"],
-        "upload": "upl-1",
-        # The dropped watch is re-opened and the terminal state ends it (the extra message is never read).
-        "watch": [(JobState.QUEUED, 0.0), (JobState.RUNNING, 0.5), (JobState.SUCCEEDED, 1.0)],
-        "jobs": ["a", "b"],
-    }
-    assert [m for m, _, _ in sync_script.sent] == [m for m, _, _ in async_script.sent] == [
-        "AnalyzeText", "AnalyzeText", "UploadMedia", "UploadMedia", "DeleteMedia", "GetJob",
-        "WatchJob", "WatchJob", "ListJobs", "ListJobs",
-    ]
+    assert (
+        sync_seen
+        == async_seen
+        == {
+            "analyze": ["t-1"],
+            "upload": "upl-1",
+            # The dropped watch is re-opened and the terminal state ends it (the extra message is never read).
+            "watch": [(JobState.QUEUED, 0.0), (JobState.RUNNING, 0.5), (JobState.SUCCEEDED, 1.0)],
+            "jobs": ["a", "b"],
+        }
+    )
+    assert (
+        [m for m, _, _ in sync_script.sent]
+        == [m for m, _, _ in async_script.sent]
+        == [
+            "AnalyzeText",
+            "AnalyzeText",
+            "UploadMedia",
+            "UploadMedia",
+            "DeleteMedia",
+            "GetJob",
+            "WatchJob",
+            "WatchJob",
+            "ListJobs",
+            "ListJobs",
+        ]
+    )
     for script in (sync_script, async_script):
         uploads = [request for method, request, _ in script.sent if method == "UploadMedia"]
         assert uploads[0] == uploads[1] and uploads[0][1].chunk == b"12345"  # the retry re-sent it whole
