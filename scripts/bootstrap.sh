@@ -46,8 +46,13 @@ if [[ ! -x "$VENV/bin/python" || ! -f "$VENV/.complete" ]]; then
   "$VENV/bin/pip" install -q --no-deps -r "$ROOT/requirements.lock"
   touch "$VENV/.complete"
 fi
-# The project itself (editable: cheap, points at this checkout).
-if ! (cd / && "$VENV/bin/python" -c "import understanding, pathlib, sys; sys.exit(0 if pathlib.Path(understanding.__file__).resolve().parent == pathlib.Path('$ROOT/understanding').resolve() else 1)" 2>/dev/null); then
+# The project itself (editable: cheap, points at this checkout), with the SDK
+# its CLI uses (clients/python/understanding_client, packaged with the service).
+if ! (cd / && "$VENV/bin/python" -c "
+import pathlib, sys, understanding, understanding_client
+here = lambda module, path: pathlib.Path(module.__file__).resolve().parent == pathlib.Path(path).resolve()
+sys.exit(0 if here(understanding, '$ROOT/understanding') and here(understanding_client, '$ROOT/clients/python/understanding_client') else 1)
+" 2>/dev/null); then
   "$VENV/bin/pip" install -q --no-deps -e "$ROOT" >"$CACHE/editable-install.log" 2>&1 || { cat "$CACHE/editable-install.log" >&2; exit 1; }
 fi
 ln -sfn "$VENV" "$ROOT/.venv"

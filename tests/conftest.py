@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import pathlib
 import socket
+import sys
 import uuid
 from typing import Iterator
 
@@ -13,6 +15,15 @@ from tests.support.kafka import kafka
 from tests.support.server import ServerProcess
 
 KAFKA = os.environ.get("UNDERSTANDING_TEST_KAFKA", "127.0.0.1:19092")
+
+# The CLI the tests run (`python -m understanding ...`) is built on the SDK. The
+# editable install provides both (scripts/bootstrap.sh); a checkout run with
+# PYTHONPATH pointing at it (a worktree sharing another checkout's venv) gets
+# its own SDK too, in this process and in the processes it starts.
+SDK_DIR = str(pathlib.Path(__file__).resolve().parents[1] / "clients" / "python")
+if SDK_DIR not in sys.path:
+    sys.path.insert(0, SDK_DIR)
+os.environ["PYTHONPATH"] = os.pathsep.join([SDK_DIR, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
 
 
 def _port_open(target: str) -> bool:

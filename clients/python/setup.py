@@ -31,11 +31,12 @@ def _generate() -> pathlib.Path:
     return HERE / "understanding" / "v1"
 
 
-class BuildPyWithStubs(build_py):
+class BuildPyWithStubs(build_py):  # type: ignore[misc, unused-ignore]  # setuptools may come without types
     def run(self) -> None:
         stubs = _generate()
-        if STUBS not in (self.packages or []):
-            self.packages = [*(self.packages or []), STUBS]
+        packages: list[str] = list(getattr(self, "packages", None) or [])  # set by setuptools
+        if STUBS not in packages:
+            self.packages = [*packages, STUBS]
         super().run()
         if not self.editable_mode:
             target = pathlib.Path(self.build_lib, "understanding", "v1")
@@ -43,7 +44,7 @@ class BuildPyWithStubs(build_py):
                 shutil.copy2(pyi, target / pyi.name)
 
 
-class SdistWithProtos(sdist):
+class SdistWithProtos(sdist):  # type: ignore[misc, unused-ignore]
     """Put the .proto files into the sdist so it builds away from the repository."""
 
     def make_release_tree(self, base_dir: str, files: list[str]) -> None:

@@ -8,6 +8,7 @@ the repository against the server.
 
 from __future__ import annotations
 
+import os
 import pathlib
 import shutil
 import subprocess
@@ -21,6 +22,11 @@ import pytest
 from tests.support.server import ServerProcess
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def alone() -> dict[str, str]:
+    """This environment without PYTHONPATH: the installed SDK must not see the checkout (tests/conftest.py adds it)."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 SCRIPT = textwrap.dedent(
     """
@@ -56,7 +62,7 @@ def sdk_venv(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     # PyPI), --no-deps because grpcio and protobuf come from the line below.
     done = subprocess.run(
         [str(python), "-m", "pip", "install", "-q", "--no-deps", str(repo / "clients" / "python")],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, env=alone(),
     )
     assert done.returncode == 0, done.stdout + done.stderr
     # grpcio and protobuf from this environment (a plain path entry: its own
@@ -84,7 +90,8 @@ def test_wheel_ships_the_stubs_without_understanding_init(sdk_venv: pathlib.Path
 
 def test_installed_sdk_talks_to_the_server(sdk_venv: pathlib.Path, server: ServerProcess, tmp_path: pathlib.Path) -> None:
     done = subprocess.run(
-        [str(sdk_venv), "-c", SCRIPT, server.target], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        [str(sdk_venv), "-c", SCRIPT, server.target], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env=alone(),
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["installed-1", "text", "True", "NotFound", "NOT_FOUND"]

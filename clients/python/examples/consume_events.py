@@ -33,7 +33,8 @@ def describe(record: EventRecord) -> str:
     if isinstance(event, AnalysisEvent):
         a = event.analysis
         tags = ", ".join(f"{t.label}:{t.score:.2f}" for t in a.tags) or "-"
-        language = a.language.code if a.language else (a.transcript.language.code if a.transcript and a.transcript.language else "-")
+        spoken = a.transcript.language if a.transcript else None
+        language = a.language.code if a.language else (spoken.code if spoken else "-")
         text = a.transcript.text if a.transcript else (a.chunks[0].text if a.chunks else "")
         return (
             f"analysis  media={a.media_id} tenant={a.tenant} modality={a.modality.value} version={a.version} "
@@ -59,7 +60,7 @@ def as_json(record: EventRecord) -> dict[str, Any]:
         "schema": record.headers.get("schema", ""),
         "tenant": record.tenant,
         "trace_id": record.trace_id,
-        "event": MessageToDict(record.event.raw, preserving_proto_field_name=True),  # type: ignore[arg-type]
+        "event": MessageToDict(raw, preserving_proto_field_name=True) if (raw := record.event.raw) is not None else {},
     }
 
 

@@ -6,14 +6,16 @@
         [analysis] = client.analyze_text("Messi scored twice")
         hits = client.search("football", top_k=5)
 
-`AsyncClient` is the asyncio twin; `understanding_client.events` decodes the
+`AsyncClient` is the asyncio twin; `AdminClient` / `AsyncAdminClient` call
+the Admin service (online reindex); `understanding_client.events` decodes the
 service's Kafka events. Results are frozen dataclasses (`.raw` holds the
 protobuf message); failures raise `UnderstandingError` subclasses.
 """
 
+from understanding_client._channel import ConnectionConfig
 from understanding_client._requests import SpeechOptions, VideoOptions
-from understanding_client.aio import AsyncClient
-from understanding_client.client import Client
+from understanding_client.aio import AsyncAdminClient, AsyncClient
+from understanding_client.client import AdminClient, Client
 from understanding_client.errors import (
     AlreadyExists,
     Cancelled,
@@ -43,6 +45,8 @@ from understanding_client.types import (
     Media,
     Modality,
     ModelRef,
+    ReindexPhase,
+    ReindexProgress,
     SearchHit,
     SearchResults,
     Segment,
@@ -58,12 +62,16 @@ from understanding_client.types import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "NO_RETRY",
+    "AdminClient",
     "AlreadyExists",
     "Analysis",
+    "AsyncAdminClient",
     "AsyncClient",
     "Cancelled",
     "Chunk",
     "Client",
+    "ConnectionConfig",
     "DeadlineExceeded",
     "FailedPrecondition",
     "InternalError",
@@ -77,9 +85,10 @@ __all__ = [
     "Media",
     "Modality",
     "ModelRef",
-    "NO_RETRY",
     "NotFound",
     "PermissionDenied",
+    "ReindexPhase",
+    "ReindexProgress",
     "ResourceExhausted",
     "RetryPolicy",
     "SearchHit",

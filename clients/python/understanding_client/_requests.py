@@ -1,19 +1,20 @@
-"""Request builders shared by the sync and the asyncio client (no I/O here)."""
+"""Protobuf request builders and their validation (no I/O here); `_calls` turns them into calls."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping, Sequence, Union
 
 from google.protobuf.timestamp_pb2 import Timestamp
-
+from understanding.v1 import admin_pb2
 from understanding.v1 import understanding_pb2 as pb
+
 from understanding_client.types import JobState, Modality, TextItem
 from understanding_client.upload import ProgressCallback, UploadSource
 
-TextLike = Union[str, TextItem]
-Instant = Union[dt.datetime, float, int]
+TextLike = str | TextItem
+Instant = dt.datetime | float | int
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +89,8 @@ def analyze_text_request(
     dry_run: bool,
 ) -> pb.AnalyzeTextRequest:
     return pb.AnalyzeTextRequest(
-        items=text_items(texts, media_id, metadata), options=pb.TextOptions(return_embeddings=return_embeddings, dry_run=dry_run)
+        items=text_items(texts, media_id, metadata),
+        options=pb.TextOptions(return_embeddings=return_embeddings, dry_run=dry_run),
     )
 
 
@@ -196,7 +198,11 @@ def _timestamp(value: Instant) -> Timestamp:
     return ts
 
 
-_MODES = {"auto": pb.SEARCH_MODE_UNSPECIFIED, "dense": pb.SEARCH_MODE_DENSE, "hybrid": pb.SEARCH_MODE_HYBRID}
+_MODES: dict[str, pb.SearchMode] = {
+    "auto": pb.SEARCH_MODE_UNSPECIFIED,
+    "dense": pb.SEARCH_MODE_DENSE,
+    "hybrid": pb.SEARCH_MODE_HYBRID,
+}
 
 
 def search_request(
@@ -232,23 +238,25 @@ def search_request(
         offset=offset,
         cursor=cursor or "",
         group_by_media=group_by_media,
-        mode=_MODES[mode],  # type: ignore[arg-type]
+        mode=_MODES[mode],
         with_vectors=with_vectors,
     )
     if text is not None:
         request.text = text
     elif vector is not None:
         request.vector.values.extend(float(x) for x in vector)
-    else:
-        media_id, chunk_index = (example, 0) if isinstance(example, str) else example  # type: ignore[misc]
-        request.example.CopyFrom(pb.Example(media_id=media_id, chunk_index=chunk_index))
+    elif isinstance(example, str):
+        request.example.CopyFrom(pb.Example(media_id=example))
+    elif example is not None:
+        request.example.CopyFrom(pb.Example(media_id=example[0], chunk_index=example[1]))
     f = request.filter
-    f.modalities.extend(modality(m).to_pb() for m in modalities or ())  # type: ignore[misc]
+    f.modalities.extend(modality(m).to_pb() for m in modalities or ())
     f.media_ids.extend(media_ids or ())
-    f.tags.any.extend(tags_any or ())
-    f.tags.all.extend(tags_all or ())
-    if min_tag_score is not None:
-        f.tags.min_score = min_tag_score
+    if tags_any or tags_all or min_tag_score is not None:  # touching `tags` would send an empty filter
+        f.tags.any.extend(tags_any or ())
+        f.tags.all.extend(tags_all or ())
+        if min_tag_score is not None:
+            f.tags.min_score = min_tag_score
     f.languages.extend(languages or ())
     if time_range is not None:
         f.time_range.CopyFrom(pb.TimeRange(start_s=time_range[0], end_s=time_range[1]))
@@ -267,5 +275,10 @@ def list_jobs_request(states: Iterable[JobState | str] | None, page_size: int, p
     for s in states or ():
         state = s if isinstance(s, JobState) else JobState(str(s).lower())
         values.append(state.to_pb())
-    return pb.ListJobsRequest(page_size=page_size, page_token=page_token, states=values)  # type: ignore[arg-type]
+    return pb.ListJobsRequest(page_size=page_size, page_token=page_token, states=values)
 
+
+def reindex_request(model_path: str, batch_size: int, no_switch: bool) -> admin_pb2.ReindexRequest:
+    if batch_size < 0:
+        raise ValueError("batch_size must be 0 (the server's default) or positive")
+    return admin_pb2.ReindexRequest(model_path=model_path, batch_size=batch_size, no_switch=no_switch)

@@ -1,23 +1,40 @@
-"""asyncio client for `understanding.v1.Understanding` (grpc.aio), same surface as Client."""
+"""asyncio clients (grpc.aio): `AsyncClient` and `AsyncAdminClient`, the same surface as client.py.
+
+The same thin shell as client.py over `_calls`, with `await asyncio.sleep`
+between retries, `async for` over streams, and upload files read in a thread.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import time
-import uuid
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 import grpc.aio
 
-from understanding.v1 import understanding_pb2 as pb, understanding_pb2_grpc
+from understanding_client import _calls
 from understanding_client import _requests as rq
-from understanding_client.client import _DEFAULT, _Base
-from understanding_client.errors import UnderstandingError, from_rpc_error
-from understanding_client.types import Analysis, Job, JobPage, JobState, Media, Modality, SearchResults, Upload
-from understanding_client.upload import MediaSource, ProgressCallback, UploadSource
+from understanding_client._calls import Attempts, Call, Deadline, StreamCall
+from understanding_client._channel import _DEFAULT, _Base
+from understanding_client.client import _ADMIN_STUB, _UNDERSTANDING_STUB
+from understanding_client.types import (
+    Analysis,
+    Job,
+    JobPage,
+    JobState,
+    Media,
+    Modality,
+    ReindexProgress,
+    SearchResults,
+    Upload,
+)
+from understanding_client.upload import MediaSource, ProgressCallback
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from typing_extensions import Self  # only in annotations: no runtime dependency (Python 3.10)
+
+R = TypeVar("R")
 _END = object()
 
 
@@ -30,13 +47,10 @@ async def _threaded(requests: Iterator[Any]) -> AsyncIterator[Any]:
         yield item
 
 
-class AsyncClient(_Base):
-    """Non-blocking client: `async with AsyncClient(...) as client: await client.search(...)`.
+class _Async(_Base):
+    """The asyncio shell: one grpc.aio channel, calls awaited with retries, streams iterated."""
 
-    Same arguments, methods, retries and errors as `Client`; methods are
-    coroutines, `watch_job` and `iter_jobs` are async iterators. Create it
-    inside the event loop that uses it.
-    """
+    _stub_class: Any = None
 
     def __init__(self, target: str | None = None, **kwargs: Any) -> None:
         super().__init__(target, **kwargs)
@@ -45,7 +59,7 @@ class AsyncClient(_Base):
             self._channel = grpc.aio.secure_channel(cfg.target, cfg.credentials(), options=cfg.options())
         else:
             self._channel = grpc.aio.insecure_channel(cfg.target, options=cfg.options())
-        self._stub = understanding_pb2_grpc.UnderstandingStub(self._channel)
+        self._stub: Any = self._stub_class(self._channel)
         self._closed = False
 
     async def close(self) -> None:
@@ -54,45 +68,64 @@ class AsyncClient(_Base):
             self._closed = True
             await self._channel.close()
 
-    async def __aenter__(self) -> AsyncClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    # ------------------------------------------------------------ plumbing
-    async def _call(
-        self, method: str, send: Callable[[float | None], Awaitable[T]], *, idempotent: bool, timeout: float | None
-    ) -> T:
+    async def wait_ready(self, timeout_s: float) -> bool:
+        """Whether the server accepts a connection within `timeout_s` seconds."""
+        try:
+            await asyncio.wait_for(self._channel.channel_ready(), timeout_s)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def _run(self, call: Call[R], timeout: float | None) -> R:
+        send = getattr(self._stub, call.method)
         deadline = self._timeout(timeout)
-        attempt = 0
+        attempts = Attempts(call.method, self.retry, retry=call.idempotent)
         while True:
-            attempt += 1
+            attempts.started()
+            messages = _threaded(call.messages()) if call.streaming else call.messages()
             try:
-                return await send(deadline)
+                return call.convert(await send(messages, metadata=self._metadata, timeout=deadline))
             except grpc.RpcError as rpc_error:
-                error = from_rpc_error(rpc_error, method)
-                if not (idempotent and self.retry.should_retry(error, attempt)):
-                    raise error from rpc_error
-            await asyncio.sleep(self.retry.delay_s(error, attempt))
+                delay = attempts.failed(rpc_error)
+            await asyncio.sleep(delay)
 
-    async def _unary(self, method: str, request: Any, *, idempotent: bool, timeout: float | None) -> Any:
-        fn = getattr(self._stub, method)
-        return await self._call(
-            method, lambda t: fn(request, metadata=self._metadata, timeout=t), idempotent=idempotent, timeout=timeout
-        )
+    async def _stream(self, call: StreamCall[R], timeout: float | None) -> AsyncIterator[R]:
+        open_stream = getattr(self._stub, call.method)
+        attempts = Attempts(call.method, self.retry, retry=call.resumable)
+        deadline = Deadline(timeout)
+        while True:
+            stream = open_stream(call.request, metadata=self._metadata, timeout=deadline.remaining())
+            attempts.started()
+            try:
+                async for message in stream:
+                    attempts.progressed()
+                    item = call.convert(message)
+                    yield item
+                    if call.last(item):
+                        return
+                return
+            except grpc.RpcError as rpc_error:
+                delay = attempts.failed(rpc_error)
+            finally:
+                stream.cancel()
+            await asyncio.sleep(delay)
 
-    async def _upload(
-        self, method: str, header: pb.UploadHeader, source: UploadSource, progress: ProgressCallback | None,
-        timeout: float | None,
-    ) -> Any:
-        fn = getattr(self._stub, method)
-        return await self._call(
-            method,
-            lambda t: fn(_threaded(rq.upload_requests(header, source, progress)), metadata=self._metadata, timeout=t),
-            idempotent=source.rewindable,
-            timeout=timeout,
-        )
+
+class AsyncClient(_Async):
+    """Non-blocking client: `async with AsyncClient(...) as client: await client.search(...)`.
+
+    Same arguments, methods, retries and errors as `Client`; methods are
+    coroutines, `watch_job` and `iter_jobs` are async iterators. Create it
+    inside the event loop that uses it.
+    """
+
+    _stub_class = _UNDERSTANDING_STUB
 
     # ------------------------------------------------------------ text
     async def analyze_text(
@@ -106,11 +139,10 @@ class AsyncClient(_Base):
         timeout: float | None = _DEFAULT,
     ) -> list[Analysis]:
         """See `Client.analyze_text`."""
-        request = rq.analyze_text_request(
+        call = _calls.analyze_text(
             texts, media_id=media_id, metadata=metadata, return_embeddings=return_embeddings, dry_run=dry_run
         )
-        response = await self._unary("AnalyzeText", request, idempotent=True, timeout=timeout)
-        return [Analysis.from_pb(a) for a in response.results]
+        return await self._run(call, timeout)
 
     # ------------------------------------------------------------ uploads
     async def transcribe(
@@ -134,13 +166,24 @@ class AsyncClient(_Base):
         timeout: float | None = _DEFAULT,
     ) -> Analysis:
         """See `Client.transcribe`."""
-        src = self._source(source)
-        speech = rq.SpeechOptions(language, translate, word_timestamps, vad, initial_prompt, hotwords, beam_size)
-        header = rq.upload_header(
-            src, media_id=media_id, filename=filename, mime_type=mime_type, metadata=metadata, speech=speech,
-            return_embeddings=return_embeddings, dry_run=dry_run,
+        call = _calls.transcribe(
+            self._source(source),
+            media_id=media_id,
+            language=language,
+            translate=translate,
+            word_timestamps=word_timestamps,
+            vad=vad,
+            initial_prompt=initial_prompt,
+            hotwords=hotwords,
+            beam_size=beam_size,
+            metadata=metadata,
+            filename=filename,
+            mime_type=mime_type,
+            return_embeddings=return_embeddings,
+            dry_run=dry_run,
+            progress=progress,
         )
-        return Analysis.from_pb((await self._upload("Transcribe", header, src, progress, timeout)).analysis)
+        return await self._run(call, timeout)
 
     async def analyze_video(
         self,
@@ -160,13 +203,21 @@ class AsyncClient(_Base):
         timeout: float | None = _DEFAULT,
     ) -> Analysis:
         """See `Client.analyze_video`."""
-        src = self._source(source)
-        header = rq.upload_header(
-            src, media_id=media_id, filename=filename, mime_type=mime_type, metadata=metadata, speech=speech,
-            video=rq.VideoOptions(sample_fps, return_keyframes, skip_audio),
-            return_embeddings=return_embeddings, dry_run=dry_run,
+        call = _calls.analyze_video(
+            self._source(source),
+            media_id=media_id,
+            sample_fps=sample_fps,
+            return_keyframes=return_keyframes,
+            skip_audio=skip_audio,
+            speech=speech,
+            metadata=metadata,
+            filename=filename,
+            mime_type=mime_type,
+            return_embeddings=return_embeddings,
+            dry_run=dry_run,
+            progress=progress,
         )
-        return Analysis.from_pb((await self._upload("AnalyzeVideo", header, src, progress, timeout)).analysis)
+        return await self._run(call, timeout)
 
     async def upload_media(
         self,
@@ -179,9 +230,10 @@ class AsyncClient(_Base):
         timeout: float | None = _DEFAULT,
     ) -> Upload:
         """See `Client.upload_media`."""
-        src = self._source(source)
-        header = rq.upload_header(src, media_id=media_id, filename=filename, mime_type=mime_type)
-        return Upload.from_pb(await self._upload("UploadMedia", header, src, progress, timeout))
+        call = _calls.upload_media(
+            self._source(source), filename=filename, mime_type=mime_type, media_id=media_id, progress=progress
+        )
+        return await self._run(call, timeout)
 
     # ------------------------------------------------------------ jobs
     async def submit_job(
@@ -202,28 +254,29 @@ class AsyncClient(_Base):
         timeout: float | None = _DEFAULT,
     ) -> Job:
         """See `Client.submit_job`."""
-        src = self._source(source) if source is not None else None
-        key = idempotency_key if idempotency_key is not None else f"sdk-{uuid.uuid4().hex}"
-        spec = rq.job_spec(
-            text=text, source=src, upload_id=upload_id, modality_=modality, media_id=media_id, idempotency_key=key,
-            filename=filename, mime_type=mime_type, metadata=metadata, speech=speech, video=video,
+        call = _calls.submit_job(
+            text=text,
+            source=self._source(source) if source is not None else None,
+            upload_id=upload_id,
+            modality=modality,
+            media_id=media_id,
+            idempotency_key=idempotency_key,
+            speech=speech,
+            video=video,
+            metadata=metadata,
+            filename=filename,
+            mime_type=mime_type,
+            progress=progress,
         )
-        response = await self._call(
-            "SubmitJob",
-            lambda t: self._stub.SubmitJob(
-                _threaded(rq.job_requests(spec, src, progress)), metadata=self._metadata, timeout=t
-            ),
-            idempotent=bool(key) and (src is None or src.rewindable),
-            timeout=timeout,
-        )
-        return Job.from_pb(response)
+        return await self._run(call, timeout)
 
     async def get_job(self, job_id: str, *, timeout: float | None = _DEFAULT) -> Job:
-        return Job.from_pb(await self._unary("GetJob", pb.GetJobRequest(job_id=job_id), idempotent=True, timeout=timeout))
+        """See `Client.get_job`."""
+        return await self._run(_calls.get_job(job_id), timeout)
 
     async def cancel_job(self, job_id: str, *, timeout: float | None = _DEFAULT) -> Job:
-        request = pb.CancelJobRequest(job_id=job_id)
-        return Job.from_pb(await self._unary("CancelJob", request, idempotent=True, timeout=timeout))
+        """See `Client.cancel_job`."""
+        return await self._run(_calls.cancel_job(job_id), timeout)
 
     async def list_jobs(
         self,
@@ -233,12 +286,13 @@ class AsyncClient(_Base):
         page_token: str = "",
         timeout: float | None = _DEFAULT,
     ) -> JobPage:
-        request = rq.list_jobs_request(states, page_size, page_token)
-        return JobPage.from_pb(await self._unary("ListJobs", request, idempotent=True, timeout=timeout))
+        """See `Client.list_jobs`."""
+        return await self._run(_calls.list_jobs(states, page_size, page_token), timeout)
 
     async def iter_jobs(
         self, *, states: Iterable[JobState | str] | None = None, page_size: int = 0, timeout: float | None = _DEFAULT
     ) -> AsyncIterator[Job]:
+        """See `Client.iter_jobs`."""
         states = list(states or ())
         token = ""
         while True:
@@ -249,35 +303,16 @@ class AsyncClient(_Base):
             if not token:
                 return
 
-    async def watch_job(self, job_id: str, *, timeout: float | None = None) -> AsyncIterator[Job]:
+    def watch_job(self, job_id: str, *, timeout: float | None = None) -> AsyncIterator[Job]:
         """See `Client.watch_job`."""
-        attempt = 0
-        started = time.monotonic()
-        while True:
-            remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
-            call = self._stub.WatchJob(pb.WatchJobRequest(job_id=job_id), metadata=self._metadata, timeout=remaining)
-            attempt += 1
-            try:
-                async for message in call:
-                    attempt = 0
-                    job = Job.from_pb(message)
-                    yield job
-                    if job.done:
-                        return
-                return
-            except grpc.RpcError as rpc_error:
-                error: UnderstandingError = from_rpc_error(rpc_error, "WatchJob")
-                if not self.retry.should_retry(error, max(attempt, 1)):
-                    raise error from rpc_error
-            finally:
-                call.cancel()
-            await asyncio.sleep(self.retry.delay_s(error, max(attempt, 1)))
+        return self._stream(_calls.watch_job(job_id), timeout)
 
     async def wait_job(self, job_id: str, *, timeout: float | None = None) -> Job:
+        """See `Client.wait_job`."""
         last: Job | None = None
-        async for last in self.watch_job(job_id, timeout=timeout):
-            pass
-        assert last is not None
+        async for job in self.watch_job(job_id, timeout=timeout):
+            last = job
+        assert last is not None, "WatchJob ended without a single update"
         return last
 
     # ------------------------------------------------------------ search and media
@@ -292,14 +327,30 @@ class AsyncClient(_Base):
         **filters: Any,
     ) -> SearchResults:
         """See `Client.search`."""
-        request = rq.search_request(text=text, vector=vector, example=example, top_k=top_k, **filters)
-        return SearchResults.from_pb(await self._unary("Search", request, idempotent=True, timeout=timeout))
+        call = _calls.search(text, vector=vector, example=example, top_k=top_k, filters=filters)
+        return await self._run(call, timeout)
 
     async def get_media(self, media_id: str, *, timeout: float | None = _DEFAULT) -> Media:
-        request = pb.GetMediaRequest(media_id=media_id)
-        return Media.from_pb(await self._unary("GetMedia", request, idempotent=True, timeout=timeout))
+        """See `Client.get_media`."""
+        return await self._run(_calls.get_media(media_id), timeout)
 
     async def delete_media(self, media_id: str, *, timeout: float | None = _DEFAULT) -> int:
-        request = pb.DeleteMediaRequest(media_id=media_id)
-        response = await self._unary("DeleteMedia", request, idempotent=False, timeout=timeout)
-        return int(response.points_deleted)
+        """See `Client.delete_media`."""
+        return await self._run(_calls.delete_media(media_id), timeout)
+
+
+class AsyncAdminClient(_Async):
+    """See `AdminClient`: the same calls as coroutines and async iterators."""
+
+    _admin = True
+    _stub_class = _ADMIN_STUB
+
+    def reindex(
+        self, model_path: str, *, batch_size: int = 0, no_switch: bool = False, timeout: float | None = None
+    ) -> AsyncIterator[ReindexProgress]:
+        """See `AdminClient.reindex`."""
+        return self._stream(_calls.reindex(model_path, batch_size=batch_size, no_switch=no_switch), timeout)
+
+    async def get_reindex(self, *, timeout: float | None = _DEFAULT) -> ReindexProgress:
+        """See `AdminClient.get_reindex`."""
+        return await self._run(_calls.get_reindex(), timeout)

@@ -1,76 +1,113 @@
-"""Synchronous client for `understanding.v1.Understanding`."""
+"""Blocking clients: `Client` (the Understanding service) and `AdminClient` (the Admin service).
+
+A thin shell over `_calls`: every method builds its call there and sends it
+here; this module owns only the channel, the waiting between retries and the
+iteration of streams. aio.py is the same shell for asyncio.
+"""
 
 from __future__ import annotations
 
 import time
-import uuid
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
+from understanding.v1 import admin_pb2_grpc, understanding_pb2_grpc
 
-from understanding.v1 import understanding_pb2 as pb, understanding_pb2_grpc
+from understanding_client import _calls
 from understanding_client import _requests as rq
-from understanding_client._channel import ConnectionConfig, PemSource
-from understanding_client.errors import UnderstandingError, from_rpc_error
-from understanding_client.retry import RetryPolicy
-from understanding_client.types import Analysis, Job, JobPage, JobState, Media, Modality, SearchResults, Upload
-from understanding_client.upload import MediaSource, ProgressCallback, UploadSource
+from understanding_client._calls import Attempts, Call, Deadline, StreamCall
+from understanding_client._channel import _DEFAULT, _Base
+from understanding_client.types import (
+    Analysis,
+    Job,
+    JobPage,
+    JobState,
+    Media,
+    Modality,
+    ReindexProgress,
+    SearchResults,
+    Upload,
+)
+from understanding_client.upload import MediaSource, ProgressCallback
 
-T = TypeVar("T")
-_DEFAULT: Any = object()  # "use the client's timeout_s" (None means no deadline)
+if TYPE_CHECKING:
+    from typing_extensions import Self  # only in annotations: no runtime dependency (Python 3.10)
 
+R = TypeVar("R")
 
-class _Base:
-    def __init__(
-        self,
-        target: str | None = None,
-        *,
-        api_key: str | None = None,
-        tenant: str | None = None,
-        tls: bool = False,
-        root_certificates: PemSource | None = None,
-        certificate_chain: PemSource | None = None,
-        private_key: PemSource | None = None,
-        server_name: str | None = None,
-        timeout_s: float | None = 60.0,
-        retry: RetryPolicy | None = None,
-        chunk_size: int | None = None,
-        metadata: Mapping[str, str] | None = None,
-        channel_options: Sequence[tuple[str, Any]] | None = None,
-    ) -> None:
-        self.config = ConnectionConfig.from_env(
-            target=target,
-            api_key=api_key,
-            tenant=tenant,
-            tls=tls,
-            root_certificates=root_certificates,
-            certificate_chain=certificate_chain,
-            private_key=private_key,
-            server_name=server_name,
-            timeout_s=timeout_s,
-            retry=retry,
-            chunk_size=chunk_size,
-            metadata=metadata,
-            channel_options=channel_options,
-        )
-        self._metadata = self.config.call_metadata()
-
-    @property
-    def target(self) -> str:
-        return self.config.target
-
-    @property
-    def retry(self) -> RetryPolicy:
-        return self.config.retry
-
-    def _timeout(self, timeout: float | None) -> float | None:
-        return self.config.timeout_s if timeout is _DEFAULT else timeout
-
-    def _source(self, source: MediaSource) -> UploadSource:
-        return UploadSource(source, chunk_size=self.config.chunk_size)
+# The generated stub classes carry no annotations.
+_UNDERSTANDING_STUB: Any = understanding_pb2_grpc.UnderstandingStub
+_ADMIN_STUB: Any = admin_pb2_grpc.AdminStub
 
 
-class Client(_Base):
+class _Blocking(_Base):
+    """The sync shell: one channel, calls sent with retries, streams iterated."""
+
+    _stub_class: Any = None
+
+    def __init__(self, target: str | None = None, **kwargs: Any) -> None:
+        super().__init__(target, **kwargs)
+        cfg = self.config
+        if cfg.secure:
+            self._channel = grpc.secure_channel(cfg.target, cfg.credentials(), options=cfg.options())
+        else:
+            self._channel = grpc.insecure_channel(cfg.target, options=cfg.options())
+        self._stub: Any = self._stub_class(self._channel)
+
+    def close(self) -> None:
+        """Close the channel (safe to call twice)."""
+        self._channel.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """Whether the server accepts a connection within `timeout_s` seconds."""
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=timeout_s)
+        except grpc.FutureTimeoutError:
+            return False
+        return True
+
+    def _run(self, call: Call[R], timeout: float | None) -> R:
+        send = getattr(self._stub, call.method)
+        deadline = self._timeout(timeout)
+        attempts = Attempts(call.method, self.retry, retry=call.idempotent)
+        while True:
+            attempts.started()
+            try:
+                return call.convert(send(call.messages(), metadata=self._metadata, timeout=deadline))
+            except grpc.RpcError as rpc_error:
+                delay = attempts.failed(rpc_error)
+            time.sleep(delay)
+
+    def _stream(self, call: StreamCall[R], timeout: float | None) -> Iterator[R]:
+        open_stream = getattr(self._stub, call.method)
+        attempts = Attempts(call.method, self.retry, retry=call.resumable)
+        deadline = Deadline(timeout)
+        while True:
+            stream = open_stream(call.request, metadata=self._metadata, timeout=deadline.remaining())
+            attempts.started()
+            try:
+                for message in stream:
+                    attempts.progressed()
+                    item = call.convert(message)
+                    yield item
+                    if call.last(item):
+                        return
+                return
+            except grpc.RpcError as rpc_error:
+                delay = attempts.failed(rpc_error)
+            finally:
+                stream.cancel()
+            time.sleep(delay)
+
+
+class Client(_Blocking):
     """Blocking client. One per process is enough: it holds one HTTP/2 channel.
 
     Identity: `api_key` (sent as `x-api-key`) when the server has API keys, or
@@ -85,44 +122,7 @@ class Client(_Base):
     `understanding_client.errors.UnderstandingError` subclasses.
     """
 
-    def __init__(self, target: str | None = None, **kwargs: Any) -> None:
-        super().__init__(target, **kwargs)
-        cfg = self.config
-        if cfg.secure:
-            self._channel = grpc.secure_channel(cfg.target, cfg.credentials(), options=cfg.options())
-        else:
-            self._channel = grpc.insecure_channel(cfg.target, options=cfg.options())
-        self._stub = understanding_pb2_grpc.UnderstandingStub(self._channel)
-
-    def close(self) -> None:
-        """Close the channel (safe to call twice)."""
-        self._channel.close()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # ------------------------------------------------------------ plumbing
-    def _call(self, method: str, send: Callable[[float | None], T], *, idempotent: bool, timeout: float | None) -> T:
-        deadline = self._timeout(timeout)
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return send(deadline)
-            except grpc.RpcError as rpc_error:
-                error = from_rpc_error(rpc_error, method)
-                if not (idempotent and self.retry.should_retry(error, attempt)):
-                    raise error from rpc_error
-            time.sleep(self.retry.delay_s(error, attempt))
-
-    def _unary(self, method: str, request: Any, *, idempotent: bool, timeout: float | None) -> Any:
-        fn = getattr(self._stub, method)
-        return self._call(
-            method, lambda t: fn(request, metadata=self._metadata, timeout=t), idempotent=idempotent, timeout=timeout
-        )
+    _stub_class = _UNDERSTANDING_STUB
 
     # ------------------------------------------------------------ text
     def analyze_text(
@@ -141,25 +141,12 @@ class Client(_Base):
         `metadata=` apply to a single str (use TextItem for several). An empty
         media id lets the server derive one from the content.
         """
-        request = rq.analyze_text_request(
+        call = _calls.analyze_text(
             texts, media_id=media_id, metadata=metadata, return_embeddings=return_embeddings, dry_run=dry_run
         )
-        response = self._unary("AnalyzeText", request, idempotent=True, timeout=timeout)
-        return [Analysis.from_pb(a) for a in response.results]
+        return self._run(call, timeout)
 
     # ------------------------------------------------------------ uploads
-    def _upload(
-        self, method: str, header: pb.UploadHeader, source: UploadSource, progress: ProgressCallback | None,
-        timeout: float | None, idempotent: bool = True,
-    ) -> Any:
-        fn = getattr(self._stub, method)
-        return self._call(
-            method,
-            lambda t: fn(rq.upload_requests(header, source, progress), metadata=self._metadata, timeout=t),
-            idempotent=idempotent and source.rewindable,
-            timeout=timeout,
-        )
-
     def transcribe(
         self,
         source: MediaSource,
@@ -185,13 +172,24 @@ class Client(_Base):
         `source` is a path, bytes or a binary file object; `progress(bytes_sent, total)`
         is called per chunk. For long media prefer `submit_job`.
         """
-        src = self._source(source)
-        speech = rq.SpeechOptions(language, translate, word_timestamps, vad, initial_prompt, hotwords, beam_size)
-        header = rq.upload_header(
-            src, media_id=media_id, filename=filename, mime_type=mime_type, metadata=metadata, speech=speech,
-            return_embeddings=return_embeddings, dry_run=dry_run,
+        call = _calls.transcribe(
+            self._source(source),
+            media_id=media_id,
+            language=language,
+            translate=translate,
+            word_timestamps=word_timestamps,
+            vad=vad,
+            initial_prompt=initial_prompt,
+            hotwords=hotwords,
+            beam_size=beam_size,
+            metadata=metadata,
+            filename=filename,
+            mime_type=mime_type,
+            return_embeddings=return_embeddings,
+            dry_run=dry_run,
+            progress=progress,
         )
-        return Analysis.from_pb(self._upload("Transcribe", header, src, progress, timeout).analysis)
+        return self._run(call, timeout)
 
     def analyze_video(
         self,
@@ -211,13 +209,21 @@ class Client(_Base):
         timeout: float | None = _DEFAULT,
     ) -> Analysis:
         """Upload a video in chunks and analyze it inline: facts, shots, keyframes, tags, transcript."""
-        src = self._source(source)
-        header = rq.upload_header(
-            src, media_id=media_id, filename=filename, mime_type=mime_type, metadata=metadata, speech=speech,
-            video=rq.VideoOptions(sample_fps, return_keyframes, skip_audio),
-            return_embeddings=return_embeddings, dry_run=dry_run,
+        call = _calls.analyze_video(
+            self._source(source),
+            media_id=media_id,
+            sample_fps=sample_fps,
+            return_keyframes=return_keyframes,
+            skip_audio=skip_audio,
+            speech=speech,
+            metadata=metadata,
+            filename=filename,
+            mime_type=mime_type,
+            return_embeddings=return_embeddings,
+            dry_run=dry_run,
+            progress=progress,
         )
-        return Analysis.from_pb(self._upload("AnalyzeVideo", header, src, progress, timeout).analysis)
+        return self._run(call, timeout)
 
     def upload_media(
         self,
@@ -230,9 +236,10 @@ class Client(_Base):
         timeout: float | None = _DEFAULT,
     ) -> Upload:
         """Store media on the server for a later `submit_job(upload_id=...)`."""
-        src = self._source(source)
-        header = rq.upload_header(src, media_id=media_id, filename=filename, mime_type=mime_type)
-        return Upload.from_pb(self._upload("UploadMedia", header, src, progress, timeout))
+        call = _calls.upload_media(
+            self._source(source), filename=filename, mime_type=mime_type, media_id=media_id, progress=progress
+        )
+        return self._run(call, timeout)
 
     # ------------------------------------------------------------ jobs
     def submit_job(
@@ -258,26 +265,29 @@ class Client(_Base):
         `idempotency_key` the SDK makes one up, so a retried submit can never
         create a second job; pass your own to make re-submissions idempotent too.
         """
-        src = self._source(source) if source is not None else None
-        key = idempotency_key if idempotency_key is not None else f"sdk-{uuid.uuid4().hex}"
-        spec = rq.job_spec(
-            text=text, source=src, upload_id=upload_id, modality_=modality, media_id=media_id, idempotency_key=key,
-            filename=filename, mime_type=mime_type, metadata=metadata, speech=speech, video=video,
+        call = _calls.submit_job(
+            text=text,
+            source=self._source(source) if source is not None else None,
+            upload_id=upload_id,
+            modality=modality,
+            media_id=media_id,
+            idempotency_key=idempotency_key,
+            speech=speech,
+            video=video,
+            metadata=metadata,
+            filename=filename,
+            mime_type=mime_type,
+            progress=progress,
         )
-        response = self._call(
-            "SubmitJob",
-            lambda t: self._stub.SubmitJob(rq.job_requests(spec, src, progress), metadata=self._metadata, timeout=t),
-            idempotent=bool(key) and (src is None or src.rewindable),
-            timeout=timeout,
-        )
-        return Job.from_pb(response)
+        return self._run(call, timeout)
 
     def get_job(self, job_id: str, *, timeout: float | None = _DEFAULT) -> Job:
-        return Job.from_pb(self._unary("GetJob", pb.GetJobRequest(job_id=job_id), idempotent=True, timeout=timeout))
+        """The job's state and progress (with `result` once it succeeded)."""
+        return self._run(_calls.get_job(job_id), timeout)
 
     def cancel_job(self, job_id: str, *, timeout: float | None = _DEFAULT) -> Job:
         """Cancel a queued or running job; FailedPrecondition once it is terminal."""
-        return Job.from_pb(self._unary("CancelJob", pb.CancelJobRequest(job_id=job_id), idempotent=True, timeout=timeout))
+        return self._run(_calls.cancel_job(job_id), timeout)
 
     def list_jobs(
         self,
@@ -288,8 +298,7 @@ class Client(_Base):
         timeout: float | None = _DEFAULT,
     ) -> JobPage:
         """One page of the caller's jobs (newest first); see `iter_jobs` for all of them."""
-        request = rq.list_jobs_request(states, page_size, page_token)
-        return JobPage.from_pb(self._unary("ListJobs", request, idempotent=True, timeout=timeout))
+        return self._run(_calls.list_jobs(states, page_size, page_token), timeout)
 
     def iter_jobs(
         self, *, states: Iterable[JobState | str] | None = None, page_size: int = 0, timeout: float | None = _DEFAULT
@@ -311,34 +320,14 @@ class Client(_Base):
         dropped stream is re-opened per the retry policy. `timeout` bounds the
         whole watch (default: none).
         """
-        attempt = 0
-        started = time.monotonic()
-        while True:
-            remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
-            call = self._stub.WatchJob(pb.WatchJobRequest(job_id=job_id), metadata=self._metadata, timeout=remaining)
-            attempt += 1
-            try:
-                for message in call:
-                    attempt = 0
-                    job = Job.from_pb(message)
-                    yield job
-                    if job.done:
-                        return
-                return
-            except grpc.RpcError as rpc_error:
-                error: UnderstandingError = from_rpc_error(rpc_error, "WatchJob")
-                if not self.retry.should_retry(error, max(attempt, 1)):
-                    raise error from rpc_error
-            finally:
-                call.cancel()
-            time.sleep(self.retry.delay_s(error, max(attempt, 1)))
+        return self._stream(_calls.watch_job(job_id), timeout)
 
     def wait_job(self, job_id: str, *, timeout: float | None = None) -> Job:
         """Block until the job is terminal and return it (see `watch_job`)."""
         last: Job | None = None
-        for last in self.watch_job(job_id, timeout=timeout):
-            pass
-        assert last is not None
+        for job in self.watch_job(job_id, timeout=timeout):
+            last = job
+        assert last is not None, "WatchJob ended without a single update"
         return last
 
     # ------------------------------------------------------------ search and media
@@ -360,13 +349,41 @@ class Client(_Base):
         score_threshold, offset, cursor, group_by_media, mode ("auto", "dense",
         "hybrid"), with_vectors.
         """
-        request = rq.search_request(text=text, vector=vector, example=example, top_k=top_k, **filters)
-        return SearchResults.from_pb(self._unary("Search", request, idempotent=True, timeout=timeout))
+        call = _calls.search(text, vector=vector, example=example, top_k=top_k, filters=filters)
+        return self._run(call, timeout)
 
     def get_media(self, media_id: str, *, timeout: float | None = _DEFAULT) -> Media:
-        return Media.from_pb(self._unary("GetMedia", pb.GetMediaRequest(media_id=media_id), idempotent=True, timeout=timeout))
+        """Every stored point of a media, in chunk order."""
+        return self._run(_calls.get_media(media_id), timeout)
 
     def delete_media(self, media_id: str, *, timeout: float | None = _DEFAULT) -> int:
         """Remove every point of the media; returns how many. Not retried: a repeat answers NOT_FOUND."""
-        response = self._unary("DeleteMedia", pb.DeleteMediaRequest(media_id=media_id), idempotent=False, timeout=timeout)
-        return int(response.points_deleted)
+        return self._run(_calls.delete_media(media_id), timeout)
+
+
+class AdminClient(_Blocking):
+    """Blocking client of the Admin service: operator calls that act on every tenant's data.
+
+    Same arguments as `Client`; the key defaults to UNDERSTANDING_ADMIN_API_KEY
+    (else UNDERSTANDING_API_KEY) and must be one of the server's admin keys.
+    """
+
+    _admin = True
+    _stub_class = _ADMIN_STUB
+
+    def reindex(
+        self, model_path: str, *, batch_size: int = 0, no_switch: bool = False, timeout: float | None = None
+    ) -> Iterator[ReindexProgress]:
+        """Switch the server to another embedding model while it keeps serving; yields progress until it ends.
+
+        `model_path` is a sentence-transformers directory as the server sees it,
+        or "packaged". The last item has phase DONE or NOTHING_TO_DO; a failed
+        reindex yields FAILED, then raises the server's error. A second call for
+        the reindex already running follows it. Not retried. `timeout` bounds
+        the whole reindex (default: none).
+        """
+        return self._stream(_calls.reindex(model_path, batch_size=batch_size, no_switch=no_switch), timeout)
+
+    def get_reindex(self, *, timeout: float | None = _DEFAULT) -> ReindexProgress:
+        """The running or last reindex of the server process; NotFound when there was none."""
+        return self._run(_calls.get_reindex(), timeout)

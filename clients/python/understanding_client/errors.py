@@ -7,7 +7,9 @@ status code, the server's message and the server's back-off hint
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import contextlib
+from collections.abc import Sequence
+from typing import Any
 
 import grpc
 
@@ -81,9 +83,10 @@ class ResourceExhausted(UnderstandingError):
 
     code = "RESOURCE_EXHAUSTED"
 
-    @property  # type: ignore[override]
-    def retriable(self) -> bool:
-        return self.retry_after_s is not None
+    def __init__(self, details: str, **kwargs: Any) -> None:
+        super().__init__(details, **kwargs)
+        # Worth retrying only when the server said when to come back.
+        self.retriable = self.retry_after_s is not None
 
 
 class Unavailable(UnderstandingError):
@@ -143,16 +146,16 @@ def _trailers(error: Any) -> tuple[tuple[str, Any], ...]:
 
 def from_rpc_error(error: grpc.RpcError, method: str = "") -> UnderstandingError:
     """Translate a grpc.RpcError (sync or aio) into the SDK's error tree."""
-    code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN  # type: ignore[attr-defined]
-    details = (error.details() if hasattr(error, "details") else "") or str(error)  # type: ignore[attr-defined]
+    # grpc.RpcError itself declares neither: the call objects raised as errors add them.
+    code_of, details_of = getattr(error, "code", None), getattr(error, "details", None)
+    code = code_of() if callable(code_of) else grpc.StatusCode.UNKNOWN
+    details = (details_of() if callable(details_of) else "") or str(error)
     trailers = _trailers(error)
     retry_after_s = None
     for key, value in trailers:
         if key == "retry-after-ms":
-            try:
+            with contextlib.suppress(TypeError, ValueError):  # a malformed hint is no hint
                 retry_after_s = int(value) / 1000.0
-            except (TypeError, ValueError):
-                pass
     cls = _BY_CODE.get(code, InternalError)
     name = code.name if isinstance(code, grpc.StatusCode) else str(code)
     return cls(details, code=name, retry_after_s=retry_after_s, trailing_metadata=trailers, method=method)

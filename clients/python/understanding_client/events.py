@@ -17,11 +17,13 @@ decoded events with their record's coordinates.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Iterable, Mapping, Sequence, Union
+from typing import Any
 
 from understanding.v1 import events_pb2
-from understanding_client.types import Analysis, Job, _raw, timestamp
+
+from understanding_client.types import Analysis, Job, timestamp
 
 CONTENT_TYPE = "application/x-protobuf"
 ANALYSIS_EVENT = "understanding.v1.AnalysisEvent"
@@ -29,7 +31,7 @@ MEDIA_DELETED_EVENT = "understanding.v1.MediaDeletedEvent"
 JOB_EVENT = "understanding.v1.JobEvent"
 DEFAULT_TOPICS = ("understanding.analysis.v1", "understanding.jobs.status.v1")
 
-Headers = Union[Sequence[tuple[str, Union[bytes, str, None]]], Mapping[str, Union[bytes, str, None]], None]
+Headers = Sequence[tuple[str, bytes | str | None]] | Mapping[str, bytes | str | None] | None
 
 
 class UnknownEventSchema(ValueError):
@@ -44,13 +46,17 @@ class AnalysisEvent:
     analysis: Analysis
     # Qdrant collection the vectors were written to.
     collection: str
-    raw: events_pb2.AnalysisEvent | None = _raw()
+    raw: events_pb2.AnalysisEvent | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_pb(cls, m: events_pb2.AnalysisEvent) -> AnalysisEvent:
         return cls(
-            m.event_id, m.schema_version, timestamp(m.produced_at, m.HasField("produced_at")),
-            Analysis.from_pb(m.analysis), m.collection, raw=m,
+            m.event_id,
+            m.schema_version,
+            timestamp(m.produced_at, m.HasField("produced_at")),
+            Analysis.from_pb(m.analysis),
+            m.collection,
+            raw=m,
         )
 
 
@@ -62,13 +68,18 @@ class MediaDeletedEvent:
     tenant: str
     media_id: str
     points_deleted: int
-    raw: events_pb2.MediaDeletedEvent | None = _raw()
+    raw: events_pb2.MediaDeletedEvent | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_pb(cls, m: events_pb2.MediaDeletedEvent) -> MediaDeletedEvent:
         return cls(
-            m.event_id, m.schema_version, timestamp(m.produced_at, m.HasField("produced_at")), m.tenant, m.media_id,
-            m.points_deleted, raw=m,
+            m.event_id,
+            m.schema_version,
+            timestamp(m.produced_at, m.HasField("produced_at")),
+            m.tenant,
+            m.media_id,
+            m.points_deleted,
+            raw=m,
         )
 
 
@@ -78,14 +89,16 @@ class JobEvent:
     schema_version: int
     produced_at: dt.datetime | None
     job: Job
-    raw: events_pb2.JobEvent | None = _raw()
+    raw: events_pb2.JobEvent | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_pb(cls, m: events_pb2.JobEvent) -> JobEvent:
-        return cls(m.event_id, m.schema_version, timestamp(m.produced_at, m.HasField("produced_at")), Job.from_pb(m.job), raw=m)
+        return cls(
+            m.event_id, m.schema_version, timestamp(m.produced_at, m.HasField("produced_at")), Job.from_pb(m.job), raw=m
+        )
 
 
-Event = Union[AnalysisEvent, MediaDeletedEvent, JobEvent]
+Event = AnalysisEvent | MediaDeletedEvent | JobEvent
 
 _DECODERS: dict[str, tuple[Any, Any]] = {
     ANALYSIS_EVENT: (events_pb2.AnalysisEvent, AnalysisEvent),
@@ -148,7 +161,7 @@ async def consume(
     from_beginning: bool = False,
     skip_unknown: bool = True,
     **consumer_options: Any,
-) -> AsyncIterator[EventRecord]:
+) -> AsyncGenerator[EventRecord, None]:
     """Read `topics` with aiokafka and yield every event decoded.
 
     `group_id=None` reads without committing offsets (a tail for tools and

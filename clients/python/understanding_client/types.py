@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any
 
-from understanding.v1 import common_pb2, jobs_pb2, understanding_pb2 as pb
+from understanding.v1 import admin_pb2, common_pb2, jobs_pb2
+from understanding.v1 import understanding_pb2 as pb
 
 
 class Modality(str, enum.Enum):
@@ -25,17 +27,17 @@ class Modality(str, enum.Enum):
     def from_pb(cls, value: int) -> Modality:
         return _MODALITY_FROM_PB.get(value, cls.UNSPECIFIED)
 
-    def to_pb(self) -> int:
+    def to_pb(self) -> common_pb2.Modality:
         return _MODALITY_TO_PB[self]
 
 
-_MODALITY_TO_PB = {
+_MODALITY_TO_PB: dict[Modality, common_pb2.Modality] = {
     Modality.UNSPECIFIED: common_pb2.MODALITY_UNSPECIFIED,
     Modality.TEXT: common_pb2.MODALITY_TEXT,
     Modality.SPEECH: common_pb2.MODALITY_SPEECH,
     Modality.VIDEO: common_pb2.MODALITY_VIDEO,
 }
-_MODALITY_FROM_PB = {v: k for k, v in _MODALITY_TO_PB.items()}
+_MODALITY_FROM_PB: dict[int, Modality] = {v: k for k, v in _MODALITY_TO_PB.items()}
 
 
 class JobState(str, enum.Enum):
@@ -54,11 +56,11 @@ class JobState(str, enum.Enum):
     def from_pb(cls, value: int) -> JobState:
         return _STATE_FROM_PB.get(value, cls.UNSPECIFIED)
 
-    def to_pb(self) -> int:
+    def to_pb(self) -> jobs_pb2.JobState:
         return _STATE_TO_PB[self]
 
 
-_STATE_TO_PB = {
+_STATE_TO_PB: dict[JobState, jobs_pb2.JobState] = {
     JobState.UNSPECIFIED: jobs_pb2.JOB_STATE_UNSPECIFIED,
     JobState.QUEUED: jobs_pb2.JOB_STATE_QUEUED,
     JobState.RUNNING: jobs_pb2.JOB_STATE_RUNNING,
@@ -66,11 +68,7 @@ _STATE_TO_PB = {
     JobState.FAILED: jobs_pb2.JOB_STATE_FAILED,
     JobState.CANCELLED: jobs_pb2.JOB_STATE_CANCELLED,
 }
-_STATE_FROM_PB = {v: k for k, v in _STATE_TO_PB.items()}
-
-
-def _raw() -> Any:
-    return field(default=None, repr=False, compare=False)
+_STATE_FROM_PB: dict[int, JobState] = {v: k for k, v in _STATE_TO_PB.items()}
 
 
 def timestamp(message: Any, present: bool = True) -> dt.datetime | None:
@@ -87,7 +85,7 @@ class Tag:
     score: float
     start_s: float = 0.0
     end_s: float = 0.0
-    raw: common_pb2.Tag | None = _raw()
+    raw: common_pb2.Tag | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_pb(cls, m: common_pb2.Tag) -> Tag:
@@ -98,7 +96,7 @@ class Tag:
 class Language:
     code: str
     probability: float
-    raw: common_pb2.Language | None = _raw()
+    raw: common_pb2.Language | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_pb(cls, m: common_pb2.Language) -> Language:
@@ -109,7 +107,7 @@ class Language:
 class ModelRef:
     name: str
     version: str
-    raw: common_pb2.ModelRef | None = _raw()
+    raw: common_pb2.ModelRef | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_pb(cls, m: common_pb2.ModelRef) -> ModelRef:
@@ -128,13 +126,19 @@ class Chunk:
     point_id: str
     # Present only when the request asked for embeddings.
     embedding: tuple[float, ...] = ()
-    raw: common_pb2.Chunk | None = _raw()
+    raw: common_pb2.Chunk | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_pb(cls, m: common_pb2.Chunk) -> Chunk:
         return cls(
-            m.index, m.text, m.start_s, m.end_s, tuple(Tag.from_pb(t) for t in m.tags), m.point_id,
-            tuple(m.embedding), raw=m,
+            m.index,
+            m.text,
+            m.start_s,
+            m.end_s,
+            tuple(Tag.from_pb(t) for t in m.tags),
+            m.point_id,
+            tuple(m.embedding),
+            raw=m,
         )
 
 
@@ -144,7 +148,7 @@ class Word:
     start_s: float
     end_s: float
     probability: float
-    raw: common_pb2.Word | None = _raw()
+    raw: common_pb2.Word | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_pb(cls, m: common_pb2.Word) -> Word:
@@ -160,13 +164,19 @@ class Segment:
     avg_logprob: float
     no_speech_prob: float
     words: tuple[Word, ...] = ()
-    raw: common_pb2.Segment | None = _raw()
+    raw: common_pb2.Segment | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_pb(cls, m: common_pb2.Segment) -> Segment:
         return cls(
-            m.index, m.start_s, m.end_s, m.text, m.avg_logprob, m.no_speech_prob,
-            tuple(Word.from_pb(w) for w in m.words), raw=m,
+            m.index,
+            m.start_s,
+            m.end_s,
+            m.text,
+            m.avg_logprob,
+            m.no_speech_prob,
+            tuple(Word.from_pb(w) for w in m.words),
+            raw=m,
         )
 
 
@@ -177,7 +187,7 @@ class Transcript:
     duration_s: float
     task: str
     model: ModelRef | None
-    raw: common_pb2.Transcript | None = _raw()
+    raw: common_pb2.Transcript | None = field(default=None, repr=False, compare=False)
 
     @property
     def text(self) -> str:
@@ -206,7 +216,7 @@ class VideoInfo:
     has_audio: bool
     frames_decoded: int
     frames_analyzed: int
-    raw: common_pb2.VideoInfo | None = _raw()
+    raw: common_pb2.VideoInfo | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_pb(cls, m: common_pb2.VideoInfo) -> VideoInfo:
@@ -226,13 +236,20 @@ class Shot:
     face_count: int
     # Small JPEG; only when the request asked for keyframes.
     keyframe_jpeg: bytes = field(default=b"", repr=False)
-    raw: common_pb2.Shot | None = _raw()
+    raw: common_pb2.Shot | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_pb(cls, m: common_pb2.Shot) -> Shot:
         return cls(
-            m.index, m.start_s, m.end_s, m.keyframe_s, tuple(Tag.from_pb(t) for t in m.tags), m.transcript_text,
-            m.face_count, m.keyframe_jpeg, raw=m,
+            m.index,
+            m.start_s,
+            m.end_s,
+            m.keyframe_s,
+            tuple(Tag.from_pb(t) for t in m.tags),
+            m.transcript_text,
+            m.face_count,
+            m.keyframe_jpeg,
+            raw=m,
         )
 
 
@@ -253,7 +270,7 @@ class Analysis:
     created_at: dt.datetime | None
     version: int
     metadata: Mapping[str, str]
-    raw: common_pb2.Analysis | None = _raw()
+    raw: common_pb2.Analysis | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_pb(cls, m: common_pb2.Analysis) -> Analysis:
@@ -294,7 +311,7 @@ class Upload:
     upload_id: str
     size_bytes: int
     sha256: str
-    raw: pb.UploadMediaResponse | None = _raw()
+    raw: pb.UploadMediaResponse | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_pb(cls, m: pb.UploadMediaResponse) -> Upload:
@@ -330,7 +347,7 @@ class Job:
     idempotency_key: str
     # Present when the state is SUCCEEDED (and the call returns results).
     result: Analysis | None
-    raw: jobs_pb2.Job | None = _raw()
+    raw: jobs_pb2.Job | None = field(default=None, repr=False, compare=False)
 
     @property
     def done(self) -> bool:
@@ -347,7 +364,9 @@ class Job:
             state=JobState.from_pb(m.state),
             progress=JobProgress(m.progress.fraction, m.progress.stage),
             attempts=m.attempts,
-            error=JobError(m.error.code, m.error.message, m.error.retriable) if m.HasField("error") and m.error.code else None,
+            error=JobError(m.error.code, m.error.message, m.error.retriable)
+            if m.HasField("error") and m.error.code
+            else None,
             created_at=timestamp(m.created_at, m.HasField("created_at")),
             started_at=timestamp(m.started_at, m.HasField("started_at")),
             finished_at=timestamp(m.finished_at, m.HasField("finished_at")),
@@ -362,7 +381,7 @@ class JobPage:
     jobs: tuple[Job, ...]
     # Pass to `list_jobs(page_token=...)` for the next page; empty on the last.
     next_page_token: str
-    raw: pb.ListJobsResponse | None = _raw()
+    raw: pb.ListJobsResponse | None = field(default=None, repr=False, compare=False)
 
     def __iter__(self) -> Iterator[Job]:
         return iter(self.jobs)
@@ -396,7 +415,7 @@ class SearchHit:
     # Only with `with_vectors=True`.
     vector: tuple[float, ...]
     keyframe_s: float
-    raw: pb.SearchHit | None = _raw()
+    raw: pb.SearchHit | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_pb(cls, m: pb.SearchHit) -> SearchHit:
@@ -428,7 +447,7 @@ class SearchResults:
     # Pass back as `search(cursor=...)` for the next page; empty when none.
     next_cursor: str
     embedding_model: ModelRef | None
-    raw: pb.SearchResponse | None = _raw()
+    raw: pb.SearchResponse | None = field(default=None, repr=False, compare=False)
 
     def __iter__(self) -> Iterator[SearchHit]:
         return iter(self.hits)
@@ -457,8 +476,97 @@ class Media:
     modality: Modality
     points: tuple[SearchHit, ...]
     version: int
-    raw: pb.GetMediaResponse | None = _raw()
+    raw: pb.GetMediaResponse | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_pb(cls, m: pb.GetMediaResponse) -> Media:
-        return cls(m.media_id, Modality.from_pb(m.modality), tuple(SearchHit.from_pb(p) for p in m.points), m.version, raw=m)
+        return cls(
+            m.media_id, Modality.from_pb(m.modality), tuple(SearchHit.from_pb(p) for p in m.points), m.version, raw=m
+        )
+
+
+class ReindexPhase(str, enum.Enum):
+    """Where an online reindex is (see the Admin service's `ReindexPhase`)."""
+
+    UNSPECIFIED = "unspecified"
+    LOADING = "loading"
+    COPYING = "copying"
+    CATCHING_UP = "catching_up"
+    SWITCHING = "switching"
+    DONE = "done"
+    NOTHING_TO_DO = "nothing_to_do"
+    FAILED = "failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (ReindexPhase.DONE, ReindexPhase.NOTHING_TO_DO, ReindexPhase.FAILED)
+
+    @classmethod
+    def from_pb(cls, value: int) -> ReindexPhase:
+        return _PHASE_FROM_PB.get(value, cls.UNSPECIFIED)
+
+
+_PHASE_FROM_PB: dict[int, ReindexPhase] = {
+    admin_pb2.REINDEX_PHASE_LOADING: ReindexPhase.LOADING,
+    admin_pb2.REINDEX_PHASE_COPYING: ReindexPhase.COPYING,
+    admin_pb2.REINDEX_PHASE_CATCHING_UP: ReindexPhase.CATCHING_UP,
+    admin_pb2.REINDEX_PHASE_SWITCHING: ReindexPhase.SWITCHING,
+    admin_pb2.REINDEX_PHASE_DONE: ReindexPhase.DONE,
+    admin_pb2.REINDEX_PHASE_NOTHING_TO_DO: ReindexPhase.NOTHING_TO_DO,
+    admin_pb2.REINDEX_PHASE_FAILED: ReindexPhase.FAILED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ReindexProgress:
+    """One update of an online reindex: its phase, the collections and how far it got."""
+
+    phase: ReindexPhase
+    # The alias readers use, the collection it served and the one being filled.
+    alias: str
+    from_collection: str
+    to_collection: str
+    # The model being switched to.
+    model: ModelRef | None
+    # Points in the current collection when the pass started, and visited by the pass so far.
+    total_points: int
+    done_points: int
+    embedded_points: int
+    removed_points: int
+    without_text_points: int
+    passes: int
+    switched: bool
+    elapsed_s: float
+    write_pause_s: float
+    # Why it failed (FAILED), or what was left to do.
+    message: str
+    # Points in the target collection at the end.
+    target_points: int
+    raw: admin_pb2.ReindexProgress | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def done(self) -> bool:
+        """True once the reindex ended: DONE, NOTHING_TO_DO or FAILED."""
+        return self.phase.terminal
+
+    @classmethod
+    def from_pb(cls, m: admin_pb2.ReindexProgress) -> ReindexProgress:
+        return cls(
+            phase=ReindexPhase.from_pb(m.phase),
+            alias=m.alias,
+            from_collection=m.from_collection,
+            to_collection=m.to_collection,
+            model=ModelRef.from_pb(m.model) if m.HasField("model") else None,
+            total_points=m.total_points,
+            done_points=m.done_points,
+            embedded_points=m.embedded_points,
+            removed_points=m.removed_points,
+            without_text_points=m.without_text_points,
+            passes=m.passes,
+            switched=m.switched,
+            elapsed_s=m.elapsed_seconds,
+            write_pause_s=m.write_pause_seconds,
+            message=m.message,
+            target_points=m.target_points,
+            raw=m,
+        )

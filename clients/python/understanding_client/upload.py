@@ -11,13 +11,14 @@ import hashlib
 import io
 import os
 import pathlib
-from typing import IO, Callable, Iterator, Union
+from collections.abc import Callable, Iterator
+from typing import IO
 
 from understanding_client.errors import UploadSourceError
 
 #: Called after every chunk is handed to gRPC: (bytes_sent, total or None).
-ProgressCallback = Callable[[int, Union[int, None]], None]
-MediaSource = Union[str, os.PathLike, bytes, bytearray, memoryview, IO[bytes]]
+ProgressCallback = Callable[[int, int | None], None]
+MediaSource = str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]
 
 DEFAULT_CHUNK_SIZE = 256 * 1024
 
