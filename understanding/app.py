@@ -22,7 +22,7 @@ import os
 import shutil
 import signal
 import socket
-from typing import Protocol
+from typing import Any, Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -108,15 +108,13 @@ class Service:
         # Health answers at once; the service answers UNAVAILABLE until the core is built.
         address = f"{settings.grpc_host}:{settings.grpc_port}"
         credentials = server_credentials(settings)
+        cause: RuntimeError | None = None
         try:
             self.port = (
                 server.add_insecure_port(address) if credentials is None else server.add_secure_port(address, credentials)
             )
         except RuntimeError as error:
-            self.port = 0
-            cause = error
-        else:
-            cause = None
+            self.port, cause = 0, error
         if self.port == 0:
             raise StartupError(
                 f"cannot listen on {address} (UNDERSTANDING_GRPC_HOST/UNDERSTANDING_GRPC_PORT): "
@@ -293,7 +291,7 @@ async def work(settings: Settings) -> None:
 EXIT_STARTUP = 2
 
 
-def run_process(role: str, **overrides: object) -> int:
+def run_process(role: str, **overrides: Any) -> int:
     """Entry point of `understanding serve` / `understanding worker`: settings from the
     environment (with CLI overrides), logging, then run until signalled. A start-up problem
     (bad setting, port taken, missing model) prints one line naming the setting and exits 2."""

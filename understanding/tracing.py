@@ -83,7 +83,7 @@ class RpcTracing:
                     f"pip install {PACKAGES}"
                 ) from None
             exporter = OTLPSpanExporter(endpoint=endpoint, insecure=endpoint.startswith("http://"))
-        self._provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+        self._provider: TracerProvider | None = TracerProvider(resource=Resource.create({"service.name": service_name}))
         self._provider.add_span_processor(BatchSpanProcessor(exporter))
         self._tracer = self._provider.get_tracer("understanding.api")
 

@@ -240,7 +240,8 @@ def _method_handler(
             token = logs.bind(request_id=request_id, method=name)
             observer.rpc_started(name)
             metadata, span = begin(context)
-            code, message, trailers = grpc.StatusCode.OK, "", ()
+            code, message = grpc.StatusCode.OK, ""
+            trailers: tuple[tuple[str, str], ...] = ()
             try:
                 call = prepare(context, metadata, request_id, span)
                 source = checked_stream(request) if method.client_streaming else check(request)
@@ -268,7 +269,8 @@ def _method_handler(
             token = logs.bind(request_id=request_id, method=name)
             observer.rpc_started(name)
             metadata, span = begin(context)
-            code, message, trailers = grpc.StatusCode.OK, "", ()
+            code, message = grpc.StatusCode.OK, ""
+            trailers: tuple[tuple[str, str], ...] = ()
             response = None
             try:
                 call = prepare(context, metadata, request_id, span)
@@ -327,4 +329,5 @@ def _unbind(token: Any) -> None:
 def understanding_pb2_message(descriptor: Any) -> type[Message]:
     from google.protobuf import message_factory
 
-    return message_factory.GetMessageClass(descriptor)
+    cls: type[Message] = message_factory.GetMessageClass(descriptor)
+    return cls

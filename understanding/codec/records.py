@@ -116,7 +116,8 @@ def job_from_record(msg: records_pb2.JobRecord) -> Job:
 
 
 def encode_job(job: Job) -> bytes:
-    return job_record(job).SerializeToString()
+    data: bytes = job_record(job).SerializeToString()
+    return data
 
 
 def decode_job(value: bytes) -> Job:
@@ -286,7 +287,8 @@ def analysis_from_record(msg: records_pb2.AnalysisRecord) -> Analysis:
 
 def encode_result(job: Job, analysis: Analysis) -> bytes:
     """A results topic value: the job (as the worker saw it) and its lossless analysis."""
-    return records_pb2.ResultRecord(job=job_record(job), analysis=analysis_record(analysis)).SerializeToString()
+    data: bytes = records_pb2.ResultRecord(job=job_record(job), analysis=analysis_record(analysis)).SerializeToString()
+    return data
 
 
 def decode_result(value: bytes) -> tuple[Job, Analysis]:

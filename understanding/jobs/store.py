@@ -8,6 +8,7 @@ update of a job through an asyncio queue.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import pathlib
 import sqlite3
@@ -155,7 +156,7 @@ class SqliteJobStore:
             rows = self._db.execute(sql, args).fetchall()
         return [_from_row(r) for r in rows]
 
-    def unfinished(self) -> list[Job]:
+    def unfinished(self) -> builtins.list[Job]:
         with self._lock:
             rows = self._db.execute(
                 f"SELECT {_COLUMNS} FROM jobs WHERE state IN ('QUEUED', 'RUNNING') ORDER BY created_at"

@@ -179,8 +179,8 @@ class JobWorker:
             return  # cancelled while queued, or a redelivery of a finished job
         if job.state is JobState.RUNNING and job.attempts >= self.settings.max_attempts:
             # Every attempt so far died with its worker: stop handing the job around.
-            error = JobError("INTERNAL", f"worker lost during each of {job.attempts} attempts", True)
-            await self._fail(job.with_(error=error), error)
+            lost = JobError("INTERNAL", f"worker lost during each of {job.attempts} attempts", True)
+            await self._fail(job.with_(error=lost), lost)
             return
         await self._attempts(job)
 

@@ -124,7 +124,7 @@ class Embedder:
         self._model = SentenceTransformer(str(model_dir), device=device, local_files_only=True)
         self.dimension = int(self._model.get_embedding_dimension() or 0)
         self.model_ref = ModelRef(name=model_name(model_dir), version=_model_version(model_dir))
-        self.max_seq_length = int(self._model.max_seq_length)
+        self.max_seq_length = int(self._model.max_seq_length or 0)
         self._lock = threading.Lock()
         log.info("embedder loaded", extra={"model": self.model_ref.name, "dim": self.dimension})
 
