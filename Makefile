@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export UNDERSTANDING_CACHE ?= $(HOME)/.cache/understanding
 
-.PHONY: setup run test test-fast bench lint protos check-protos docs soak worker kafka-up kafka-down clean
+.PHONY: setup run test test-fast bench lint format imports protos check-protos docs soak worker kafka-up kafka-down clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -36,8 +36,18 @@ docs: setup  ## regenerate docs/api.md (from proto comments) and docs/configurat
 	$(PY) scripts/gen_api_docs.py
 	$(PY) scripts/gen_config_docs.py
 
-lint: setup
-	$(PY) -m ruff check understanding tests benchmarks || true
+lint: setup  ## ruff (rules in pyproject.toml), ruff format --check, mypy --strict, import-linter layer contracts
+	$(PY) -m ruff check understanding clients tests benchmarks scripts
+	$(PY) -m ruff format --check understanding clients tests benchmarks scripts
+	$(PY) -m mypy understanding clients/python/understanding_client
+	PYTHONPATH=$(CURDIR) .venv/bin/lint-imports
+
+format: setup  ## apply ruff's fixes and formatting
+	$(PY) -m ruff check --fix understanding clients tests benchmarks scripts
+	$(PY) -m ruff format understanding clients tests benchmarks scripts
+
+imports: setup  ## the import graph between the project's modules (see scripts/import_graph.py)
+	$(PY) scripts/import_graph.py
 
 kafka-up:
 	@bash scripts/kafka.sh up
