@@ -33,6 +33,7 @@ from understanding.domain.media import (
     Word,
     point_id,
 )
+from understanding.domain.moderation import CategoryResult, Decision, Evidence, Moderation, Signal
 from understanding.domain.options import (
     SPEECH_LANGUAGES,
     AnalysisOptions,
@@ -49,8 +50,11 @@ __all__ = [
     "Analysis",
     "AnalysisOptions",
     "Cancelled",
+    "CategoryResult",
     "Chunk",
     "Conflict",
+    "Decision",
+    "Evidence",
     "InvalidInput",
     "Job",
     "JobError",
@@ -61,11 +65,13 @@ __all__ = [
     "MediaRequest",
     "Modality",
     "ModelRef",
+    "Moderation",
     "NotFound",
     "PermissionDenied",
     "PreconditionFailed",
     "Segment",
     "Shot",
+    "Signal",
     "SpeechOptions",
     "SpeechTask",
     "Tag",

@@ -5,10 +5,13 @@ from __future__ import annotations
 import enum
 import uuid
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from understanding.domain.moderation import Moderation, Signal
 
 Vector = npt.NDArray[np.float32]
 
@@ -131,6 +134,10 @@ class Analysis:
     transcript: Transcript | None = None
     video: VideoInfo | None = None
     shots: tuple[Shot, ...] = ()
+    # What the moderation models found (pipelines fill it) and what the policy decided from it
+    # (the analyze use case fills it). Typed in domain/moderation.py.
+    signals: tuple[Signal, ...] = ()
+    moderation: Moderation | None = None
 
 
 def point_id(tenant: str, media_id: str, modality: Modality, chunk_index: int) -> str:
