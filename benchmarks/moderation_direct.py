@@ -310,11 +310,12 @@ def bench_ocr(args: argparse.Namespace) -> None:
     totals: dict[str, list[float]] = {}
     for page in pages:
         truth = words(pathlib.Path(page).read_text(encoding="utf-8"))
-        for dpi in ("150dpi", "100dpi"):
+        for dpi in ("100dpi", "150dpi"):
             image = cv2.imread(page.replace(".txt", f"-{dpi}.png"))
             for variant, picture in (("straight", image), ("rotated 5 deg", rotate(image, 5))):
                 runs: list[tuple[str, Callable[[], str]]] = [("ours", lambda p=picture: ours.predict([p])[0].text)]
-                if baseline is not None and not args.no_baseline:
+                # The baseline on small print (100 dpi, ~9 px x-height) only: the case the issue reports.
+                if baseline is not None and not args.no_baseline and dpi == "100dpi":
                     runs.append(
                         ("rapidocr as shipped", lambda p=picture: "\n".join(r[1] for r in (baseline(p)[0] or [])))
                     )
@@ -442,8 +443,8 @@ def parity(frames: Sequence[np.ndarray]) -> None:
 def main(argv: Iterable[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default="offensive,contacts,ocr,nudity")
-    parser.add_argument("--ocr-pages", type=int, default=2)
-    parser.add_argument("--frames", type=int, default=80)
+    parser.add_argument("--ocr-pages", type=int, default=1)
+    parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--contact-cases", type=int, default=3000)
     parser.add_argument("--no-baseline", action="store_true", help="skip RapidOCR as shipped (the slow part)")
     parser.add_argument("--quick", action="store_true", help="a smoke run (run_all.py --quick in CI)")

@@ -174,7 +174,7 @@ _PLATFORM_HOSTS: dict[str, tuple[ContactKind, str]] = {
 _HANDLE = r"[A-Za-z0-9_](?:[A-Za-z0-9_.\-]{0,30}[A-Za-z0-9_])?"
 # A keyword, then a separator (":", "=", "-", "@", "is", "id", arrows...), then the handle.
 _SEP = (
-    r"(?P<sep>\s*(?:id|username|user|name|handle|아이디|アイディ|айди|ник|号|號)?\s*"
+    r"(?P<sep>\s*(?:(?:id|username|user|name|handle)\b|아이디|アイディ|айди|ник|号|號)?\s*"
     r"(?:[:=：\-–>→]+|\bis\b|\bat\b|\bon\b)?\s*@?\s*)"
 )
 
@@ -190,6 +190,11 @@ _HANDLE_AFTER_KEYWORD = _keyword_pattern(_HANDLE_KEYWORDS)
 _PAYMENT_AFTER_KEYWORD = _keyword_pattern(k for k in _PAYMENT_KEYWORDS if k not in ("btc", "bitcoin", "eth", "usdt"))
 _AT_HANDLE = re.compile(r"(?<![A-Za-z0-9_.@/])@(?P<handle>[A-Za-z0-9_](?:[A-Za-z0-9_.]{0,28}[A-Za-z0-9_])?)")
 _CASHTAG = re.compile(r"(?<![A-Za-z0-9_$])\$(?P<handle>[A-Za-z][A-Za-z0-9_]{1,19})\b")
+_MONEY_CONTEXT = re.compile(
+    r"(?<![A-Za-z])(cash|pay|send|tip|money|venmo|zelle|donat|\$\d|\d\s*(usd|dollars?|bucks))", re.IGNORECASE
+)
+# Real TLDs that are mostly file names when written bare ("config.sh", "setup.py", "notes.md").
+_FILE_LIKE_TLDS = frozenset({"sh", "py", "pl", "md", "rs", "so", "zip", "mov", "ps"})
 # Words that follow a keyword but are not handles ("line up", "snap photos", "ig is down").
 _NOT_HANDLES = frozenset(
     [
@@ -304,7 +309,7 @@ def _iban_valid(iban: str) -> bool:
 # Words that announce a phone number: after one, a number that is only POSSIBLE for the region
 # (right length, but e.g. written without the national prefix the region's format requires) counts.
 _PHONE_CONTEXT = re.compile(
-    r"(call|phone|tel|text|sms|mobile|cell|number|whats\s*app|viber|signal|ring|contact|llam|tel[eé]fono|"
+    r"(?<![A-Za-z])(call|phone|tel|text|sms|mobile|cell|number|whats\s*app|viber|signal|ring|contact|llam|tel[eé]fono|"
     r"n[uú]mero|ligue|celular|appel|portable|anruf|handy|nummer|chiama|cellulare|звон|тел|номер|"
     r"電話|番号|전화|번호|号码|電話番號|手机|هاتف|رقم|اتصل|फ़ोन|फोन|नंबर|telefon|numara|ara)",
     re.IGNORECASE,
@@ -323,7 +328,8 @@ def _phones(norm: str, regions: Sequence[str]) -> list[_Span]:
             if _PHONE_CONTEXT.search(line):
                 matches += [
                     m for m in PhoneNumberMatcher(line, region, leniency=Leniency.POSSIBLE)
-                    if _PHONE_CONTEXT.search(line[max(0, m.start - _CONTEXT_CHARS) : m.start])
+                    if len(str(m.number.national_number)) >= 7
+                    and _PHONE_CONTEXT.search(line[max(0, m.start - _CONTEXT_CHARS) : m.start])
                 ]  # fmt: skip
             for match in matches:
                 value = phonenumbers.format_number(match.number, PhoneNumberFormat.E164)
@@ -384,6 +390,9 @@ def _urls_and_emails(norm: str) -> list[_Span]:
             email = url.removeprefix("mailto:").lower()
             found.append(_Span(ContactKind.EMAIL, start_n, end_n, email, priority=3))
             continue
+        bare = not re.match(r"^([a-z][a-z0-9+.\-]*://|www\.)", url, re.IGNORECASE) and "/" not in url
+        if bare and url.rsplit(".", 1)[-1].lower() in _FILE_LIKE_TLDS:
+            continue
         found.append(_platform_url(url, start_n, end_n))
     return found
 
@@ -434,10 +443,13 @@ def _keyword_handles(norm: str) -> list[_Span]:
             found.append(_Span(kind, match.start(), match.end(), f"{platform}:{handle.lower()}", platform, priority=3))
     for match in _AT_HANDLE.finditer(norm):
         handle = match.group("handle")
-        if handle.isdigit():
+        if handle.isdigit() or not re.search(r"[A-Za-z0-9]", handle) or len(handle) < 2:
             continue
         found.append(_Span(ContactKind.HANDLE, match.start(), match.end(), f"@{handle.lower()}", priority=1))
     for match in _CASHTAG.finditer(norm):
+        around = norm[max(0, match.start() - _CONTEXT_CHARS) : match.end() + _CONTEXT_CHARS]
+        if not _MONEY_CONTEXT.search(around):
+            continue
         found.append(
             _Span(ContactKind.PAYMENT, match.start(), match.end(), f"cashapp:{match.group('handle').lower()}",
                   "cashapp", priority=2)
@@ -452,8 +464,10 @@ def _plausible_handle(keyword: str, separator: str, handle: str) -> bool:
     """Keyword + handle is strong evidence with punctuation or "@" between them ("ig: jo",
     "snap @jo"); after a bare space or a word ("snap is fun", "line up") the handle must look
     like one (digits, "_", ".") unless a full platform name introduces it ("snapchat is jenny")."""
-    if re.search(r"[:=：\-–>→@]", separator) or not keyword.isascii():
+    if not keyword.isascii() or re.search(r"[:=：>→@]", separator):
         return True
+    if re.search(r"[\-–]", separator):  # "snapchat - jen" yes, "wa-diddie" no
+        return len(keyword) >= 4
     looks_like_handle = bool(re.search(r"[0-9_.]", handle))
     if re.search(r"[^\s]", separator):  # a word: is / at / on / id
         return looks_like_handle or len(keyword) >= 5

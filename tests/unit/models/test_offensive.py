@@ -13,6 +13,7 @@ from understanding.models.offensive import (
     OffensiveModelError,
     ProfanityCheckModel,
     _package_dir,
+    deobfuscate,
 )
 
 
@@ -69,3 +70,12 @@ def test_a_pickle_from_another_scikit_learn_is_refused(tmp_path: pathlib.Path) -
     (tmp_path / "vectorizer.joblib").unlink()
     with pytest.raises(OffensiveModelError, match="cannot load"):
         ProfanityCheckModel(tmp_path)
+
+
+def test_evasive_spellings_are_read(model: ProfanityCheckModel) -> None:
+    evasive = ["f*u*c*k you", "what a bunch of bullsh1t", "ＦＵＣＫ ＹＯＵ", "s h i t head"]
+    plain = model.predict(evasive)
+    scored = model.score_texts(evasive)
+    assert all(s.score >= 0.8 for s in scored), [s.score for s in scored]
+    assert sum(p >= 0.8 for p in plain) < len(evasive)  # the bag of words alone misses some of them
+    assert deobfuscate("I have 2 cats, room 101") == "I have 2 cats, room 101"  # digits alone stay digits

@@ -111,3 +111,23 @@ def test_language_hints() -> None:
     # A German national mobile number is only read as German with a German hint.
     assert kinds("ruf an: 0151 23456789", language="de") == [("phone", "+4915123456789")]
     assert kinds("ruf an: 0151 23456789", default_regions=()) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Perl passes arguments in @_ and you can't go home again, unless you set $HOME.",  # code, not contacts
+        "Install the signal handler, then run config.sh and read notes.md.",
+        "Room number 5000 of the hotel; the string was 2883 bytes long.",  # phone words, short numbers
+        "wa-diddie wa-diddie, sang the band.",
+    ],
+)
+def test_code_and_prose_lookalikes_are_not_contacts(text: str) -> None:
+    assert find_contacts(text, language="en") == ()
+
+
+def test_a_possible_number_counts_after_a_phone_word() -> None:
+    # Uruguayan mobiles are written with a leading 0; without it libphonenumber's VALID leniency
+    # refuses the number, but after "call me at" it is a phone number all the same.
+    assert kinds("Please call me at 9846 2888 tomorrow", regions=["UY"]) == [("phone", "+59898462888")]
+    assert kinds("The 9846 2888 votes were counted", regions=["UY"]) == []
