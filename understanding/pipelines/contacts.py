@@ -193,8 +193,8 @@ _CASHTAG = re.compile(r"(?<![A-Za-z0-9_$])\$(?P<handle>[A-Za-z][A-Za-z0-9_]{1,19
 _MONEY_CONTEXT = re.compile(
     r"(?<![A-Za-z])(cash|pay|send|tip|money|venmo|zelle|donat|\$\d|\d\s*(usd|dollars?|bucks))", re.IGNORECASE
 )
-# Real TLDs that are mostly file names when written bare ("config.sh", "setup.py", "notes.md").
-_FILE_LIKE_TLDS = frozenset({"sh", "py", "pl", "md", "rs", "so", "zip", "mov", "ps"})
+# Real TLDs that are mostly file names when written as a bare "name.ext" ("config.sh", "setup.py").
+_FILE_LIKE_TLDS = frozenset({"sh", "py", "md", "so", "zip", "mov", "ps"})
 # Words that follow a keyword but are not handles ("line up", "snap photos", "ig is down").
 _NOT_HANDLES = frozenset(
     [
@@ -391,7 +391,7 @@ def _urls_and_emails(norm: str) -> list[_Span]:
             found.append(_Span(ContactKind.EMAIL, start_n, end_n, email, priority=3))
             continue
         bare = not re.match(r"^([a-z][a-z0-9+.\-]*://|www\.)", url, re.IGNORECASE) and "/" not in url
-        if bare and url.rsplit(".", 1)[-1].lower() in _FILE_LIKE_TLDS:
+        if bare and url.count(".") == 1 and url.rsplit(".", 1)[-1].lower() in _FILE_LIKE_TLDS:
             continue
         found.append(_platform_url(url, start_n, end_n))
     return found

@@ -126,6 +126,10 @@ def test_code_and_prose_lookalikes_are_not_contacts(text: str) -> None:
     assert find_contacts(text, language="en") == ()
 
 
+def test_country_domains_that_look_like_file_extensions() -> None:
+    assert kinds("kup na allegro.pl albo sklep.com.py") == [("url", "http://allegro.pl"), ("url", "http://sklep.com.py")]
+
+
 def test_a_possible_number_counts_after_a_phone_word() -> None:
     # Uruguayan mobiles are written with a leading 0; without it libphonenumber's VALID leniency
     # refuses the number, but after "call me at" it is a phone number all the same.
