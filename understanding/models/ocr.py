@@ -87,21 +87,19 @@ class TextLine:
 
 @dataclass(frozen=True, slots=True)
 class OcrResult:
-    lines: tuple[TextLine, ...]  # reading order: top to bottom, left to right
+    lines: tuple[TextLine, ...]  # reading order: top to bottom, left to right (on the deskewed page)
     regions: int  # text regions the detector found
     skipped: int  # regions not recognised because of `max_lines`
     model: ModelRef
+    rows: tuple[int, ...] = ()  # visual row of each line
 
     @property
     def text(self) -> str:
         """Lines joined: one output line per visual row."""
-        rows: list[list[TextLine]] = []
-        for line in self.lines:
-            if rows and _same_row(rows[-1][-1], line):
-                rows[-1].append(line)
-            else:
-                rows.append([line])
-        return "\n".join(" ".join(item.text for item in row) for row in rows)
+        rows: dict[int, list[str]] = {}
+        for index, line in enumerate(self.lines):
+            rows.setdefault(self.rows[index] if index < len(self.rows) else index, []).append(line.text)
+        return "\n".join(" ".join(items) for items in rows.values())
 
 
 class TextReader(Protocol):
@@ -188,7 +186,8 @@ class PaddleOcr:
             if text and score >= self.options.min_line_score:
                 points = tuple((float(x), float(y)) for x, y in quad)
                 lines.append(TextLine(text, score, points, angle))  # type: ignore[arg-type]
-        return OcrResult(tuple(_reading_order(lines)), len(regions), len(regions) - len(kept), self.model)
+        ordered, rows = _reading_order(lines)
+        return OcrResult(tuple(ordered), len(regions), len(regions) - len(kept), self.model, tuple(rows))
 
     def _detect(self, image: Image) -> list[tuple[npt.NDArray[np.float32], float]]:
         opts = self.options
@@ -308,31 +307,38 @@ def _mean_inside(prob: npt.NDArray[np.float32], box: npt.NDArray[np.float32]) ->
     return float(cv2.mean(prob[y0 : y1 + 1, x0 : x1 + 1], mask)[0])
 
 
-def _centre_y(line: TextLine) -> float:
-    return sum(p[1] for p in line.quad) / 4
+def _reading_order(lines: list[TextLine]) -> tuple[list[TextLine], list[int]]:
+    """Lines in reading order and their row numbers, on the page turned upright first.
 
-
-def _height(line: TextLine) -> float:
-    q = line.quad
-    return max(math.dist(q[0], q[3]), math.dist(q[1], q[2]))
-
-
-def _same_row(a: TextLine, b: TextLine) -> bool:
-    return abs(_centre_y(a) - _centre_y(b)) < 0.5 * min(_height(a), _height(b))
-
-
-def _reading_order(lines: list[TextLine]) -> list[TextLine]:
-    """Rows top to bottom (lines whose centres are within half a line height share a row),
-    left to right within a row."""
+    Centres are rotated by the lines' median angle, so on a page photographed a few degrees
+    off, the pieces of one line (the detector may split it at wide gaps) share a row instead
+    of interleaving with the next line. Within half a line height of the row's first line,
+    a line joins that row; rows top to bottom, lines left to right.
+    """
+    if not lines:
+        return [], []
+    theta = math.radians(float(np.median([line.angle_deg for line in lines])))
+    cos, sin = math.cos(theta), math.sin(theta)
+    upright = []
+    for line in lines:
+        cx = sum(p[0] for p in line.quad) / 4
+        cy = sum(p[1] for p in line.quad) / 4
+        q = line.quad
+        height = max(math.dist(q[0], q[3]), math.dist(q[1], q[2]))
+        upright.append((cx * cos + cy * sin, -cx * sin + cy * cos, height, line))
+    upright.sort(key=lambda item: item[1])
     ordered: list[TextLine] = []
-    row: list[TextLine] = []
-    for line in sorted(lines, key=_centre_y):
-        if row and not _same_row(row[0], line):
-            ordered += sorted(row, key=lambda item: item.box[0])
+    rows: list[int] = []
+    row: list[tuple[float, float, float, TextLine]] = []
+    for item in upright:
+        if row and abs(item[1] - row[0][1]) >= 0.5 * min(item[2], row[0][2]):
+            ordered += [entry[3] for entry in sorted(row, key=lambda entry: entry[0])]
+            rows += [rows[-1] + 1 if rows else 0] * len(row)
             row = []
-        row.append(line)
-    ordered += sorted(row, key=lambda item: item.box[0])
-    return ordered
+        row.append(item)
+    ordered += [entry[3] for entry in sorted(row, key=lambda entry: entry[0])]
+    rows += [rows[-1] + 1 if rows else 0] * len(row)
+    return ordered, rows
 
 
 def _version(*paths: pathlib.Path) -> str:
