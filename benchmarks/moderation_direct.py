@@ -280,6 +280,19 @@ def words(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
 
 
+def word_recall(truth: str, read: str) -> float:
+    """Share of the true words read, in any order (recognition without the reading order)."""
+    remaining: dict[str, int] = {}
+    for word in read.split():
+        remaining[word] = remaining.get(word, 0) + 1
+    hits = 0
+    for word in truth.split():
+        if remaining.get(word, 0):
+            remaining[word] -= 1
+            hits += 1
+    return hits / max(1, len(truth.split()))
+
+
 def rotate(image: np.ndarray, degrees: float) -> np.ndarray:
     h, w = image.shape[:2]
     matrix = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
@@ -326,21 +339,21 @@ def bench_ocr(args: argparse.Namespace) -> None:
                     text = run()
                     wall, cpu_s = time.perf_counter() - started, time.process_time() - cpu
                     wer = jiwer.wer(truth, words(text)) if truth else 0.0
+                    bag = word_recall(truth, words(text))
                     key = f"{name} | {dpi} {variant}"
-                    totals.setdefault(key, []).extend([wer, wall, cpu_s])
-                    print(
-                        f"   {pathlib.Path(page).stem:22s} {dpi} {variant:13s} {name:20s} WER {wer:.3f}  {wall:6.1f} s wall {cpu_s:6.1f} s cpu"
-                    )
+                    totals.setdefault(key, []).extend([wer, wall, cpu_s, bag])
+                    print(f"   {pathlib.Path(page).stem:22s} {dpi} {variant:13s} {name:20s} WER {wer:.3f} "
+                          f"word recall {bag:.3f} {wall:6.1f} s wall {cpu_s:6.1f} s cpu")  # fmt: skip
     print("-- mean over pages")
     for key, values in sorted(totals.items()):
-        wer, wall, cpu_s = (float(np.mean(values[i::3])) for i in range(3))
-        print(f"   {key:42s} WER {wer:.3f}  {wall:6.1f} s/page wall  {cpu_s:6.1f} s/page cpu")
+        wer, wall, cpu_s, bag = (float(np.mean(values[i::4])) for i in range(4))
+        print(f"   {key:42s} WER {wer:.3f}  word recall {bag:.3f}  {wall:6.1f} s/page wall  {cpu_s:6.1f} s/page cpu")
     for key in sorted(k for k in totals if k.startswith("ours")):
         setting = key.split(" | ")[1]
         base = totals.get(f"rapidocr as shipped | {setting}")
-        result(f"ocr WER {setting}", float(np.mean(totals[key][0::3])), float(np.mean(base[0::3])) if base else None)
-        result(f"ocr s/page {setting}", float(np.mean(totals[key][1::3])),
-               float(np.mean(base[1::3])) if base else None, unit="s")  # fmt: skip
+        result(f"ocr WER {setting}", float(np.mean(totals[key][0::4])), float(np.mean(base[0::4])) if base else None)
+        result(f"ocr s/page {setting}", float(np.mean(totals[key][1::4])),
+               float(np.mean(base[1::4])) if base else None, unit="s")  # fmt: skip
 
     # Video-like frames: real photos and frames, mostly without text (the gate), timed per frame.
     frames = natural_frames(args.frames)
