@@ -107,6 +107,15 @@ def _package_file(package: str, name: str, install_hint: str) -> pathlib.Path:
     return path
 
 
+def _as_bgr(image: Image) -> Image:
+    """Grey and BGRA inputs as 3-channel BGR (decoders hand over all three)."""
+    if image.ndim == 2:
+        return np.asarray(cv2.cvtColor(image, cv2.COLOR_GRAY2BGR), np.uint8)
+    if image.shape[2] == 4:
+        return np.asarray(cv2.cvtColor(image, cv2.COLOR_BGRA2BGR), np.uint8)
+    return image
+
+
 def _file_version(package: str, path: pathlib.Path) -> str:
     try:
         release = importlib.metadata.version(package)
@@ -161,7 +170,7 @@ class NudeNetDetector:
         if not images:
             return []
         blobs, sides = [], []
-        for image in images:
+        for image in map(_as_bgr, images):
             h, w = image.shape[:2]
             side = max(h, w)
             square = cv2.copyMakeBorder(image, 0, side - h, 0, side - w, cv2.BORDER_CONSTANT, value=(0, 0, 0))
@@ -225,7 +234,7 @@ class OpenNsfwClassifier:
     def predict(self, images: Sequence[Image]) -> list[NudityResult]:
         if not images:
             return []
-        batch = np.stack([self._prepare(image) for image in images])
+        batch = np.stack([self._prepare(_as_bgr(image)) for image in images])
         with self._lock:
             (probabilities,) = self._session.run(None, {self._input: batch})  # type: ignore[attr-defined]
         return [NudityResult(score=float(p[1]), parts=(), model=self.model) for p in probabilities]

@@ -225,21 +225,28 @@ class PaddleOcr:
         return regions
 
     def _strip(self, image: Image, quad: npt.NDArray[np.float32]) -> tuple[Image, float]:
-        """The line, deskewed, from the original pixels, at the recogniser's height."""
+        """The line, deskewed, from the original pixels, at the recogniser's height.
+
+        The warp goes straight to at most twice the final size (a huge title on a huge image
+        never allocates its full-resolution strip), then one resize to 48 px: cubic when the
+        text is small (upscaling real pixels), area when it is large.
+        """
         width, height = _quad_size(quad)
-        width, height = max(1, round(width)), max(1, round(height))
-        target = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
-        matrix = cv2.getPerspectiveTransform(quad.astype(np.float32), target)
-        strip = cv2.warpPerspective(
-            image, matrix, (width, height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
-        )
+        width, height = max(1.0, width), max(1.0, height)
         top = quad[1] - quad[0]
         angle = math.degrees(math.atan2(float(top[1]), float(top[0])))
-        if height >= 1.5 * width:  # a vertical line of text: read it turned
+        vertical = height >= 1.5 * width  # a vertical line of text: read it turned
+        text_height = width if vertical else height
+        warp_scale = min(1.0, 2 * self.REC_HEIGHT / text_height)
+        ww, wh = max(1, round(width * warp_scale)), max(1, round(height * warp_scale))
+        target = np.array([[0, 0], [ww, 0], [ww, wh], [0, wh]], np.float32)
+        matrix = cv2.getPerspectiveTransform(quad.astype(np.float32), target)
+        strip = cv2.warpPerspective(image, matrix, (ww, wh), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        if vertical:
             strip = np.ascontiguousarray(np.rot90(strip))
-            width, height = height, width
-        scale = self.REC_HEIGHT / height
-        out_w = min(self.options.max_line_width, max(8, round(width * scale)))
+            ww, wh = wh, ww
+        scale = self.REC_HEIGHT / wh
+        out_w = min(self.options.max_line_width, max(8, round(ww * scale)))
         interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
         return np.asarray(cv2.resize(strip, (out_w, self.REC_HEIGHT), interpolation=interpolation), np.uint8), angle
 

@@ -46,7 +46,13 @@ def test_ordinary_photos_score_low_and_batches_match_singles(open_nsfw: OpenNsfw
     assert open_nsfw.predict([]) == []
 
 
-def test_grey_and_rgba_like_inputs_are_handled(open_nsfw: OpenNsfwClassifier) -> None:
+def test_grey_bgra_and_tiny_inputs_are_handled(open_nsfw: OpenNsfwClassifier) -> None:
+    coffee = photos()[1]
+    reference = open_nsfw.predict([coffee])[0].score
+    bgra = cv2.cvtColor(coffee, cv2.COLOR_BGR2BGRA)
+    grey = cv2.cvtColor(coffee, cv2.COLOR_BGR2GRAY)
+    assert open_nsfw.predict([bgra])[0].score == pytest.approx(reference, abs=1e-5)
+    assert 0.0 <= open_nsfw.predict([grey])[0].score < 0.2
     tiny = np.full((7, 5, 3), 200, np.uint8)  # smaller than the model's input: resized, not refused
     assert 0.0 <= open_nsfw.predict([tiny])[0].score <= 1.0
 

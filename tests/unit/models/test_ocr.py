@@ -96,3 +96,10 @@ def test_grey_and_bgra_images() -> None:
     for image in (grey, bgra):
         (result,) = reader.predict([image])
         assert word_accuracy(LINES[:1], result.text) >= 0.9, result.text
+
+
+def test_a_huge_title_is_read_without_a_full_resolution_strip(ocr: PaddleOcr) -> None:
+    canvas = Image.new("RGB", (4000, 700), "white")
+    ImageDraw.Draw(canvas).text((100, 150), "SALE 50%", font=ImageFont.truetype(FONT, 380), fill="black")
+    (result,) = ocr.predict([cv2.cvtColor(np.asarray(canvas), cv2.COLOR_RGB2BGR)])
+    assert "SALE" in result.text and "50" in result.text, result.text
