@@ -64,7 +64,7 @@ class OcrOptions:
     unclip_ratio: float = 1.6  # DB region growth (the model predicts shrunk text kernels)
     min_region_px: float = 4.0  # regions thinner than this (in input pixels) are noise
     min_line_score: float = 0.5  # mean character confidence to keep a line
-    max_lines: int = 200  # per image; the rest are counted in `skipped`
+    max_lines: int = 64  # per image (a page of print has ~40-60); the rest are counted in `skipped`
     max_line_width: int = 2400  # recogniser strip width cap (px at 48 px height, ~100 characters)
     rec_batch_size: int = 8
     flat_std: float = 3.0  # grey-level standard deviation under which an image has no text to find
