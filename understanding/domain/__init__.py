@@ -33,7 +33,7 @@ from understanding.domain.media import (
     Word,
     point_id,
 )
-from understanding.domain.moderation import CategoryResult, Decision, Evidence, Moderation, Signal
+from understanding.domain.moderation import CATEGORIES, CategoryResult, Decision, Evidence, Moderation, Signal
 from understanding.domain.options import (
     SPEECH_LANGUAGES,
     AnalysisOptions,
@@ -45,6 +45,7 @@ from understanding.domain.options import (
 )
 
 __all__ = [
+    "CATEGORIES",
     "POINT_NAMESPACE",
     "SPEECH_LANGUAGES",
     "Analysis",

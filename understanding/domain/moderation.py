@@ -16,6 +16,26 @@ from dataclasses import dataclass
 from understanding.domain.media import Modality, ModelRef
 
 
+# The categories signals are filed under (a policy names them; an unknown name in a policy
+# file is a start-up error). `contact.*` are sub-kinds of contact details.
+CATEGORIES: tuple[str, ...] = (
+    "nudity",  # exposed body parts / NSFW imagery (images, frames)
+    "sexual",  # sexual solicitation or content in text / speech
+    "offensive",  # offensive language, insults, profanity
+    "harassment",
+    "hate",
+    "violence",
+    "self_harm",
+    "spam_scam",  # scams, fraud, unsolicited promotion
+    "minors",  # signs a minor is involved
+    "contact.phone",  # contact details: the main scam vector in dating and video chat
+    "contact.email",
+    "contact.url",
+    "contact.handle",  # social / messenger handles
+    "contact.payment",  # payment handles, crypto addresses, IBANs
+)
+
+
 class Decision(enum.Enum):
     """Ordered: a media's decision is the most severe of its categories'."""
 
