@@ -72,7 +72,9 @@ def transient(error: BaseException) -> str | None:
     retrying cannot help (a bad request, a missing collection)."""
     if isinstance(error, grpc.RpcError):
         code = error.code() if callable(getattr(error, "code", None)) else None
-        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        # Qdrant ends a call that outlived the deadline it was sent with as
+        # CANCELLED "Timeout expired" (our calls are never cancelled otherwise).
+        if code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
             return "timeout"
         return "unavailable" if code in _RETRIABLE_GRPC else None
     if isinstance(error, ResourceExhaustedResponse):
