@@ -85,6 +85,10 @@ OPTIMIZE_ON_OPEN_MIN_POINTS = 20_000
 # Points written while serving after which the index is rebuilt aside. 20k
 # unindexed points cost ~4 ms more per search of a tenant holding all of them.
 BACKGROUND_INDEX_MIN_POINTS = 20_000
+# Exact search cost per unindexed point of a tenant (measured here, 384-d), and
+# the backlog past which a warning says searches are slow because of it.
+EXACT_SEARCH_US_PER_POINT = 0.2
+SLOW_UNINDEXED_POINTS = 100_000
 
 
 def _tags(flt: PointFilter) -> list[Any]:
@@ -278,6 +282,8 @@ class EdgeVectorStore:
         self._builder: threading.Thread | None = None
         self._child: subprocess.Popen[bytes] | None = None
         self._closing = False
+        self._stopping_build = False
+        self._warned_slow = False
         self._sweep()
         if (self._path / "edge_config.json").exists() or any(self._path.glob("segments*")):
             existing = self._stored_dimension()
@@ -536,6 +542,12 @@ class EdgeVectorStore:
         write_alias(self._root, alias, self.collection, self.dimension, model_path=model_path)
 
     def optimize(self) -> None:
+        """Build the index now, in this process (holds the GIL: bulk loads and start-up only).
+
+        A background build under way is stopped first: swapped in after this
+        optimization, its older copy would leave the newest points unindexed.
+        """
+        self._stop_build()
         started = time.perf_counter()
         with self._lock:
             changed = self._shard.optimize()
@@ -555,12 +567,7 @@ class EdgeVectorStore:
             if self._closing:
                 return
             self._closing = True
-            child = self._child
-        if child is not None:
-            with contextlib.suppress(ProcessLookupError):
-                child.kill()
-        if self._builder is not None:
-            self._builder.join()
+        self._stop_build()
         with self._lock:
             try:
                 self._shard.flush()
@@ -606,10 +613,40 @@ class EdgeVectorStore:
         if (
             self._since_build >= self._background_min
             and not self._closing
+            and not self._stopping_build
             and (self._builder is None or not self._builder.is_alive())
+            # A build copies the whole shard: wait for a tenth of it to be new,
+            # so copying costs O(1) per point however large the store grows.
+            and self._since_build >= self._shard.info().points_count // 10
         ):
             self._builder = threading.Thread(target=self._build_index, name=f"index-{self.collection}", daemon=True)
             self._builder.start()
+        elif self._since_build >= SLOW_UNINDEXED_POINTS and not self._warned_slow:
+            self._warned_slow = True
+            log.warning(
+                "many points wait for the vector index: searches over them are exact and slower",
+                extra={
+                    "collection": self.collection,
+                    "unindexed_points": self._since_build,
+                    "extra_ms_per_search": round(self._since_build * EXACT_SEARCH_US_PER_POINT / 1000, 1),
+                    "building": self._builder is not None and self._builder.is_alive(),
+                },
+            )
+
+    def _stop_build(self) -> None:
+        """Stop a background build under way (its copy is discarded); call without holding self._lock."""
+        with self._lock:
+            self._stopping_build = True
+            child = self._child
+        try:
+            if child is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.kill()
+            if self._builder is not None:
+                self._builder.join()
+        finally:
+            with self._lock:
+                self._stopping_build = False
 
     def _build_index(self) -> None:
         """Build the HNSW index of a copy in a child process, then swap the copy in (see module docstring)."""
@@ -617,15 +654,16 @@ class EdgeVectorStore:
         build = self._root / f".{self.collection}.build-{uuid.uuid4().hex[:8]}"
         try:
             with self._lock:
-                if self._closing:
+                if self._closing or self._stopping_build:
                     return
                 self._shard.flush()
                 shutil.copytree(self._path, build)
                 self._replay = []
                 self._since_build = 0
+                self._warned_slow = False
             copied = time.perf_counter()
             with self._lock:
-                if self._closing:
+                if self._closing or self._stopping_build:
                     return
                 self._child = subprocess.Popen(
                     [sys.executable, "-m", "understanding.sinks.edge_index_build", str(build)],
@@ -638,7 +676,7 @@ class EdgeVectorStore:
             if code == NOTHING_TO_DO:
                 return
             if code != 0:
-                if not self._closing:
+                if not (self._closing or self._stopping_build):
                     log.warning(
                         "building the vector index aside failed; new points stay searched exactly",
                         extra={"collection": self.collection, "exit_code": code, "stderr": err.decode()[-500:]},
@@ -650,7 +688,7 @@ class EdgeVectorStore:
             opened = qe.EdgeShard.load(str(generation), None)  # holds the GIL: the stall a swap costs
             loaded = time.perf_counter()
             with self._lock:
-                if self._closing:
+                if self._closing or self._stopping_build:
                     opened.close()
                     shutil.rmtree(generation, ignore_errors=True)
                     return

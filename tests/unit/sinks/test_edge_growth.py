@@ -120,3 +120,14 @@ def test_unindexed_counts_dense_vectors_only(tmp_path: pathlib.Path) -> None:
     store.optimize()
     assert store.index_status().unindexed == 0
     store.close()
+
+
+def test_an_explicit_optimize_stops_a_build_and_indexes_everything(tmp_path: pathlib.Path) -> None:
+    """Bulk loaders call optimize(): a build under way must not swap an older copy in after it."""
+    store = open_store(tmp_path)
+    store.upsert(points(600, seed=6))
+    store.optimize()
+    assert not store.index_status().building
+    assert store.index_status().unindexed == 0 and store.count() == 600
+    assert not list(tmp_path.glob(".c.build-*"))
+    store.close()
