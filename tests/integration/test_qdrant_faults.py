@@ -76,7 +76,7 @@ def open_store(server: QdrantServer, transport: str, *, timeout_s: float, retry:
 
 @pytest.fixture
 def server(tmp_path: pathlib.Path) -> Iterator[QdrantServer]:
-    with private_server(tmp_path / "qdrant") as s:
+    with private_server(tmp_path / "qdrant", binary_only=True) as s:
         yield s
 
 

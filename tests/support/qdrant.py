@@ -50,12 +50,13 @@ def configured_endpoint() -> QdrantEndpoint | None:
     return QdrantEndpoint(url, int(os.environ.get(GRPC_PORT_ENV) or port + 1))
 
 
-def unavailable(reason: str) -> None:
+def unavailable(reason: str, *, binary_only: bool = False) -> None:
     """Skip the test, or fail it under CI: CI must run every Qdrant test."""
-    message = (
-        f"{reason}: set {URL_ENV} to a running Qdrant server, or {BIN_ENV} to a Qdrant server binary "
-        f"(default {ROOT.parent / 'shared' / 'tools' / 'qdrant' / 'qdrant'})"
-    )
+    binary = f"{BIN_ENV} to a Qdrant server binary (default {ROOT.parent / 'shared' / 'tools' / 'qdrant' / 'qdrant'})"
+    if binary_only:
+        message = f"{reason}: this test kills and pauses its own server; set {binary}"
+    else:
+        message = f"{reason}: set {URL_ENV} to a running Qdrant server, or {binary}"
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(f"CI must run the Qdrant server tests, but {message}", pytrace=False)
     pytest.skip(message)
@@ -161,11 +162,11 @@ class QdrantServer:
 
 
 @contextlib.contextmanager
-def private_server(run_dir: pathlib.Path) -> Iterator[QdrantServer]:
+def private_server(run_dir: pathlib.Path, *, binary_only: bool = False) -> Iterator[QdrantServer]:
     """A fresh server from the binary, stopped afterwards (skips or fails without the binary)."""
     binary = qdrant_binary()
     if binary is None:
-        unavailable("no Qdrant server binary")
+        unavailable("no Qdrant server binary", binary_only=binary_only)
     assert binary is not None
     server = QdrantServer(binary, run_dir).start()
     try:
