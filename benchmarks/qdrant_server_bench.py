@@ -32,6 +32,7 @@ never asserted.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import pathlib
 import shutil
@@ -132,6 +133,15 @@ def recall_and_latency(
         exact = t0_ids[np.argsort(-(t0_vectors @ q))[:10]]
         hits += len({str(uuid.UUID(int=int(i) + 1)) for i in exact} & {p.id for p in got})
     return hits / (10 * len(queries)), percentile(times, 50), percentile(times, 99)
+
+
+def recall_free_p50(store: VectorStore, queries: np.ndarray) -> float:
+    times = []
+    for q in queries:
+        began = time.perf_counter()
+        store.search(q, TENANT_FILTER, limit=10)
+        times.append((time.perf_counter() - began) * 1000)
+    return percentile(times, 50)
 
 
 def hybrid_p50(store: VectorStore, queries: np.ndarray) -> float:
@@ -283,6 +293,16 @@ def wait_builds(store: VectorStore) -> None:
         time.sleep(0.5)
 
 
+class ExtrasFormatter(logging.Formatter):
+    """The message and its `extra` fields (the build timings), one line."""
+
+    _standard = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        extra = {k: v for k, v in record.__dict__.items() if k not in self._standard}
+        return f"log: {record.getMessage()} {extra}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
@@ -292,6 +312,11 @@ def main() -> int:
     parser.add_argument("--backends", default="edge,server")
     parser.add_argument("--no-growth", action="store_true")
     args = parser.parse_args()
+    # The embedded store logs each background build (copy, build, load = event-loop stall, replay).
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(ExtrasFormatter())
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+    logging.getLogger("understanding.sinks.edge_store").setLevel(logging.INFO)
     if args.quick:
         args.points, args.growth, args.queries = 4000, 4000, 20
     kinds = [k for k in args.backends.split(",") if k]
@@ -320,7 +345,14 @@ def main() -> int:
                     shutil.copytree(base, root / "edge" / name)
                     grown = backends.edge(name, background=background)
                     growth(label, grown, corpus, args.points, args.growth, queries)
+                    began = time.perf_counter()
                     wait_builds(grown)
+                    settled = [recall_free_p50(grown, queries)]
+                    print(
+                        f"growth {label:24} after the last build settled ({time.perf_counter() - began:.0f} s): "
+                        f"search p50 {settled[0]:.1f} ms, {grown.index_status().unindexed} points unindexed",  # type: ignore[attr-defined]
+                        flush=True,
+                    )
                     grown.close()
                     shutil.rmtree(root / "edge" / name, ignore_errors=True)
             else:
