@@ -12,6 +12,7 @@ skip, except under CI (`CI=true`), where they fail.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import pathlib
 import signal
@@ -76,6 +77,12 @@ def ready(url: str) -> bool:
         return False
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it if the test process dies without stopping it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 class QdrantServer:
     """One server process on loopback with its own storage (kept across restarts)."""
 
@@ -110,7 +117,13 @@ class QdrantServer:
         with self._log.open("ab") as log:
             # cwd = run dir: the server reads ./config and writes ./snapshots there, never beside the binary.
             self.proc = subprocess.Popen(
-                [str(self.binary)], cwd=self.run_dir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+                [str(self.binary)],
+                cwd=self.run_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                preexec_fn=_die_with_parent,
             )
         return self
 
