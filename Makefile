@@ -57,3 +57,10 @@ kafka-down:
 
 clean:
 	rm -rf understanding/v1 .pytest_cache clients/python/build clients/python/understanding clients/python/*.egg-info
+
+.PHONY: qdrant-up qdrant-down
+qdrant-up:  ## a local Qdrant server on 127.0.0.1:16333 (gRPC 16334) with fresh storage (scripts/qdrant.sh)
+	@bash scripts/qdrant.sh up
+
+qdrant-down:
+	@bash scripts/qdrant.sh down

@@ -29,6 +29,10 @@ command -v sox >/dev/null || need_apt+=(sox)
 command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
 command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need_apt+=(maven)
+# scripts/qdrant.sh waits for the server's /readyz with curl; the Qdrant fault
+# tests are run under CPU load with stress-ng before they are called done.
+command -v curl >/dev/null || need_apt+=(curl)
+command -v stress-ng >/dev/null || need_apt+=(stress-ng)
 # Public text corpora for the search benchmark (benchmarks/search_bench.py).
 [[ -d /usr/share/doc/python3.11/html/_sources ]] || need_apt+=(python3.11-doc)
 [[ -d /usr/share/games/fortunes ]] || need_apt+=(fortunes)

@@ -12,6 +12,7 @@ from typing import Iterator
 import pytest
 
 from tests.support.kafka import kafka
+from tests.support.qdrant import URL_ENV, QdrantEndpoint, configured_endpoint, private_server, ready
 from tests.support.server import ServerProcess
 
 KAFKA = os.environ.get("UNDERSTANDING_TEST_KAFKA", "127.0.0.1:19092")
@@ -39,6 +40,27 @@ def kafka_bootstrap() -> str:
     if not _port_open(KAFKA):
         kafka("up")
     return KAFKA
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "qdrant_server: needs a real Qdrant server (UNDERSTANDING_TEST_QDRANT_URL, or the binary beside the "
+        "checkout started by the session); skips without one, fails under CI",
+    )
+
+
+@pytest.fixture(scope="session")
+def qdrant_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QdrantEndpoint]:
+    """A real Qdrant server: the one at UNDERSTANDING_TEST_QDRANT_URL, else a private one from the binary."""
+    endpoint = configured_endpoint()
+    if endpoint is not None:
+        if not ready(endpoint.url):
+            pytest.fail(f"{URL_ENV}={endpoint.url} is set but that Qdrant server does not answer /readyz")
+        yield endpoint
+        return
+    with private_server(tmp_path_factory.mktemp("qdrant")) as server:
+        yield server.endpoint
 
 
 @pytest.fixture(scope="session")

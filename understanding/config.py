@@ -162,6 +162,13 @@ class Settings:
     # --- vector store
     qdrant_url: str = _setting("", "Remote Qdrant URL; empty uses the embedded store.")
     qdrant_api_key: str = _setting("", "API key for the remote Qdrant.")
+    qdrant_prefer_grpc: bool = _setting(
+        False, "Talk to the remote Qdrant over gRPC (qdrant_grpc_port; faster bulk writes) instead of REST."
+    )
+    qdrant_grpc_port: int = _setting(6334, "gRPC port of the remote Qdrant (with qdrant_prefer_grpc).")
+    qdrant_timeout_s: float = _setting(
+        10.0, "Deadline of each call to the remote Qdrant; calls are retried with back-off for up to ~20 s."
+    )
     qdrant_collection: str = _setting("understanding", "Collection (alias) name prefix.")
     # --- events
     kafka_bootstrap: str = _setting("", "Kafka bootstrap servers; empty keeps events in the outbox.")

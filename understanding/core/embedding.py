@@ -73,15 +73,21 @@ class StoreOpener:
         collection exists, how to open a collection)."""
         settings, alias = self._settings, self.alias
         if settings.qdrant_url:
-            from qdrant_client import QdrantClient
+            from understanding.sinks.qdrant_remote import QdrantClientStore, connect
 
-            from understanding.sinks.qdrant_remote import QdrantClientStore
-
-            client = QdrantClient(url=settings.qdrant_url, api_key=settings.qdrant_api_key or None, timeout=30)
+            client = connect(
+                settings.qdrant_url,
+                api_key=settings.qdrant_api_key,
+                prefer_grpc=settings.qdrant_prefer_grpc,
+                grpc_port=settings.qdrant_grpc_port,
+                timeout_s=settings.qdrant_timeout_s,
+            )
             current = QdrantClientStore.alias_target(client, alias)
 
             def remote(name: str, dim: int | None) -> VectorStore:
-                return QdrantClientStore(dimension=dim, collection=name, client=client)
+                return QdrantClientStore(
+                    dimension=dim, collection=name, client=client, timeout_s=settings.qdrant_timeout_s
+                )
 
             return current, "", current is None and client.collection_exists(alias), remote
         from understanding.sinks.edge_store import EdgeVectorStore, read_alias

@@ -1,14 +1,38 @@
 """Vector store on a Qdrant server through qdrant-client (used when a URL is set).
 
 Also runs against qdrant-client's local mode (`location=":memory:"` or a path),
-which is how the congruence tests compare it with the embedded store here.
-Same collection layout, filters, staging and fusion as the embedded store;
-aliases are Qdrant's own (switched in one atomic `update_collection_aliases`).
+which is how the congruence tests compare it with the embedded store and with
+a real server (tests/unit/sinks/test_store.py). Same collection layout,
+filters, staging and fusion as the embedded store; aliases are Qdrant's own
+(switched in one atomic `update_collection_aliases`).
+
+Supported servers: Qdrant 1.16 to 1.18 (see `SUPPORTED_SERVERS`), through the
+pinned qdrant-client 1.17 (Qdrant supports a client against servers one minor
+version away). `connect` checks the server's version once and says so in the
+log; a server older than 1.16 lacks conditional upserts (`update_filter`, used
+to stage re-analyses) and is refused.
+
+Lexical IDF per tenant: the embedded engine (and Qdrant >= 1.19) compute IDF
+over a corpus filter; Qdrant 1.16-1.18 only over the whole collection, which
+would let one tenant's documents shape another's scores. So the sparse vector
+here has no server-side modifier: each point also stores its term ids in the
+payload (`lexical_terms`, an on-disk integer index), the query's term weights
+are multiplied by the tenant's IDF computed from exact counts (one count per
+query term), and the server only takes the dot product. Same formula and
+corpus as the engine's: idf = ln(1 + (N - df + 0.5) / (df + 0.5)) over the
+tenant's published points that have terms.
+
+Server calls go through `RetryingCaller` (qdrant_retry.py): back-off through a
+restart, a deadline on every call, `StoreUnavailable`/`StoreTimeout` past the
+budget.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import threading
+from importlib import metadata
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -17,6 +41,7 @@ from qdrant_client import QdrantClient, models
 from understanding.domain import Vector
 from understanding.sinks import lexical
 from understanding.sinks.lexical import SparseTerms
+from understanding.sinks.qdrant_retry import DEFAULT_RETRY, RetryingCaller, RetryPolicy
 from understanding.sinks.store import (
     DENSE_VECTOR,
     FLOAT_FIELDS,
@@ -35,6 +60,15 @@ from understanding.sinks.store import (
     published_version,
     rrf_page,
 )
+
+log = logging.getLogger(__name__)
+
+# Qdrant server versions this release supports, (major, minor) inclusive: the
+# pinned qdrant-client's range (its minor +- 1). 1.16 is also the first with
+# conditional upserts. CI tests against 1.16.3 (../shared/tools/qdrant).
+SUPPORTED_SERVERS = ((1, 16), (1, 18))
+# Payload field holding a point's lexical term ids (see the module docstring).
+LEXICAL_TERMS = "lexical_terms"
 
 # Matches staged points; used as `must_not` by every read.
 _NOT_PENDING = models.FieldCondition(key="pending", match=models.MatchValue(value=PENDING))
@@ -97,6 +131,97 @@ def _media(tenant: str, media_id: str, *extra: Any) -> models.Filter:
     )
 
 
+# ---------------------------------------------------------------- connection
+_reported: set[str] = set()
+_report_lock = threading.Lock()
+
+
+def client_version() -> str:
+    return metadata.version("qdrant-client")
+
+
+def parse_version(text: str) -> tuple[int, int, int] | None:
+    parts = text.strip().lstrip("v").split("-")[0].split(".")
+    try:
+        major, minor = int(parts[0]), int(parts[1])
+        patch = int(parts[2]) if len(parts) > 2 else 0
+    except (IndexError, ValueError):
+        return None
+    return major, minor, patch
+
+
+class UnsupportedServer(RuntimeError):
+    """The Qdrant server is too old for the features the store relies on."""
+
+
+def version_verdict(server: str, where: str) -> tuple[int, str]:
+    """(log level, message) about a server version; raises UnsupportedServer below the range."""
+    (lo_major, lo_minor), (hi_major, hi_minor) = SUPPORTED_SERVERS
+    supported = f"{lo_major}.{lo_minor} to {hi_major}.{hi_minor}"
+    client = f"qdrant-client {client_version()}"
+    parsed = parse_version(server)
+    if parsed is None:
+        return logging.WARNING, (
+            f"Qdrant at {where} reports version {server!r}, which is not a version number; "
+            f"this release supports Qdrant {supported} ({client})"
+        )
+    if parsed[:2] < (lo_major, lo_minor):
+        raise UnsupportedServer(
+            f"Qdrant at {where} is version {server}; this release needs Qdrant {supported} "
+            f"(conditional upserts, used to stage re-analyses, came in 1.16): upgrade the server"
+        )
+    if parsed[:2] > (hi_major, hi_minor):
+        return logging.WARNING, (
+            f"Qdrant at {where} is version {server}, newer than this release is tested with "
+            f"(Qdrant {supported}, through {client}); Qdrant keeps its API backward compatible, "
+            "so it should work, but it is untested: report what breaks"
+        )
+    return logging.INFO, f"Qdrant at {where} is version {server}: supported (Qdrant {supported}, {client})"
+
+
+def connect(
+    url: str,
+    *,
+    api_key: str | None = None,
+    prefer_grpc: bool = False,
+    grpc_port: int = 6334,
+    timeout_s: float = 10.0,
+    retry: RetryPolicy = DEFAULT_RETRY,
+) -> QdrantClient:
+    """A client for the server at `url` whose version is checked, and said once per process.
+
+    qdrant-client's own check (a warning about minor versions) is replaced by
+    `version_verdict`: our range, in our words, refusing servers that lack what
+    the store needs. `prefer_grpc` talks gRPC on `grpc_port` (faster bulk
+    writes); REST otherwise. Every call has a `timeout_s` deadline.
+    """
+    client = QdrantClient(
+        url=url,
+        api_key=api_key or None,
+        prefer_grpc=prefer_grpc,
+        grpc_port=grpc_port,
+        timeout=max(1, math.ceil(timeout_s)),
+        check_compatibility=False,
+        # Reconnect promptly after a server restart (gRPC's default back-off grows to 120 s).
+        grpc_options={"grpc.initial_reconnect_backoff_ms": 200, "grpc.max_reconnect_backoff_ms": 2000},
+    )
+    where = f"{url} ({'gRPC port ' + str(grpc_port) if prefer_grpc else 'REST'})"
+    call = RetryingCaller(where, retry, timeout_s=timeout_s)
+    try:
+        info = call("the version check", client.info)
+        level, message = version_verdict(str(info.version), url)
+    except BaseException:
+        client.close()
+        raise
+    with _report_lock:
+        first = url not in _reported
+        _reported.add(url)
+    if first:
+        log.log(level, message)
+    return client
+
+
+# ---------------------------------------------------------------- the store
 class QdrantClientStore:
     """One collection on a Qdrant server (or in qdrant-client's local mode).
 
@@ -114,22 +239,32 @@ class QdrantClientStore:
         location: str | None = None,
         path: str | None = None,
         client: QdrantClient | None = None,
+        prefer_grpc: bool = False,
+        grpc_port: int = 6334,
+        timeout_s: float = 10.0,
+        retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
         self.collection = collection
         if client is not None:
             self._client = client
         elif url:
-            self._client = QdrantClient(url=url, api_key=api_key, timeout=30)
+            self._client = connect(
+                url, api_key=api_key, prefer_grpc=prefer_grpc, grpc_port=grpc_port, timeout_s=timeout_s, retry=retry
+            )
         elif path:
             self._client = QdrantClient(path=path)
         else:
             self._client = QdrantClient(location=location or ":memory:")
         # Local mode searches exactly and warns about index parameters; only a server gets them.
         self._server = _is_remote(self._client)
+        self._call = RetryingCaller(describe(self._client), retry, timeout_s=timeout_s)
         self._lock = threading.RLock()
         self._lexical = lexical.encoder()
-        if self._client.collection_exists(collection):
-            params = self._client.get_collection(collection).config.params
+        # False: per-tenant IDF computed here (see the module docstring); True: a
+        # collection made before that, whose sparse vector has the server's IDF.
+        self._server_idf = False
+        if self._call("collection_exists", lambda: self._client.collection_exists(collection)):
+            params = self._call("get_collection", lambda: self._client.get_collection(collection)).config.params
             vectors = params.vectors if isinstance(params.vectors, dict) else {}
             if DENSE_VECTOR not in vectors:
                 raise ValueError(
@@ -139,30 +274,62 @@ class QdrantClientStore:
             if dimension is not None and dimension != existing:
                 raise ValueError(f"collection {collection} holds {existing}-dim vectors, not {dimension}")
             self.dimension = existing
+            sparse = (params.sparse_vectors or {}).get(SPARSE_VECTOR)
+            self._server_idf = bool(sparse is not None and sparse.modifier == models.Modifier.IDF)
+            if self._server_idf:
+                log.warning(
+                    "this collection was made with the server computing lexical IDF over every tenant; "
+                    "re-index it into a new collection to get per-tenant IDF",
+                    extra={"collection": collection},
+                )
             return
         if dimension is None:
             raise LookupError(f"no collection {collection}")
         self.dimension = dimension
-        self._client.create_collection(
-            collection,
-            vectors_config={DENSE_VECTOR: models.VectorParams(size=dimension, distance=models.Distance.COSINE)},
-            sparse_vectors_config={SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)},
-            hnsw_config=models.HnswConfigDiff(m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT),
+        self._create(collection, dimension)
+
+    def _create(self, collection: str, dimension: int) -> None:
+        self._call(
+            "create_collection",
+            lambda: self._client.create_collection(
+                collection,
+                vectors_config={DENSE_VECTOR: models.VectorParams(size=dimension, distance=models.Distance.COSINE)},
+                # No modifier: IDF per tenant is applied to the query (see `_tenant_idf`).
+                sparse_vectors_config={SPARSE_VECTOR: models.SparseVectorParams()},
+                hnsw_config=models.HnswConfigDiff(m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT),
+            ),
         )
+        if not self._server:  # local mode ignores payload indexes (and warns)
+            return
         schema: list[tuple[str, Any]] = [
             ("tenant", models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True))
         ]
         schema += [(f, models.PayloadSchemaType.KEYWORD) for f in KEYWORD_FIELDS if f != "tenant"]
         schema += [(f, models.PayloadSchemaType.FLOAT) for f in FLOAT_FIELDS]
         schema += [(f, models.PayloadSchemaType.INTEGER) for f in INTEGER_FIELDS]
-        if self._server:  # local mode ignores payload indexes (and warns)
-            for name, kind in schema:
-                self._client.create_payload_index(collection, field_name=name, field_schema=kind)
+        # Looked up only (no ranges), on disk: ~60 ids per point would cost RAM.
+        schema.append(
+            (
+                LEXICAL_TERMS,
+                models.IntegerIndexParams(type=models.IntegerIndexType.INTEGER, lookup=True, range=False, on_disk=True),
+            )
+        )
+        # wait=False: the server applies a collection's operations in order, so
+        # the first write (wait=True) returns after every index exists; waiting
+        # for each index would cost ~0.1 s apiece.
+        for name, kind in schema:
+            self._call(
+                "create_payload_index",
+                lambda name=name, kind=kind: self._client.create_payload_index(  # type: ignore[misc]
+                    collection, field_name=name, field_schema=kind, wait=False
+                ),
+            )
 
     # ------------------------------------------------------------ aliases
     @staticmethod
     def alias_target(client: QdrantClient, alias: str) -> str | None:
-        for a in client.get_aliases().aliases:
+        call = RetryingCaller(describe(client), DEFAULT_RETRY, timeout_s=10.0)
+        for a in call("get_aliases", client.get_aliases).aliases:
             if a.alias_name == alias:
                 return str(a.collection_name)
         return None
@@ -179,55 +346,75 @@ class QdrantClientStore:
                 create_alias=models.CreateAlias(collection_name=self.collection, alias_name=alias)
             )
         )
-        self._client.update_collection_aliases(change_aliases_operations=ops)
+        self._call(
+            "update_collection_aliases", lambda: self._client.update_collection_aliases(change_aliases_operations=ops)
+        )
 
     # ------------------------------------------------------------ writes
     def _point(self, p: PointRecord, pending: int) -> models.PointStruct:
         terms = p.sparse if p.sparse is not None else self._lexical.document(str(p.payload.get("text", "")))
         vectors: dict[str, Any] = {DENSE_VECTOR: np.asarray(p.vector, dtype=np.float32).tolist()}
+        payload = {**p.payload, "pending": pending}
         if terms:
             vectors[SPARSE_VECTOR] = models.SparseVector(indices=list(terms.indices), values=list(terms.values))
-        return models.PointStruct(id=p.id, vector=vectors, payload={**p.payload, "pending": pending})
+            payload[LEXICAL_TERMS] = list(terms.indices)
+        else:
+            payload.pop(LEXICAL_TERMS, None)
+        return models.PointStruct(id=p.id, vector=vectors, payload=payload)
 
     def upsert(self, points: Sequence[PointRecord]) -> None:
         if points:
-            self._client.upsert(self.collection, points=[self._point(p, PUBLISHED) for p in points], wait=True)
+            batch = [self._point(p, PUBLISHED) for p in points]
+            self._call("upsert", lambda: self._client.upsert(self.collection, points=batch, wait=True))
 
     def stage(self, points: Sequence[PointRecord]) -> None:
         if points:
+            batch = [self._point(p, PENDING) for p in points]
             # A retry of a published version must not hide it again: only
             # insert, or overwrite points that are still staged.
-            self._client.upsert(
-                self.collection,
-                points=[self._point(p, PENDING) for p in points],
-                update_filter=models.Filter(must=[_NOT_PENDING]),
-                wait=True,
+            self._call(
+                "stage",
+                lambda: self._client.upsert(
+                    self.collection, points=batch, update_filter=models.Filter(must=[_NOT_PENDING]), wait=True
+                ),
             )
 
     def commit_media(self, tenant: str, media_id: str, version: int) -> bool:
         with self._lock:
-            newer = self._client.count(
-                self.collection,
-                count_filter=models.Filter(
-                    must=[
-                        models.FieldCondition(key="tenant", match=models.MatchValue(value=tenant)),
-                        models.FieldCondition(key="media_id", match=models.MatchValue(value=media_id)),
-                        models.FieldCondition(key="version", range=models.Range(gt=version)),
-                    ],
-                    must_not=[_NOT_PENDING],
-                ),
-                exact=True,
+            newer_filter = models.Filter(
+                must=[
+                    models.FieldCondition(key="tenant", match=models.MatchValue(value=tenant)),
+                    models.FieldCondition(key="media_id", match=models.MatchValue(value=media_id)),
+                    models.FieldCondition(key="version", range=models.Range(gt=version)),
+                ],
+                must_not=[_NOT_PENDING],
+            )
+            newer = self._call(
+                "count", lambda: self._client.count(self.collection, count_filter=newer_filter, exact=True)
             ).count
             mine = _media(
                 tenant, media_id, models.FieldCondition(key="version", match=models.MatchValue(value=int(version)))
             )
             if newer:
-                self._client.delete(self.collection, points_selector=models.FilterSelector(filter=mine), wait=True)
+                self._delete_where("delete", mine)
                 return False
-            self._client.set_payload(self.collection, payload={"pending": PUBLISHED}, points=mine, wait=True)
+            self._call(
+                "publish",
+                lambda: self._client.set_payload(
+                    self.collection, payload={"pending": PUBLISHED}, points=mine, wait=True
+                ),
+            )
             stale = _media(tenant, media_id, models.FieldCondition(key="version", range=models.Range(lt=version)))
-            self._client.delete(self.collection, points_selector=models.FilterSelector(filter=stale), wait=True)
+            self._delete_where("delete older versions", stale)
         return True
+
+    def _delete_where(self, what: str, where: models.Filter) -> None:
+        self._call(
+            what,
+            lambda: self._client.delete(
+                self.collection, points_selector=models.FilterSelector(filter=where), wait=True
+            ),
+        )
 
     def replace_media(self, tenant: str, media_id: str, points: Sequence[PointRecord], version: int) -> None:
         with self._lock:
@@ -237,14 +424,15 @@ class QdrantClientStore:
     def delete_media(self, tenant: str, media_id: str) -> int:
         with self._lock:
             visible = len(self.media_points(tenant, media_id))
-            self._client.delete(
-                self.collection, points_selector=models.FilterSelector(filter=_media(tenant, media_id)), wait=True
-            )
+            self._delete_where("delete media", _media(tenant, media_id))
         return visible
 
     def delete_points(self, ids: Sequence[str]) -> None:
         if ids:
-            self._client.delete(self.collection, points_selector=models.PointIdsList(points=list(ids)), wait=True)
+            selector = models.PointIdsList(points=list(ids))
+            self._call(
+                "delete points", lambda: self._client.delete(self.collection, points_selector=selector, wait=True)
+            )
 
     # ------------------------------------------------------------ reads
     def search(
@@ -264,70 +452,117 @@ class QdrantClientStore:
         ef = max(hnsw_ef or SEARCH_HNSW_EF, offset + limit)
         with_vector: Any = [DENSE_VECTOR] if with_vectors else False
         if not lexical:
-            result = self._client.query_points(
-                self.collection,
-                query=dense,
-                using=DENSE_VECTOR,
-                query_filter=where,
-                limit=limit,
-                offset=offset or None,
-                score_threshold=score_threshold,
-                with_payload=True,
-                with_vectors=with_vector,
-                search_params=models.SearchParams(hnsw_ef=ef) if self._server else None,
+            result = self._call(
+                "search",
+                lambda: self._client.query_points(
+                    self.collection,
+                    query=dense,
+                    using=DENSE_VECTOR,
+                    query_filter=where,
+                    limit=limit,
+                    offset=offset or None,
+                    score_threshold=score_threshold,
+                    with_payload=True,
+                    with_vectors=with_vector,
+                    search_params=models.SearchParams(hnsw_ef=ef) if self._server else None,
+                ),
             )
             return [self._stored(p, p.score) for p in result.points]
         window = hybrid_window(offset + limit)
         # IDF over the caller's own published points (see the embedded store).
-        corpus = build_filter(PointFilter(tenant=flt.tenant))
-        # Both rankings in one round trip; fused here (see store.rrf_page).
-        rankings = self._client.query_batch_points(
-            self.collection,
-            requests=[
+        weighted = lexical if self._server_idf else self._tenant_idf(lexical, flt.tenant)
+        requests = [
+            models.QueryRequest(
+                query=dense,
+                using=DENSE_VECTOR,
+                filter=where,
+                limit=window,
+                score_threshold=score_threshold,
+                params=models.SearchParams(hnsw_ef=max(ef, window)) if self._server else None,
+                with_payload=False,
+                with_vector=False,
+            )
+        ]
+        if weighted:
+            requests.append(
                 models.QueryRequest(
-                    query=dense,
-                    using=DENSE_VECTOR,
-                    filter=where,
-                    limit=window,
-                    score_threshold=score_threshold,
-                    params=models.SearchParams(hnsw_ef=max(ef, window)) if self._server else None,
-                    with_payload=False,
-                    with_vector=False,
-                ),
-                models.QueryRequest(
-                    query=models.SparseVector(indices=list(lexical.indices), values=list(lexical.values)),
+                    query=models.SparseVector(indices=list(weighted.indices), values=list(weighted.values)),
                     using=SPARSE_VECTOR,
                     filter=where,
                     limit=window,
-                    params=models.SearchParams(idf=models.IdfCorpusParams(corpus=corpus)),
                     with_payload=False,
                     with_vector=False,
-                ),
-            ],
+                )
+            )
+        # Both rankings in one round trip; fused here (see store.rrf_page).
+        rankings = self._call(
+            "hybrid search", lambda: self._client.query_batch_points(self.collection, requests=requests)
         )
         page = rrf_page([[(str(p.id), float(p.score)) for p in r.points] for r in rankings], offset, limit)
         if not page:
             return []
+        ids = [pid for pid, _ in page]
         records = {
             str(r.id): r
-            for r in self._client.retrieve(
-                self.collection, ids=[pid for pid, _ in page], with_payload=True, with_vectors=with_vector
+            for r in self._call(
+                "retrieve",
+                lambda: self._client.retrieve(self.collection, ids=ids, with_payload=True, with_vectors=with_vector),
             )
         }
         return [self._stored(records[pid], score) for pid, score in page if pid in records]
+
+    def _tenant_idf(self, terms: SparseTerms, tenant: str) -> SparseTerms:
+        """The query's term weights times their IDF over the tenant's published points with terms.
+
+        What the engine's IDF modifier computes with a corpus filter (checked
+        against it by the congruence tests); terms absent from the tenant's
+        corpus match nothing and are dropped.
+        """
+        corpus = build_filter(PointFilter(tenant=tenant))
+        # The engine's N counts the corpus points that have a sparse vector.
+        documents = models.Filter(
+            must=[corpus],
+            must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key=LEXICAL_TERMS))],
+        )
+        n = self._count(documents)
+        indices: list[int] = []
+        values: list[float] = []
+        if n:
+            for index, weight in zip(terms.indices, terms.values, strict=True):
+                df = self._count(
+                    models.Filter(
+                        must=[
+                            documents,
+                            models.FieldCondition(key=LEXICAL_TERMS, match=models.MatchValue(value=int(index))),
+                        ]
+                    )
+                )
+                if df:
+                    indices.append(int(index))
+                    values.append(float(weight) * math.log(1.0 + (n - df + 0.5) / (df + 0.5)))
+        return SparseTerms(tuple(indices), tuple(values))
+
+    def _count(self, where: models.Filter) -> int:
+        return int(
+            self._call("count", lambda: self._client.count(self.collection, count_filter=where, exact=True)).count
+        )
 
     def media_points(self, tenant: str, media_id: str, *, with_vectors: bool = False) -> list[StoredPoint]:
         out: list[StoredPoint] = []
         offset: Any = None
         with_vector: Any = [DENSE_VECTOR] if with_vectors else False
+        where = _media(tenant, media_id)
         while True:
-            records, offset = self._client.scroll(
-                self.collection,
-                scroll_filter=_media(tenant, media_id),
-                limit=256,
-                offset=offset,
-                with_payload=True,
-                with_vectors=with_vector,
+            records, offset = self._call(
+                "scroll",
+                lambda offset=offset: self._client.scroll(  # type: ignore[misc]
+                    self.collection,
+                    scroll_filter=where,
+                    limit=256,
+                    offset=offset,
+                    with_payload=True,
+                    with_vectors=with_vector,
+                ),
             )
             out.extend(self._stored(r, 0.0) for r in records)
             if offset is None:
@@ -336,18 +571,21 @@ class QdrantClientStore:
 
     def count(self, tenant: str | None = None) -> int:
         flt = models.Filter(must_not=[_NOT_PENDING]) if tenant is None else build_filter(PointFilter(tenant=tenant))
-        return int(self._client.count(self.collection, count_filter=flt, exact=True).count)
+        return self._count(flt)
 
     def scan(self, *, batch_size: int = 256, with_payload: bool = True) -> Iterator[list[StoredPoint]]:
         offset: Any = None
         while True:
-            records, offset = self._client.scroll(
-                self.collection,
-                scroll_filter=models.Filter(must_not=[_NOT_PENDING]),
-                limit=batch_size,
-                offset=offset,
-                with_payload=with_payload,
-                with_vectors=False,
+            records, offset = self._call(
+                "scroll",
+                lambda offset=offset: self._client.scroll(  # type: ignore[misc]
+                    self.collection,
+                    scroll_filter=models.Filter(must_not=[_NOT_PENDING]),
+                    limit=batch_size,
+                    offset=offset,
+                    with_payload=with_payload,
+                    with_vectors=False,
+                ),
             )
             if records:
                 yield [self._stored(r, 0.0) for r in records]
@@ -365,10 +603,19 @@ class QdrantClientStore:
         vector = point.vector
         if isinstance(vector, dict):
             vector = vector.get(DENSE_VECTOR)
-        return StoredPoint(id=str(point.id), score=float(score), payload=dict(point.payload or {}), vector=vector)
+        payload = dict(point.payload or {})
+        payload.pop(LEXICAL_TERMS, None)  # storage detail, not part of a result
+        return StoredPoint(id=str(point.id), score=float(score), payload=payload, vector=vector)
 
 
 def _is_remote(client: QdrantClient) -> bool:
     from qdrant_client.local.qdrant_local import QdrantLocal
 
     return not isinstance(getattr(client, "_client", None), QdrantLocal)
+
+
+def describe(client: QdrantClient) -> str:
+    """Where a client points, for errors and logs (never the API key)."""
+    inner = getattr(client, "_client", None)
+    url = getattr(inner, "rest_uri", None)
+    return str(url) if url else "local mode"

@@ -1,27 +1,32 @@
-"""The embedded store (Qdrant Edge) and qdrant-client behave the same (congruence).
+"""Every store backend behaves the same (congruence).
 
-Each test runs the same operations on both backends (qdrant-client in local
-mode here; against a server when UNDERSTANDING_QDRANT_URL is set) and checks
-them against an exact answer computed in numpy, or against each other.
+Each test runs the same operations on the embedded store (Qdrant Edge),
+qdrant-client's local mode and a real Qdrant server over gRPC and over REST
+(tests/support/qdrant.py: the binary beside the checkout, or
+UNDERSTANDING_TEST_QDRANT_URL), and checks them against an exact answer
+computed in numpy, or against each other.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
+import logging
 import pathlib
 import uuid
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import pytest
+from qdrant_client import QdrantClient
 
+from tests.support.qdrant import QdrantEndpoint
 from understanding.core.embedding import StoreOpener
 from understanding.config import Settings
-from understanding.domain import ModelRef, Modality, point_id
+from understanding.domain import Modality, ModelRef, point_id
+from understanding.sinks import qdrant_remote
 from understanding.sinks.edge_store import EdgeVectorStore, read_alias
 from understanding.sinks.lexical import encoder
-from understanding.sinks.qdrant_remote import QdrantClientStore
+from understanding.sinks.qdrant_remote import QdrantClientStore, UnsupportedServer, version_verdict
 from understanding.sinks.store import (
     PointFilter,
     PointRecord,
@@ -37,7 +42,10 @@ from understanding.sinks.store import (
 
 DIM = 16
 WORDS = "river mountain harbour violin engine garden lantern meadow copper falcon".split()
-REMOTE = os.environ.get("UNDERSTANDING_QDRANT_URL", "")
+SERVER = pytest.mark.qdrant_server
+# The backends every congruence test runs on; "grpc" and "rest" are a real server.
+BACKENDS = ["edge", "local", pytest.param("grpc", marks=SERVER), pytest.param("rest", marks=SERVER)]
+CLIENTS = ["local", pytest.param("grpc", marks=SERVER), pytest.param("rest", marks=SERVER)]
 
 
 def unit(rng: np.random.Generator) -> np.ndarray:
@@ -85,26 +93,51 @@ def _edge(path: pathlib.Path, name: str = "c") -> EdgeVectorStore:
     return EdgeVectorStore(path, dimension=DIM, collection=name)
 
 
-def _client(name: str = "c") -> QdrantClientStore:
-    if REMOTE:
-        name = f"test-{name}-{uuid.uuid4().hex[:8]}"
-        return QdrantClientStore(dimension=DIM, collection=name, url=REMOTE)
-    return QdrantClientStore(dimension=DIM, collection=name, location=":memory:")
+def server_client(endpoint: QdrantEndpoint, transport: str) -> QdrantClient:
+    return qdrant_remote.connect(endpoint.url, prefer_grpc=transport == "grpc", grpc_port=endpoint.grpc_port)
 
 
-@pytest.fixture(params=["edge", "qdrant-client"])
-def store(request, tmp_path: pathlib.Path) -> Iterator[VectorStore]:  # type: ignore[no-untyped-def]
-    s: VectorStore = _edge(tmp_path) if request.param == "edge" else _client()
-    yield s
-    s.close()
+StoreFactory = Callable[..., VectorStore]
 
 
 @pytest.fixture
-def both(tmp_path: pathlib.Path) -> Iterator[tuple[VectorStore, VectorStore]]:
-    edge, client = _edge(tmp_path), _client()
-    yield edge, client
-    edge.close()
-    client.close()
+def make_store(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Iterator[StoreFactory]:
+    """`make_store(backend, name)`: a fresh, empty store; server collections are dropped afterwards."""
+    made: list[VectorStore] = []
+    dropped: list[tuple[QdrantClient, str]] = []
+
+    def make(backend: str, name: str = "c", *, client: QdrantClient | None = None) -> VectorStore:
+        store: VectorStore
+        if backend == "edge":
+            store = _edge(tmp_path, name)
+        elif backend == "local":
+            # `client`: share one local-mode instance (as one server is shared).
+            store = QdrantClientStore(dimension=DIM, collection=name, client=client or QdrantClient(":memory:"))
+        else:
+            endpoint: QdrantEndpoint = request.getfixturevalue("qdrant_server")
+            client = client or server_client(endpoint, backend)
+            name = f"test-{name}-{uuid.uuid4().hex[:8]}"
+            store = QdrantClientStore(dimension=DIM, collection=name, client=client)
+            dropped.append((client, name))
+        made.append(store)
+        return store
+
+    yield make
+    for client, name in dropped:
+        client.delete_collection(name)
+    for store in made:
+        store.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, make_store: StoreFactory) -> VectorStore:
+    return make_store(request.param)
+
+
+@pytest.fixture(params=CLIENTS)
+def both(request: pytest.FixtureRequest, make_store: StoreFactory) -> tuple[VectorStore, VectorStore]:
+    """The embedded store and one qdrant-client backend, to compare results."""
+    return make_store("edge"), make_store(request.param)
 
 
 FILTERS = [
@@ -157,13 +190,13 @@ def exact(points: list[PointRecord], query: np.ndarray, flt: PointFilter, k: int
     return [pid for _, pid in reversed(scored)][:k]
 
 
-@pytest.mark.parametrize("flt", FILTERS, ids=range(len(FILTERS)))
-def test_search_matches_exact_filtered_search(store: VectorStore, flt: PointFilter) -> None:
+def test_search_matches_exact_filtered_search(store: VectorStore) -> None:
     points = make_points(120)
     store.upsert(points)
     query = points[5].vector
-    got = [p.id for p in store.search(query, flt, limit=10)]
-    assert got == exact(points, query, flt, 10)
+    for i, flt in enumerate(FILTERS):
+        got = [p.id for p in store.search(query, flt, limit=10)]
+        assert got == exact(points, query, flt, 10), f"filter {i}: {flt}"
 
 
 def test_min_tag_score_is_a_real_range(store: VectorStore) -> None:
@@ -353,30 +386,27 @@ def test_example_vectors_come_back(store: VectorStore) -> None:
     assert np.allclose(hits[0].vector, points[1].vector, atol=1e-5)  # type: ignore[arg-type]
 
 
-def test_scan_and_reembed_into_a_new_collection(tmp_path: pathlib.Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_scan_and_reembed_into_a_new_collection(make_store: StoreFactory, backend: str) -> None:
     model = ModelRef("fake-model", "v2")
-    calls: list[int] = []
 
     def encode(texts: list[str]) -> list[np.ndarray]:
-        calls.append(len(texts))
         return [unit(np.random.default_rng(abs(hash(t)) % 2**32)) for t in texts]
 
-    for source, target in ((_edge(tmp_path, "src"), _edge(tmp_path, "dst")), (_client("src"), _client("dst"))):
-        points = make_points(50)
-        points[3] = dataclasses.replace(points[3], payload={**points[3].payload, "text": ""})
-        source.upsert(points)
-        source.stage(versioned("staged", 9, ["not yet published"], seed=3))
-        stats = reembed_into(source, target, encode, model, batch_size=16)
-        assert (stats.embedded, stats.without_text, stats.removed) == (49, 1, 0)
-        assert target.count() == 49
-        copied = target.media_points("a", "m1")
-        assert copied and all(p.payload["embedding_model"] == "fake-model" for p in copied)
-        # Incremental: nothing new, nothing embedded; a deleted source media disappears.
-        source.delete_media("a", "m1")
-        again = reembed_into(source, target, encode, model)
-        assert again.embedded == 0 and again.removed == len(copied) and target.media_points("a", "m1") == []
-        source.close()
-        target.close()
+    source, target = make_store(backend, "src"), make_store(backend, "dst")
+    points = make_points(50)
+    points[3] = dataclasses.replace(points[3], payload={**points[3].payload, "text": ""})
+    source.upsert(points)
+    source.stage(versioned("staged", 9, ["not yet published"], seed=3))
+    stats = reembed_into(source, target, encode, model, batch_size=16)
+    assert (stats.embedded, stats.without_text, stats.removed) == (49, 1, 0)
+    assert target.count() == 49
+    copied = target.media_points("a", "m1")
+    assert copied and all(p.payload["embedding_model"] == "fake-model" for p in copied)
+    # Incremental: nothing new, nothing embedded; a deleted source media disappears.
+    source.delete_media("a", "m1")
+    again = reembed_into(source, target, encode, model)
+    assert again.embedded == 0 and again.removed == len(copied) and target.media_points("a", "m1") == []
 
 
 def test_edge_store_survives_reopen_and_knows_its_size(tmp_path: pathlib.Path) -> None:
@@ -396,7 +426,7 @@ def test_edge_store_survives_reopen_and_knows_its_size(tmp_path: pathlib.Path) -
         EdgeVectorStore(tmp_path, dimension=DIM + 1, collection="c")
 
 
-def test_aliases(tmp_path: pathlib.Path) -> None:
+def test_edge_aliases(tmp_path: pathlib.Path) -> None:
     first, second = _edge(tmp_path, "one"), _edge(tmp_path, "two")
     assert read_alias(tmp_path, "live") is None
     first.promote("live")
@@ -406,17 +436,24 @@ def test_aliases(tmp_path: pathlib.Path) -> None:
     assert not list(tmp_path.glob(".*tmp"))
     first.close()
     second.close()
-    if REMOTE:
-        pytest.skip("local-mode alias check only")
-    from qdrant_client import QdrantClient
 
-    client = QdrantClient(location=":memory:")
-    a = QdrantClientStore(dimension=DIM, collection="one", client=client)
-    b = QdrantClientStore(dimension=DIM, collection="two", client=client)
-    a.promote("live")
-    assert QdrantClientStore.alias_target(client, "live") == "one"
-    b.promote("live")
-    assert QdrantClientStore.alias_target(client, "live") == "two"
+
+@pytest.mark.parametrize("backend", CLIENTS)
+def test_qdrant_aliases_switch_atomically(make_store: StoreFactory, backend: str) -> None:
+    a = make_store(backend, "one")
+    client: QdrantClient = a._client  # type: ignore[attr-defined]
+    b = make_store(backend, "two", client=client)
+    alias = f"live-{uuid.uuid4().hex[:8]}"
+    assert QdrantClientStore.alias_target(client, alias) is None
+    a.upsert(make_points(6))
+    a.promote(alias)
+    assert QdrantClientStore.alias_target(client, alias) == a.collection
+    b.promote(alias)
+    assert QdrantClientStore.alias_target(client, alias) == b.collection
+    # Readers of the alias see the collection it names.
+    assert client.count(alias, exact=True).count == 0
+    a.promote(alias)
+    assert client.count(alias, exact=True).count == 6
 
 
 def test_open_store_serves_the_alias_of_the_configured_model(tmp_path: pathlib.Path) -> None:
@@ -451,3 +488,75 @@ def test_restaging_a_published_version_keeps_it_visible(store: VectorStore) -> N
     assert store.count("a") == 2
     assert store.commit_media("a", "doc", 4)
     assert store.count("a") == 2
+
+
+@pytest.mark.qdrant_server
+@pytest.mark.parametrize("transport", ["grpc", "rest"])
+def test_open_store_on_a_server_serves_the_alias_of_the_configured_model(
+    qdrant_server: QdrantEndpoint, transport: str
+) -> None:
+    """The same alias life cycle as the embedded store, through the settings a user sets."""
+    alias = f"understanding-{uuid.uuid4().hex[:8]}"
+    settings = Settings.from_env(
+        {
+            "UNDERSTANDING_QDRANT_URL": qdrant_server.url,
+            "UNDERSTANDING_QDRANT_PREFER_GRPC": str(transport == "grpc").lower(),
+            "UNDERSTANDING_QDRANT_GRPC_PORT": str(qdrant_server.grpc_port),
+            "UNDERSTANDING_QDRANT_COLLECTION": alias,
+        }
+    )
+    v1, v2 = ModelRef("mini", "aaa"), ModelRef("mini", "bbb")
+    admin = server_client(qdrant_server, transport)
+    try:
+        store = StoreOpener(settings).serving(v1, DIM, model_path="")
+        assert store.collection == collection_name(alias, v1)
+        assert QdrantClientStore.alias_target(admin, alias) == store.collection
+        store.upsert(make_points(8))
+        store.close()
+        target = StoreOpener(settings).target(v2, DIM)
+        assert QdrantClientStore.alias_target(admin, alias) == collection_name(alias, v1)
+        current = StoreOpener(settings).current()
+        assert current.collection == collection_name(alias, v1) and current.dimension == DIM and current.count() == 8
+        current.close()
+        target.promote(alias)
+        target.close()
+        with pytest.raises(RuntimeError, match="reindex"):
+            StoreOpener(settings).serving(v1, DIM, model_path="")
+        served = StoreOpener(settings).serving(v2, DIM, model_path="")
+        assert served.collection == collection_name(alias, v2) and served.count() == 0
+        served.close()
+    finally:
+        for model in (v1, v2):
+            admin.delete_collection(collection_name(alias, model))
+        admin.close()
+
+
+def test_version_verdict_names_the_supported_range() -> None:
+    level, message = version_verdict("1.16.3", "http://q:6333")
+    assert level == logging.INFO and "1.16.3" in message and "supported" in message
+    level, message = version_verdict("1.18.0", "http://q:6333")
+    assert level == logging.INFO
+    level, message = version_verdict("1.21.2", "http://q:6333")
+    assert level == logging.WARNING and "newer" in message and "1.16 to 1.18" in message
+    level, message = version_verdict("dev", "http://q:6333")
+    assert level == logging.WARNING
+    with pytest.raises(UnsupportedServer, match="1.15.2.*upgrade"):
+        version_verdict("1.15.2", "http://q:6333")
+
+
+@pytest.mark.qdrant_server
+def test_connect_says_the_server_version_once(
+    qdrant_server: QdrantEndpoint,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    recwarn: pytest.WarningsRecorder,
+) -> None:
+    monkeypatch.setattr(qdrant_remote, "_reported", set())
+    with caplog.at_level(logging.INFO, logger=qdrant_remote.__name__):
+        for transport in ("grpc", "rest", "grpc"):
+            server_client(qdrant_server, transport).close()
+    said = [r for r in caplog.records if r.name == qdrant_remote.__name__ and "version" in r.getMessage()]
+    assert len(said) == 1, [r.getMessage() for r in said]
+    assert said[0].levelno == logging.INFO and "supported" in said[0].getMessage()
+    # qdrant-client's own warning (minor versions apart) is not shown: ours replaces it.
+    assert not [w for w in recwarn if "incompatible" in str(w.message)]
