@@ -47,6 +47,11 @@ class CoreLevels(Protocol):
         """Items waiting per micro-batcher."""
         ...
 
+    def store_index(self) -> tuple[str, int, int, bool] | None:
+        """(collection, points, points outside the HNSW index, index build running) of the embedded
+        store, or None for a store without one (remote Qdrant indexes by itself)."""
+        ...
+
 
 class Metrics(Observer):
     """Every metric of one Service. Implements the API's `Observer` hook (`rpc_*`)."""
@@ -197,3 +202,20 @@ class _CoreCollector(Collector):
         for name, depth_now in levels.batcher_queues().items():
             queued.add_metric([name], float(depth_now))
         yield queued
+        index = levels.store_index()
+        if index is not None:
+            collection, points, unindexed, building = index
+            stored = GaugeMetricFamily("understanding_store_points", "Points in the serving collection.", labels=["collection"])
+            stored.add_metric([collection], float(points))
+            yield stored
+            exact = GaugeMetricFamily(
+                "understanding_store_unindexed_points",
+                "Points outside the HNSW index, searched exactly (each adds ~0.2 us per search until the "
+                "background build swaps a new index in).",
+                labels=["collection"],
+            )
+            exact.add_metric([collection], float(unindexed))
+            yield exact
+            build = GaugeMetricFamily("understanding_store_index_building", "1 while an index build runs.", labels=["collection"])
+            build.add_metric([collection], 1.0 if building else 0.0)
+            yield build

@@ -86,6 +86,13 @@ def test_rpcs_by_method_and_code_with_latency(metered: ServerProcess, tmp_path: 
     assert after.has("understanding_job_queue_depth") and after.has("understanding_outbox_pending")
     assert after.has("understanding_outbox_lag_seconds") and after.has("understanding_batcher_queued")
     assert after.value("understanding_kafka_connected") == 1.0
+    # the embedded store's index coverage: every point written so far is counted, none lost
+    collections = [labels["collection"] for labels in after.labels("understanding_store_points")]
+    assert len(collections) == 1
+    assert after.value("understanding_store_points", collection=collections[0]) >= 3
+    assert 0 <= after.value("understanding_store_unindexed_points", collection=collections[0]) <= after.value(
+        "understanding_store_points", collection=collections[0]
+    )
 
 
 def test_outbox_drains_to_kafka(metered: ServerProcess) -> None:

@@ -21,6 +21,10 @@ class Scrape:
         """Sum of the samples named `name` whose labels include `labels` (0 if none)."""
         return sum(v for n, ls, v in self.samples if n == name and all(ls.get(k) == x for k, x in labels.items()))
 
+    def labels(self, name: str) -> list[dict[str, str]]:
+        """The label sets of the samples named `name`."""
+        return [ls for n, ls, _ in self.samples if n == name]
+
     def has(self, name: str) -> bool:
         return any(n == name for n, _, _ in self.samples)
 

@@ -299,6 +299,13 @@ class Core:
             queues.update({b.name: b.queued for b in self.sink.batchers})
         return queues
 
+    def store_index(self) -> tuple[str, int, int, bool] | None:
+        status = getattr(self.embedding.current.store, "index_status", None)  # the embedded store has one
+        if status is None:
+            return None
+        current = status()
+        return current.collection, current.points, current.unindexed, current.building
+
 
 def _store_of(unit: ServingEmbedding) -> VectorStore:
     if unit.store is None:
