@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 
 PATIENCE_S = 120.0  # default deadline: far beyond what any condition here needs on an idle machine
 
 
-def wait_until(condition: Callable[[], T], *, timeout_s: float = PATIENCE_S, interval_s: float = 0.05, what: str = "") -> T:
+def wait_until(
+    condition: Callable[[], T], *, timeout_s: float = PATIENCE_S, interval_s: float = 0.05, what: str = ""
+) -> T:
     """Poll `condition` until it returns something truthy, and return that; TimeoutError after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     while True:

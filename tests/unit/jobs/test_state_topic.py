@@ -70,7 +70,8 @@ async def test_watchers_see_materialised_updates(tmp_path: pathlib.Path) -> None
     queue = store.watch("job-1")
     await asyncio.to_thread(store.apply, [_job(), _job(JobState.RUNNING, attempts=1)], merge)
     seen = [await asyncio.wait_for(queue.get(), PATIENCE_S) for _ in range(2)]
-    assert [j.state for j in seen] == [JobState.QUEUED, JobState.RUNNING]
+    assert [j.state for _, j in seen] == [JobState.QUEUED, JobState.RUNNING]
+    assert seen[0][0] < seen[1][0]  # numbered in the order they were written
 
 
 def test_result_record_is_lossless() -> None:
