@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export UNDERSTANDING_CACHE ?= $(HOME)/.cache/understanding
 
-.PHONY: setup run test test-fast bench lint format imports protos check-protos docs soak worker kafka-up kafka-down clean
+.PHONY: setup run test test-fast test-under-load bench lint format imports protos check-protos docs soak worker kafka-up kafka-down qdrant-up qdrant-down clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -15,6 +15,9 @@ test: setup  ## the full test suite (starts a real Kafka broker if none is runni
 
 test-fast: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit $(PYTEST_ARGS)
+
+test-under-load: setup  ## the full test suite with every core kept busy by stress-ng, as on a shared CI machine
+	bash scripts/under_load.sh $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 worker: setup  ## a job worker for the Kafka job backend (UNDERSTANDING_JOB_BACKEND=kafka)
 	$(PY) -m understanding worker

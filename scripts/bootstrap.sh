@@ -29,9 +29,9 @@ command -v sox >/dev/null || need_apt+=(sox)
 command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
 command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need_apt+=(maven)
-# scripts/qdrant.sh waits for the server's /readyz with curl; the Qdrant fault
-# tests are run under CPU load with stress-ng before they are called done.
+# scripts/qdrant.sh waits for the server's /readyz with curl.
 command -v curl >/dev/null || need_apt+=(curl)
+# A CPU burner to prove the tests do not depend on an idle machine (scripts/under_load.sh).
 command -v stress-ng >/dev/null || need_apt+=(stress-ng)
 # Public text corpora for the search benchmark (benchmarks/search_bench.py).
 [[ -d /usr/share/doc/python3.11/html/_sources ]] || need_apt+=(python3.11-doc)

@@ -108,7 +108,9 @@ class MicroBatcher(Generic[I, O]):
                 pass
         self._fail_pending(BatcherClosed(f"{self.name} batcher stopped"))
         if self._own_executor:
-            self._executor.shutdown(wait=True, cancel_futures=True)
+            # Wait for the running batch in a thread: a blocking wait here would freeze every
+            # other task on the loop (health checks, the RPCs of a drain) until the batch ends.
+            await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
 
     async def __aenter__(self) -> MicroBatcher[I, O]:
         await self.start()

@@ -43,7 +43,8 @@ def test_two_instances_with_the_readme_settings_run_side_by_side(tmp_path: pathl
             server.target = f"127.0.0.1:{server.port}"
             servers.append(server.start())
         for server in servers:
-            assert server.wait_serving(timeout_s=240)[-1] == health_pb2.HealthCheckResponse.SERVING
+            # Two servers load their models at once: give each twice a lone server's patience.
+            assert server.wait_serving(timeout_s=600)[-1] == health_pb2.HealthCheckResponse.SERVING
             assert server.metrics_port() == server.port + 1000
             assert "understanding_ready 1.0" in server.metrics()
     finally:
@@ -56,7 +57,7 @@ def _serve(tmp_path: pathlib.Path, **env: str) -> subprocess.CompletedProcess[st
     clean = {k: v for k, v in __import__("os").environ.items() if not k.startswith("UNDERSTANDING_") or k == "UNDERSTANDING_CACHE"}
     return subprocess.run(
         [sys.executable, "-m", "understanding", "serve"],
-        cwd=ROOT, env={**clean, **settings}, capture_output=True, text=True, timeout=240,
+        cwd=ROOT, env={**clean, **settings}, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
 
 

@@ -25,6 +25,7 @@ import grpc
 import pytest
 
 from tests.support.server import ServerProcess
+from tests.support.waiting import PATIENCE_S, wait_until
 from understanding.sinks.edge_store import EdgeVectorStore, read_alias
 from understanding.v1 import admin_pb2, admin_pb2_grpc, common_pb2, understanding_pb2 as pb
 
@@ -195,10 +196,15 @@ def test_online_reindex_while_serving(
 
     def reader() -> None:
         i = 0
-        while not done.is_set():
+        mine: set[str] = set()
+        deadline = time.monotonic() + PATIENCE_S * 5
+        # Searches through the switch: on until the reindex is done and this reader has been
+        # served by the new model (however the switch and the threads interleave).
+        while not (done.is_set() and NEW_MODEL in mine) and time.monotonic() < deadline:
             try:
                 response = search(live, f"{TOPICS[i % len(TOPICS)]} notes", top_k=5)
                 models_seen.add(response.embedding_model.name)
+                mine.add(response.embedding_model.name)
                 assert response.hits, "a search during the reindex found nothing"
                 calls["search"] += 1
             except (grpc.RpcError, AssertionError) as error:
@@ -209,12 +215,13 @@ def test_online_reindex_while_serving(
     for thread in threads:
         thread.start()
     try:
-        time.sleep(0.5)
+        # The load is under way before the reindex starts: a write landed, searches answered.
+        wait_until(lambda: (calls["analyze"] >= 1 and calls["search"] >= 4) or errors, what="the load under way")
         updates = reindex(live, other, batch_size=16)
     finally:
         done.set()
         for thread in threads:
-            thread.join(120)
+            thread.join(PATIENCE_S * 5)
     assert not errors, errors[:5]
     phases = [phase(u) for u in updates]
     assert phases[0] == "REINDEX_PHASE_LOADING" and phases[-1] == "REINDEX_PHASE_DONE", phases

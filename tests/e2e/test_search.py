@@ -15,6 +15,7 @@ import grpc
 import pytest
 
 from tests.support.server import ServerProcess
+from tests.support.waiting import PATIENCE_S
 from understanding.v1 import common_pb2, understanding_pb2 as pb
 
 CODES = ["QZX-7718", "QXZ-7871", "QZX-7187", "QZX-1787", "QZK-7781", "QZX-7788", "QZX-7711", "QZX-8781"]
@@ -342,9 +343,12 @@ def test_reanalysis_is_atomic_for_readers(server: ServerProcess) -> None:
     thread.start()
     reads, versions = 0, set()
     try:
-        deadline = time.monotonic() + 8.0
-        while time.monotonic() < deadline:
-            media = server.stub.GetMedia(pb.GetMediaRequest(media_id="flip"), metadata=md(tenant), timeout=30)
+        # Read for 8 s, and on until the reads have seen the writer flip the media several times
+        # (however slowly the machine runs them); every read must see one whole version.
+        at_least, deadline = time.monotonic() + 8.0, time.monotonic() + PATIENCE_S * 5
+        while time.monotonic() < at_least or reads <= 10 or len(versions) <= 3:
+            assert time.monotonic() < deadline, f"too few reads or versions seen: {reads}, {sorted(versions)}"
+            media = server.stub.GetMedia(pb.GetMediaRequest(media_id="flip"), metadata=md(tenant), timeout=PATIENCE_S)
             markers = {p.text.split("w", 1)[0] for p in media.points}
             assert len(markers) == 1, f"GetMedia mixed versions: {markers}"
             version = int(next(iter(markers))[1:])
@@ -359,7 +363,7 @@ def test_reanalysis_is_atomic_for_readers(server: ServerProcess) -> None:
             reads += 1
     finally:
         stop.set()
-        thread.join(60)
+        thread.join(PATIENCE_S)
     assert not errors, errors
     assert reads > 10 and len(versions) > 3, (reads, versions)
 
@@ -425,6 +429,6 @@ def test_reindex_to_another_model_and_switch(tmp_path) -> None:  # type: ignore[
     stale = ServerProcess(data, env={"UNDERSTANDING_EMBEDDING_MODEL": str(packaged)}).start()
     try:
         with pytest.raises(RuntimeError, match=re.escape(f"UNDERSTANDING_EMBEDDING_MODEL={other.resolve()}")):
-            stale.wait_serving(timeout_s=120)
+            stale.wait_serving()
     finally:
         stale.stop()

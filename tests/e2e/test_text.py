@@ -86,7 +86,7 @@ async def test_analyze_search_and_event(server: ServerProcess, reference_model, 
         keys = {r.key for r in records}
         return {b"post-sports-1", b"post-neutral-1"} <= keys
 
-    records = await collect(kafka_bootstrap, analysis_topic, until=has_both, timeout_s=60)
+    records = await collect(kafka_bootstrap, analysis_topic, until=has_both)
     mine = [r for r in records if r.key == b"post-sports-1"]
     assert len(mine) == 1
     headers = dict(mine[0].headers)

@@ -51,13 +51,15 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[S
 def analyze(channel: grpc.Channel) -> pb.AnalyzeTextResponse:
     stub = understanding_pb2_grpc.UnderstandingStub(channel)
     request = pb.AnalyzeTextRequest(items=[pb.TextItem(text="Over TLS.")], options=pb.TextOptions(dry_run=True))
-    return stub.AnalyzeText(request, metadata=MD, timeout=30)
+    # A refused handshake fails at once (UNAVAILABLE); the deadline only bounds a hang, and must
+    # not turn a slow handshake on a busy machine into DEADLINE_EXCEEDED.
+    return stub.AnalyzeText(request, metadata=MD, timeout=60)
 
 
 def test_client_with_certificate_is_served(tls_server: ServerProcess) -> None:
     assert len(analyze(tls_server.channel).results) == 1
     stub = health_pb2_grpc.HealthStub(tls_server.channel)
-    assert stub.Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING
+    assert stub.Check(health_pb2.HealthCheckRequest(), timeout=60).status == health_pb2.HealthCheckResponse.SERVING
     assert '"mtls": true' in tls_server.log_path.read_text()
 
 
@@ -73,4 +75,4 @@ def test_other_clients_are_refused_at_the_handshake(tls_server: ServerProcess, p
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
         # Health is behind the same handshake: nothing answers without a trusted certificate.
         with pytest.raises(grpc.RpcError):
-            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=60)

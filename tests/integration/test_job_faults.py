@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pathlib
 import signal
-import time
 import uuid
 
 import grpc
@@ -18,6 +17,7 @@ from tests.fixtures import speech
 from tests.support.jobs import TERMINAL, job_requests, speech_spec, text_spec, wait_terminal
 from tests.support.kafka import collect
 from tests.support.server import ServerProcess
+from tests.support.waiting import wait_until
 from understanding.v1 import events_pb2, jobs_pb2, understanding_pb2 as pb
 
 MD = [("x-tenant-id", "faults")]
@@ -56,20 +56,37 @@ async def test_transient_store_failures_retry_then_dead_letter(tmp_path: pathlib
 
 def test_backpressure_and_tenant_limit(tmp_path: pathlib.Path) -> None:
     wav = speech.make_speech_wav("Backpressure keeps the queue bounded when workers are busy.", tmp_path / "b.wav")
-    server = start(tmp_path / "b", job_workers="1", job_queue_size="2", job_tenant_inflight="3")
+    # The only worker stays busy until we cancel its job (its decoder hangs and never times
+    # out), so what is queued does not depend on how fast the machine runs the jobs.
+    server = start(
+        tmp_path / "b", job_workers="1", job_queue_size="2", job_tenant_inflight="3",
+        faults="decode_hang=1", decode_timeout_s="3600",
+    )  # fmt: skip
     try:
-        accepted, rejected = [], []
-        for i in range(6):
+
+        def submit(i: int) -> jobs_pb2.Job:
+            return server.stub.SubmitJob(job_requests(speech_spec(media_id=f"bp-{i}"), wav), metadata=MD, timeout=60)
+
+        busy = submit(0)
+        wait_until(
+            lambda: server.stub.GetJob(pb.GetJobRequest(job_id=busy.job_id), metadata=MD).state
+            == jobs_pb2.JOB_STATE_RUNNING,
+            what="the worker busy with the first job",
+        )
+        accepted, rejected = [busy], []
+        for i in range(1, 6):
             try:
-                accepted.append(server.stub.SubmitJob(job_requests(speech_spec(media_id=f"bp-{i}"), wav), metadata=MD, timeout=30))
+                accepted.append(submit(i))
             except grpc.RpcError as error:
                 rejected.append(error)
-        assert rejected, "the bounded queue never pushed back"
+        assert len(accepted) == 3 and len(rejected) == 3  # one running, two queued: the queue is full
         for error in rejected:
-            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "queue is full" in error.details()
             assert int(dict(error.trailing_metadata())["retry-after-ms"]) > 0
-        for job in accepted:
-            assert wait_terminal(server.stub, job.job_id, MD).state == jobs_pb2.JOB_STATE_SUCCEEDED
+        server.stub.CancelJob(pb.CancelJobRequest(job_id=busy.job_id), metadata=MD, timeout=60)
+        assert wait_terminal(server.stub, busy.job_id, MD).state == jobs_pb2.JOB_STATE_CANCELLED
+        for job in accepted[1:]:
+            assert wait_terminal(server.stub, job.job_id, MD, timeout_s=300).state == jobs_pb2.JOB_STATE_SUCCEEDED
     finally:
         assert server.stop() == 0
 
@@ -85,7 +102,7 @@ def test_restart_mid_job_loses_nothing(tmp_path: pathlib.Path, sig: int) -> None
     server = start(data)
     jobs = [server.stub.SubmitJob(job_requests(speech_spec(media_id=f"rs-{i}", key=f"k{i}"), long_wav), metadata=MD) for i in range(3)]
     jobs += [server.stub.SubmitJob(job_requests(text_spec(f"text job {i}", media_id=f"rt-{i}")), metadata=MD) for i in range(3)]
-    for update in server.stub.WatchJob(pb.WatchJobRequest(job_id=jobs[0].job_id), metadata=MD, timeout=120):
+    for update in server.stub.WatchJob(pb.WatchJobRequest(job_id=jobs[0].job_id), metadata=MD, timeout=300):
         if update.state == jobs_pb2.JOB_STATE_RUNNING:
             break
     server.stop(sig=sig)
@@ -104,10 +121,8 @@ def test_restart_mid_job_loses_nothing(tmp_path: pathlib.Path, sig: int) -> None
         listed = server.stub.ListJobs(pb.ListJobsRequest(page_size=50), metadata=MD).jobs
         assert sorted(j.job_id for j in listed) == sorted(j.job_id for j in jobs)
         assert all(j.state in TERMINAL for j in listed)
-        deadline = time.monotonic() + 10  # media is deleted just after the terminal state is recorded
-        while list((data / "blobs").iterdir()) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert list((data / "blobs").iterdir()) == []
+        # Media is deleted just after the terminal state is recorded.
+        wait_until(lambda: not list((data / "blobs").iterdir()), what="the blob dir emptied")
         assert list((data / "spool").iterdir()) == []
     finally:
         assert server.stop() == 0

@@ -70,7 +70,7 @@ async def test_jobs(aclient: AsyncClient, wav: pathlib.Path) -> None:
     done = await aclient.get_job(job.job_id)
     assert done.result is not None and done.result.transcript is not None
     text_job = await aclient.submit_job(text="The orchestra performed a symphony to a full hall")
-    assert (await aclient.wait_job(text_job.job_id, timeout=60)).state is JobState.SUCCEEDED
+    assert (await aclient.wait_job(text_job.job_id, timeout=300)).state is JobState.SUCCEEDED
     page = await aclient.list_jobs(states=["succeeded"])
     assert {j.job_id for j in page} == {job.job_id, text_job.job_id}
     assert {j.job_id async for j in aclient.iter_jobs(page_size=1)} == {job.job_id, text_job.job_id}

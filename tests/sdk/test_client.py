@@ -8,7 +8,6 @@ import math
 import os
 import pathlib
 import threading
-import time
 
 import pytest
 
@@ -225,7 +224,7 @@ def test_jobs_submit_watch_get_list_cancel(client: Client, wav: pathlib.Path, tm
     final = client.get_job(speech_job.job_id)
     assert final.done and final.attempts == 1 and final.finished_at is not None and final.created_at is not None
     assert final.result is not None and final.result.transcript is not None
-    assert client.wait_job(text_job.job_id, timeout=60).state is JobState.SUCCEEDED
+    assert client.wait_job(text_job.job_id, timeout=300).state is JobState.SUCCEEDED
 
     page = client.list_jobs(page_size=1)
     assert len(page) == 1 and page.next_page_token
@@ -244,7 +243,8 @@ def test_jobs_submit_watch_get_list_cancel(client: Client, wav: pathlib.Path, tm
     long_job = client.submit_job(source=long_wav, modality=Modality.SPEECH, media_id="sdk-cancel")
     cancelled = client.cancel_job(long_job.job_id)
     assert cancelled.state in (JobState.CANCELLED, JobState.RUNNING)
-    assert client.wait_job(long_job.job_id, timeout=60).state is JobState.CANCELLED
+    # A running transcription stops at its next segment: a window of audio, slow on a busy machine.
+    assert client.wait_job(long_job.job_id, timeout=600).state is JobState.CANCELLED
 
     with pytest.raises(NotFound):
         client.get_job("job-nope")
@@ -262,11 +262,11 @@ def test_limits_deadline_and_error_data(client: Client, wav: pathlib.Path) -> No
         client.analyze_text([f"text number {i}" for i in range(17)])
     assert err.value.retry_after_s is None and not err.value.retriable and "items" in err.value.details
 
-    # A deadline that cannot be met: DEADLINE_EXCEEDED, raised at once (not retried by default).
-    started = time.monotonic()
+    # A deadline that cannot be met: DEADLINE_EXCEEDED (raised without a retry by default:
+    # tests/unit/clients/test_shells.py counts the attempts).
     with pytest.raises(DeadlineExceeded) as deadline:
         client.transcribe(wav, timeout=0.05)
-    assert time.monotonic() - started < 5 and deadline.value.code == "DEADLINE_EXCEEDED"
+    assert deadline.value.code == "DEADLINE_EXCEEDED"
     assert isinstance(deadline.value, UnderstandingError) and "timeout" in str(deadline.value)
 
     # A non-seekable source streams fine once (it is simply not retried).
@@ -287,11 +287,11 @@ def test_limits_deadline_and_error_data(client: Client, wav: pathlib.Path) -> No
 def test_no_retry_client_and_unavailable(tmp_path: pathlib.Path) -> None:
     from tests.support.server import free_port
 
-    with Client(f"127.0.0.1:{free_port()}", tenant="x", retry=NO_RETRY, timeout_s=5) as nobody:
-        started = time.monotonic()
+    # Nobody listens: refused at once, so UNAVAILABLE (waiting out the deadline would be DEADLINE_EXCEEDED).
+    with Client(f"127.0.0.1:{free_port()}", tenant="x", retry=NO_RETRY, timeout_s=120) as nobody:
         with pytest.raises(UnderstandingError) as err:
             nobody.analyze_text("hello")
-    assert err.value.code == "UNAVAILABLE" and err.value.retriable and time.monotonic() - started < 5
+    assert err.value.code == "UNAVAILABLE" and err.value.retriable
     assert "server is down" in str(err.value)
 
 

@@ -31,7 +31,7 @@ async def test_decode_every_event_kind(client: Client, kafka_bootstrap: str, ana
     client.analyze_text(TextItem("The band played their new song at the concert", media_id=media_id, metadata={"k": "v"}))
     deleted = client.delete_media(media_id)
     job = client.submit_job(text="A pasta recipe with garlic and olive oil")
-    client.wait_job(job.job_id, timeout=60)
+    client.wait_job(job.job_id, timeout=300)
 
     key = media_id.encode()
     records = await collect(kafka_bootstrap, analysis_topic, until=lambda rs: sum(r.key == key for r in rs) >= 2)

@@ -30,10 +30,10 @@ def speech_spec(key: str = "", media_id: str = "", **header) -> pb.JobSpec:  # t
     return pb.JobSpec(idempotency_key=key, modality=common_pb2.MODALITY_SPEECH, media=pb.UploadHeader(media_id=media_id, **header))
 
 
-def wait_terminal(stub, job_id: str, metadata, timeout_s: float = 180) -> jobs_pb2.Job:  # type: ignore[no-untyped-def]
+def wait_terminal(stub, job_id: str, metadata, timeout_s: float = 300) -> jobs_pb2.Job:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        job = stub.GetJob(pb.GetJobRequest(job_id=job_id), metadata=metadata, timeout=10)
+        job = stub.GetJob(pb.GetJobRequest(job_id=job_id), metadata=metadata, timeout=60)
         if job.state in TERMINAL:
             return job
         time.sleep(0.2)

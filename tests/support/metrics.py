@@ -7,6 +7,8 @@ from typing import Callable
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.waiting import PATIENCE_S
+
 
 class Scrape:
     """One /metrics text: samples by name and labels."""
@@ -29,7 +31,9 @@ class Scrape:
         return any(n == name for n, _, _ in self.samples)
 
 
-def wait_for_metric(scrape: Callable[[], str], predicate: Callable[[Scrape], bool], timeout_s: float = 60) -> Scrape:
+def wait_for_metric(
+    scrape: Callable[[], str], predicate: Callable[[Scrape], bool], timeout_s: float = PATIENCE_S
+) -> Scrape:
     deadline = time.monotonic() + timeout_s
     while True:
         current = Scrape(scrape())

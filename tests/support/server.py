@@ -20,6 +20,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from understanding.v1 import understanding_pb2_grpc
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+PATIENT_RPC_S = 30.0  # deadline of a cheap probe RPC (health): bounds a hang, never trips on a slow machine
+# A channel to a server that is still starting (or restarting) retries the connection
+# within a second instead of gRPC's default back-off of up to two minutes.
+CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 200), ("grpc.max_reconnect_backoff_ms", 1000)]
 
 
 def free_port() -> int:
@@ -87,14 +91,17 @@ class ServerProcess:
         return self
 
     def health_status(self, service: str = "") -> int | None:
-        """Health status, or None when the server does not answer yet."""
+        """Health status, or None when the server does not answer (yet).
+
+        A server that is not listening answers at once (UNAVAILABLE); the deadline only
+        bounds a call to a listening server, which may be slow on a loaded machine."""
         try:
             stub = health_pb2_grpc.HealthStub(self.channel)
-            return int(stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1).status)
+            return int(stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=PATIENT_RPC_S).status)
         except grpc.RpcError:
             return None
 
-    def wait_serving(self, timeout_s: float = 120.0) -> list[int | None]:
+    def wait_serving(self, timeout_s: float = 300.0) -> list[int | None]:
         """Poll health until SERVING; returns the statuses seen on the way."""
         seen: list[int | None] = []
         deadline = time.monotonic() + timeout_s
@@ -114,9 +121,9 @@ class ServerProcess:
     def channel(self) -> grpc.Channel:
         if self._channel is None:
             if self._credentials is None:
-                self._channel = grpc.insecure_channel(self.target)
+                self._channel = grpc.insecure_channel(self.target, options=CHANNEL_OPTIONS)
             else:
-                self._channel = grpc.secure_channel(self.target, self._credentials)
+                self._channel = grpc.secure_channel(self.target, self._credentials, options=CHANNEL_OPTIONS)
         return self._channel
 
     @property
@@ -132,7 +139,7 @@ class ServerProcess:
 
     def metrics(self) -> str:
         """The Prometheus text exposition, scraped now."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port()}/metrics", timeout=10) as response:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port()}/metrics", timeout=PATIENT_RPC_S) as response:
             return str(response.read().decode())
 
     def outbox(self) -> list[bytes]:
@@ -149,7 +156,7 @@ class ServerProcess:
         except FileNotFoundError:
             return ""
 
-    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> int:
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 120.0) -> int:
         if self._channel is not None:
             self._channel.close()
             self._channel = None

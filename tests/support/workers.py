@@ -35,7 +35,7 @@ def kafka_backend_env(bootstrap: str, blob_dir: pathlib.Path, **extra: str) -> d
 
 def start_api(data_dir: pathlib.Path, env: Mapping[str, str], **extra: str) -> ServerProcess:
     server = ServerProcess(data_dir, env={**env, **{f"UNDERSTANDING_{k.upper()}": v for k, v in extra.items()}}).start()
-    server.wait_serving(timeout_s=240)
+    server.wait_serving()
     return server
 
 
@@ -55,7 +55,7 @@ class WorkerProcess:
         self.proc, self._log = spawn("worker", self.log_path, {**defaults, **self._env})
         return self
 
-    def wait_ready(self, timeout_s: float = 240.0) -> None:
+    def wait_ready(self, timeout_s: float = 300.0) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             assert self.proc is not None
@@ -76,5 +76,5 @@ class WorkerProcess:
         """Whether this worker started an attempt of the job (it logs `job running`)."""
         return any('"job running"' in line and job_id in line for line in self.log().splitlines())
 
-    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 60.0) -> int:
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 120.0) -> int:
         return stop_process(self.proc, self._log, sig, timeout_s)

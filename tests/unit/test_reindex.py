@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import pathlib
+import threading
 import time
 from typing import Any, Sequence
 
 import numpy as np
 import pytest
 
+from tests.support.waiting import PATIENCE_S, wait_until_async
 from understanding.api.identity import AdminIdentity, parse_admin_keys
 from understanding.core.embedding import StoreOpener
 from understanding.config import Settings
@@ -93,15 +95,21 @@ def test_admin_identity() -> None:
 
 # ---------------------------------------------------------------- write pause and store switch
 class RecordingStore:
-    """Just enough of a VectorStore for the sink: records what was staged where."""
+    """Just enough of a VectorStore for the sink: records what was staged where.
+
+    `staging` is set when a write reaches the store; clearing `proceed` holds it there."""
 
     def __init__(self, collection: str) -> None:
         self.collection = collection
         self.dimension = DIM
         self.staged: list[PointRecord] = []
+        self.staging = threading.Event()
+        self.proceed = threading.Event()
+        self.proceed.set()
 
     def stage(self, points: Sequence[PointRecord]) -> None:
-        time.sleep(0.05)  # a write under way when the pause is asked for
+        self.staging.set()
+        self.proceed.wait(PATIENCE_S)
         self.staged.extend(points)
 
     def commit_media(self, tenant: str, media_id: str, version: int) -> bool:
@@ -121,14 +129,21 @@ async def test_pause_waits_for_writes_under_way_and_holds_new_ones(tmp_path: pat
     sink = ResultSink(store=old, outbox=Outbox(tmp_path / "outbox.sqlite3"), analysis_topic="t")  # type: ignore[arg-type]
     await sink.start()
     try:
+        old.proceed.clear()
         under_way = asyncio.create_task(sink.write(analysis("a", OLD, "old")))
-        await asyncio.sleep(0.01)
-        await sink.pause_writes()
-        assert len(old.staged) == 2  # its store write finished before the pause returned
+        await wait_until_async(old.staging.is_set, what="a write in the store")
+        pausing = asyncio.create_task(sink.pause_writes())
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not pausing.done()  # the pause waits for the write under way...
+        old.proceed.set()
+        await pausing
+        assert len(old.staged) == 2  # ...whose store write finished before the pause returned
         await under_way  # (its event goes to the outbox, which the pause does not hold)
         held = asyncio.create_task(sink.write(analysis("b", OLD, "old")))  # embedded before the switch
         deleting = asyncio.create_task(sink.delete_media("t", "a"))
-        await asyncio.sleep(0.2)
+        for _ in range(20):
+            await asyncio.sleep(0)
         assert not held.done() and not deleting.done() and len(old.staged) == 2
 
         async def embed_new(texts: Sequence[str]) -> list[np.ndarray]:
@@ -233,12 +248,12 @@ async def test_a_watcher_reports_a_phase_that_came_and_went_while_it_waited(tmp_
             seen.append(update.phase)
 
     watcher = asyncio.create_task(watch())
-    await asyncio.sleep(0)  # the watcher reports LOADING and waits
+    await wait_until_async(lambda: seen == [Phase.LOADING], what="LOADING reported")
     state.phase = Phase.COPYING
     reindex._changed()
-    await asyncio.sleep(0.05)  # reported; now throttled for PROGRESS_INTERVAL_S
-    state.phase = Phase.SWITCHING  # entered and left inside the throttle interval
+    await wait_until_async(lambda: Phase.COPYING in seen, what="COPYING reported")
+    state.phase = Phase.SWITCHING  # entered and left while the watcher waits for the next change
     state.phase = Phase.DONE
     reindex._changed()
-    await asyncio.wait_for(watcher, 5)
+    await asyncio.wait_for(watcher, PATIENCE_S)
     assert seen == [Phase.LOADING, Phase.COPYING, Phase.SWITCHING, Phase.DONE]

@@ -129,19 +129,26 @@ class JobReads:
             )
 
     def get(self, tenant: str, job_id: str) -> Job:
-        job = self._store.get(job_id) if job_id else None
+        return self._snapshot(tenant, job_id)[1]
+
+    def _snapshot(self, tenant: str, job_id: str) -> tuple[int, Job]:
+        seq, job = self._store.snapshot(job_id) if job_id else (0, None)
         if job is None or job.tenant != tenant:  # another tenant's job does not exist for you
             raise NotFound(f"no job {job_id!r}", field="job_id")
-        return job
+        return seq, job
 
     async def watch(self, tenant: str, job_id: str) -> AsyncIterator[Job]:
-        queue = self._store.watch(job_id)
+        """The job now, then each change until it is terminal; never an update older than one sent."""
+        queue = self._store.watch(job_id)  # before the snapshot, so no later write is missed
         try:
-            job = await asyncio.to_thread(self.get, tenant, job_id)
+            seen, job = await asyncio.to_thread(self._snapshot, tenant, job_id)
             yield job
             last = (job.state, job.stage, round(job.progress, 3))
             while not job.state.terminal:
-                job = await queue.get()
+                seq, update = await queue.get()
+                if seq <= seen:  # already in the snapshot, or overtaken by a newer write
+                    continue
+                seen, job = seq, update
                 current = (job.state, job.stage, round(job.progress, 3))
                 if current != last:
                     last = current
@@ -309,34 +316,38 @@ class JobService(JobReads):
         progress = StageProgress()
         progress("starting", 0.0)
         job = job.with_(state=JobState.RUNNING, attempts=job.attempts + 1, started_at=job.started_at or time.time(), stage="starting", progress=0.0)
-        await asyncio.to_thread(self._store.put, job)
-        self._running[job.job_id] = cancelled
-        reporter = asyncio.get_running_loop().create_task(self._report(job, progress))
+        self._running[job.job_id] = cancelled  # before RUNNING is visible: a cancel must find the job here
         try:
-            media = self._blobs.path(job.spec.blob) if job.spec.blob else None
-            analysis = await self._analyzer.analyze_and_index(
-                job.tenant,
-                media_request(job, media),
-                progress=progress,
-                cancelled=cancelled,
-                version=job.version,
-                trace_id=job.job_id,
-            )
-            result = codec.analysis_pb(analysis).SerializeToString()
-            reporter.cancel()
-            await self._finish(job.with_(progress=1.0, stage="done", result=result), JobState.SUCCEEDED)
-        except asyncio.CancelledError:
-            # The service is stopping: the job goes back to the queue for the next start.
-            reporter.cancel()
-            await asyncio.to_thread(self._store.put, job.with_(state=JobState.QUEUED, stage="requeued"))
-            raise
-        except Exception as error:  # noqa: BLE001 - every failure is classified below
-            reporter.cancel()
-            await self._failed(job, error, cancelled.is_set())
+            if not await asyncio.to_thread(self._store.put, job):
+                return  # cancelled between leaving the queue and starting: nothing to run
+            reporter = asyncio.get_running_loop().create_task(self._report(job, progress))
+            try:
+                media = self._blobs.path(job.spec.blob) if job.spec.blob else None
+                analysis = await self._analyzer.analyze_and_index(
+                    job.tenant,
+                    media_request(job, media),
+                    progress=progress,
+                    cancelled=cancelled,
+                    version=job.version,
+                    trace_id=job.job_id,
+                )
+                result = codec.analysis_pb(analysis).SerializeToString()
+                reporter.cancel()
+                await self._finish(job.with_(progress=1.0, stage="done", result=result), JobState.SUCCEEDED)
+            except asyncio.CancelledError:
+                # The service is stopping: the job goes back to the queue for the next start.
+                reporter.cancel()
+                await asyncio.to_thread(self._store.put, job.with_(state=JobState.QUEUED, stage="requeued"))
+                raise
+            except Exception as error:  # noqa: BLE001 - every failure is classified below
+                reporter.cancel()
+                await self._failed(job, error, cancelled.is_set())
         finally:
             self._running.pop(job.job_id, None)
 
     async def _report(self, job: Job, progress: StageProgress) -> None:
+        """Write progress while the job runs. Cancelling this task does not stop a write already
+        in its thread; the store refuses it if the job has meanwhile reached its terminal state."""
         last: tuple[str, float] | None = None
         while True:
             await asyncio.sleep(self.settings.progress_interval_s)
@@ -365,7 +376,7 @@ class JobService(JobReads):
             return
         log.error("job failed", extra={"job_id": job.job_id, "attempts": job.attempts, "error": message})
         final = await self._finish(job, JobState.FAILED, error=err)
-        if retriable:  # exhausted its retries: dead-letter it for operators
+        if retriable and final.state is JobState.FAILED:  # exhausted its retries: dead-letter it for operators
             await self._sink.publish(
                 self.settings.dead_letter_topic,
                 final.job_id,
@@ -377,7 +388,10 @@ class JobService(JobReads):
 
     async def _finish(self, job: Job, state: JobState, *, error: JobError | None = None) -> Job:
         final = job.with_(state=state, finished_at=time.time(), error=error or (job.error if state is JobState.FAILED else None))
-        await asyncio.to_thread(self._store.put, final)
+        if not await asyncio.to_thread(self._store.put, final):
+            # Another terminal state was recorded first (the job ended while a cancel was on
+            # its way): that one stands, and was published and cleaned up when it was recorded.
+            return await asyncio.to_thread(self._store.get, final.job_id) or final
         log.info("job finished", extra={"job_id": final.job_id, "state": final.state.value})
         await self._sink.publish(
             self.settings.status_topic,

@@ -2,7 +2,9 @@
 
 The embedded default runs API and workers in one process, so one SQLite file
 is the source of truth and restarts lose no accepted job. Watchers get every
-update of a job through an asyncio queue.
+update of a job through an asyncio queue, tagged with the store's write
+sequence number, so a watch can tell updates older than its snapshot (or than
+what it already sent) from new ones whatever order the writer threads notify in.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ def _legacy_row(
 
 
 _COLUMNS = "job_id, tenant, idempotency_key, state, created_at, doc, result"
+_TERMINAL_SQL = ", ".join(f"'{s.value}'" for s in JobState if s.terminal)
 
 
 class SqliteJobStore:
@@ -67,7 +70,8 @@ class SqliteJobStore:
         self._db.execute("CREATE INDEX IF NOT EXISTS jobs_tenant ON jobs (tenant, created_at)")
         self._db.execute("CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state)")
         self._lock = threading.Lock()
-        self._watchers: dict[str, list[asyncio.Queue[Job]]] = {}
+        self._seq = 0  # write sequence number, advanced under the lock by every committed write
+        self._watchers: dict[str, list[asyncio.Queue[tuple[int, Job]]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -98,16 +102,29 @@ class SqliteJobStore:
                 f"INSERT INTO jobs ({_COLUMNS}) VALUES (:job_id, :tenant, :idempotency_key, :state, :created_at, :doc, :result)",
                 r,
             )
-        self._notify(job)
+            seq = self._next_seq()
+        self._notify(job, seq)
         return job, True
 
-    def put(self, job: Job) -> None:
+    def put(self, job: Job) -> bool:
+        """Record the job's new state; False, and nothing written, if the stored job is terminal.
+
+        The first terminal state wins (as in the Kafka view's `merge`): a progress
+        report still in flight when the job finished, or a cancel that lost the
+        race with the end of the job, must not rewrite it.
+        """
         r = _to_row(job)
         with self._lock:
-            self._db.execute(
-                "UPDATE jobs SET state = :state, doc = :doc, result = :result WHERE job_id = :job_id", r
-            )
-        self._notify(job)
+            written = self._db.execute(
+                "UPDATE jobs SET state = :state, doc = :doc, result = :result WHERE job_id = :job_id"
+                f" AND state NOT IN ({_TERMINAL_SQL})",
+                r,
+            ).rowcount
+            if not written:
+                return False
+            seq = self._next_seq()
+        self._notify(job, seq)
+        return True
 
     def apply(self, records: Sequence[Job], merge: Callable[[Job | None, Job], Job | None]) -> list[Job]:
         """Materialise state records in order (one transaction): `merge(stored, record)` says
@@ -131,15 +148,21 @@ class SqliteJobStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        for job in written:
-            self._notify(job)
+            seqs = [self._next_seq() for _ in written]
+        for job, seq in zip(written, seqs, strict=True):
+            self._notify(job, seq)
         return written
 
     # ------------------------------------------------------------ reads
     def get(self, job_id: str) -> Job | None:
+        return self.snapshot(job_id)[1]
+
+    def snapshot(self, job_id: str) -> tuple[int, Job | None]:
+        """The job and the write sequence number it is current as of (see `watch`)."""
         with self._lock:
             row = self._db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
-        return None if row is None else _from_row(row)
+            seq = self._seq
+        return seq, None if row is None else _from_row(row)
 
     def list(self, tenant: str, *, states: Sequence[JobState] = (), after: tuple[float, str] | None = None, limit: int = 50) -> list[Job]:
         sql = f"SELECT {_COLUMNS} FROM jobs WHERE tenant = ?"
@@ -173,24 +196,34 @@ class SqliteJobStore:
             return int(self._db.execute(sql, args).fetchone()[0])
 
     # ------------------------------------------------------------ watch
-    def watch(self, job_id: str) -> asyncio.Queue[Job]:
-        queue: asyncio.Queue[Job] = asyncio.Queue()
+    def watch(self, job_id: str) -> asyncio.Queue[tuple[int, Job]]:
+        """A queue of (write sequence number, job) for every write of the job from now on.
+
+        Take the `snapshot` after this call: updates numbered up to the snapshot's
+        are already in it, and notifications from writer threads may arrive out
+        of order, so a reader skips any number not above the last it used.
+        """
+        queue: asyncio.Queue[tuple[int, Job]] = asyncio.Queue()
         self._watchers.setdefault(job_id, []).append(queue)
         return queue
 
-    def unwatch(self, job_id: str, queue: asyncio.Queue[Job]) -> None:
+    def unwatch(self, job_id: str, queue: asyncio.Queue[tuple[int, Job]]) -> None:
         queues = self._watchers.get(job_id, [])
         if queue in queues:
             queues.remove(queue)
         if not queues:
             self._watchers.pop(job_id, None)
 
-    def _notify(self, job: Job) -> None:
+    def _next_seq(self) -> int:
+        self._seq += 1  # (under self._lock)
+        return self._seq
+
+    def _notify(self, job: Job, seq: int) -> None:
         queues = list(self._watchers.get(job.job_id, ()))
         if not queues or self._loop is None:
             return
         for queue in queues:
-            self._loop.call_soon_threadsafe(queue.put_nowait, job)
+            self._loop.call_soon_threadsafe(queue.put_nowait, (seq, job))
 
     def close(self) -> None:
         with self._lock:

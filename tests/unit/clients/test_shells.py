@@ -20,6 +20,7 @@ from understanding_client import (
     AsyncAdminClient,
     AsyncClient,
     Client,
+    DeadlineExceeded,
     InvalidArgument,
     JobState,
     NotFound,
@@ -229,6 +230,22 @@ async def test_sync_and_async_clients_behave_the_same() -> None:
         pages = [request.page_token for method, request, _ in script.sent if method == "ListJobs"]
         assert pages == ["", "p2"]
     assert sync_script.outcomes["WatchJob"] == async_script.outcomes["WatchJob"] == []
+
+
+@pytest.mark.parametrize(("retry_deadline_exceeded", "attempts"), [(False, 1), (True, 2)])
+def test_a_passed_deadline_is_retried_only_when_asked(retry_deadline_exceeded: bool, attempts: int) -> None:
+    """DEADLINE_EXCEEDED is raised at once by default, even for an idempotent call (counted, not timed)."""
+    answers = [RpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"), pb.TranscribeResponse()]
+    script = Script(Transcribe=answers)
+    policy = RetryPolicy(initial_backoff_s=0.001, max_backoff_s=0.001, retry_deadline_exceeded=retry_deadline_exceeded)
+    with Client("127.0.0.1:1", tenant="t", retry=policy, timeout_s=9.0) as client:
+        client._stub = SyncStub(script)
+        if attempts == 1:
+            with pytest.raises(DeadlineExceeded):
+                client.transcribe(b"RIFF audio bytes", media_id="a")
+        else:
+            client.transcribe(b"RIFF audio bytes", media_id="a")
+    assert [method for method, _, _ in script.sent] == ["Transcribe"] * attempts
 
 
 async def test_admin_clients_read_the_reindex_stream_to_its_end() -> None:

@@ -7,6 +7,7 @@ import pathlib
 
 import numpy as np
 
+from tests.support.waiting import PATIENCE_S
 from understanding.domain import Analysis, Chunk, Language, Modality, ModelRef, Segment, Shot, Tag, Transcript, VideoInfo, Word
 from understanding.codec.records import decode_result, encode_result
 from understanding.domain import Job, JobError, JobSpec, JobState
@@ -68,8 +69,9 @@ async def test_watchers_see_materialised_updates(tmp_path: pathlib.Path) -> None
     store.bind_loop(asyncio.get_running_loop())
     queue = store.watch("job-1")
     await asyncio.to_thread(store.apply, [_job(), _job(JobState.RUNNING, attempts=1)], merge)
-    seen = [await asyncio.wait_for(queue.get(), 2) for _ in range(2)]
-    assert [j.state for j in seen] == [JobState.QUEUED, JobState.RUNNING]
+    seen = [await asyncio.wait_for(queue.get(), PATIENCE_S) for _ in range(2)]
+    assert [j.state for _, j in seen] == [JobState.QUEUED, JobState.RUNNING]
+    assert seen[0][0] < seen[1][0]  # numbered in the order they were written
 
 
 def test_result_record_is_lossless() -> None:
