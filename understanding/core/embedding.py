@@ -31,6 +31,7 @@ from understanding.sinks.store import VectorStore, collection_name
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True, slots=True)
 class ServingEmbedding:
     """An embedding model with its batcher, tagger and collection (`store` is None in a
@@ -224,7 +225,7 @@ class EmbeddingFactory:
             max_queue=settings.embed_queue_size,
             on_batch=self._on_batch,
         )
-        tagger = Tagger(Taxonomy.load(settings.taxonomy_path or None), encoder.encode)
+        tagger = Tagger(Taxonomy.load(settings.taxonomy_path or None), encoder.encode, model=encoder.model_ref.name)
         return ServingEmbedding(encoder=encoder, batcher=batcher, tagger=tagger, store=store, model_path=model_path)
 
     def serving(self, *, with_store: bool = True) -> ServingEmbedding:
@@ -257,4 +258,3 @@ class EmbeddingSwitch:
         for rebind in self._consumers:
             rebind(unit)
         return previous
-
