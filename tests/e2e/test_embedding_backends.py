@@ -1,4 +1,8 @@
-"""Embedding backends end to end: an ONNX server answers like torch, and they share a collection."""
+"""Embedding backends end to end: an ONNX server answers like torch, and they share a collection.
+
+Pinned to `minilm`: torch backs only the sentence-transformers models (the
+multilingual default's backends, onnx and numpy, are compared in
+tests/unit/models/test_use_embedder.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +15,12 @@ import pytest
 
 from tests.support.server import ServerProcess
 from understanding.models.embedder import Embedder, resolve_embedding_model
-from understanding.v1 import understanding_pb2 as pb, understanding_pb2_grpc
+from understanding.v1 import understanding_pb2 as pb
+from understanding.v1 import understanding_pb2_grpc
 
-SPORTS = "What a game last night! Messi scored twice in the second half and Barcelona beat Madrid 3-1 to win the league."
+SPORTS = (
+    "What a game last night! Messi scored twice in the second half and Barcelona beat Madrid 3-1 to win the league."
+)
 MD = [("x-tenant-id", "backends")]
 
 
@@ -23,7 +30,8 @@ def torch_embedder() -> Embedder:
 
 
 def run_server(data_dir: pathlib.Path, backend: str) -> ServerProcess:
-    proc = ServerProcess(data_dir, env={"UNDERSTANDING_EMBEDDING_BACKEND": backend}).start()
+    env = {"UNDERSTANDING_EMBEDDING_BACKEND": backend, "UNDERSTANDING_EMBEDDING_MODEL": "minilm"}
+    proc = ServerProcess(data_dir, env=env).start()
     proc.wait_serving()
     return proc
 
@@ -63,7 +71,9 @@ def test_onnx_server_answers_like_torch_and_shares_its_collection(
         assert first.media_id == "post-0" and "topic.sports" in {t.label for t in first.tags}
         # Same vectors, same version: torch and fp32 ONNX write one collection.
         assert first.embedding_model.version == torch_embedder.model_ref.version
-        found = onnx_server.stub.Search(pb.SearchRequest(text="football match result", top_k=3), metadata=MD, timeout=30)
+        found = onnx_server.stub.Search(
+            pb.SearchRequest(text="football match result", top_k=3), metadata=MD, timeout=30
+        )
         assert found.hits and found.hits[0].media_id == "post-0"
     finally:
         assert onnx_server.stop() == 0, onnx_server.log()
@@ -71,7 +81,9 @@ def test_onnx_server_answers_like_torch_and_shares_its_collection(
     # Switching the backend needs no reindex: the torch server serves what ONNX wrote.
     torch_server = run_server(tmp_path, "torch")
     try:
-        found = torch_server.stub.Search(pb.SearchRequest(text="football match result", top_k=3), metadata=MD, timeout=30)
+        found = torch_server.stub.Search(
+            pb.SearchRequest(text="football match result", top_k=3), metadata=MD, timeout=30
+        )
         assert found.hits and found.hits[0].media_id == "post-0"
     finally:
         assert torch_server.stop() == 0, torch_server.log()

@@ -54,7 +54,11 @@ def test_two_instances_with_the_readme_settings_run_side_by_side(tmp_path: pathl
 
 def _serve(tmp_path: pathlib.Path, **env: str) -> subprocess.CompletedProcess[str]:
     settings = {"UNDERSTANDING_DATA_DIR": str(tmp_path / "data"), "UNDERSTANDING_LOG_LEVEL": "ERROR", **env}
-    clean = {k: v for k, v in __import__("os").environ.items() if not k.startswith("UNDERSTANDING_") or k == "UNDERSTANDING_CACHE"}
+    clean = {
+        k: v
+        for k, v in __import__("os").environ.items()
+        if not k.startswith("UNDERSTANDING_") or k == "UNDERSTANDING_CACHE"
+    }
     return subprocess.run(
         [sys.executable, "-m", "understanding", "serve"],
         cwd=ROOT, env={**clean, **settings}, capture_output=True, text=True, timeout=600,
@@ -74,6 +78,12 @@ def test_start_up_failures_print_one_line_naming_the_setting(tmp_path: pathlib.P
         tmp_path, UNDERSTANDING_GRPC_PORT="0", UNDERSTANDING_METRICS_PORT="off",
         UNDERSTANDING_EMBEDDING_MODEL=str(tmp_path / "no-such-model"),
     )  # fmt: skip
+    unknown_model = _serve(
+        tmp_path, UNDERSTANDING_GRPC_PORT="0", UNDERSTANDING_METRICS_PORT="off", UNDERSTANDING_EMBEDDING_MODEL="multilingal",
+    )  # fmt: skip
+    wrong_backend = _serve(
+        tmp_path, UNDERSTANDING_GRPC_PORT="0", UNDERSTANDING_METRICS_PORT="off", UNDERSTANDING_EMBEDDING_BACKEND="torch",
+    )  # fmt: skip
     no_whisper = _serve(
         tmp_path, UNDERSTANDING_GRPC_PORT="0", UNDERSTANDING_METRICS_PORT="off",
         UNDERSTANDING_WHISPER_MODEL=str(tmp_path / "no-such-whisper"),
@@ -84,6 +94,9 @@ def test_start_up_failures_print_one_line_naming_the_setting(tmp_path: pathlib.P
         "UNDERSTANDING_GRPC_PORT='fifty'": bad_number,
         "UNDERSTANDING_METRICS_PORT='often'": bad_metrics,
         "UNDERSTANDING_EMBEDDING_MODEL=": no_model,
+        "UNDERSTANDING_EMBEDDING_MODEL='multilingal': unknown embedding model": unknown_model,
+        # The default (multilingual) model has no torch backend.
+        "UNDERSTANDING_EMBEDDING_BACKEND='torch' does not apply to the multilingual model": wrong_backend,
         "UNDERSTANDING_WHISPER_MODEL=": no_whisper,
     }
     for setting, result in cases.items():

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -27,7 +27,8 @@ import pytest
 from tests.support.server import ServerProcess
 from tests.support.waiting import PATIENCE_S, wait_until
 from understanding.sinks.edge_store import EdgeVectorStore, read_alias
-from understanding.v1 import admin_pb2, admin_pb2_grpc, common_pb2, understanding_pb2 as pb
+from understanding.v1 import admin_pb2, admin_pb2_grpc
+from understanding.v1 import understanding_pb2 as pb
 
 TENANT_KEY = "tenant-key-reindex"
 ADMIN_KEY = "admin-key-reindex"
@@ -58,6 +59,9 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[pathlib.Path, path
 
 
 ENV = {
+    # An existing MiniLM deployment: this module tests switching between sentence-transformers
+    # models (tests/e2e/test_multilingual.py moves MiniLM to the multilingual default).
+    "UNDERSTANDING_EMBEDDING_MODEL": "minilm",
     "UNDERSTANDING_API_KEYS": f"t1:{sha(TENANT_KEY)}",
     "UNDERSTANDING_ADMIN_API_KEYS": f"ops:{sha(ADMIN_KEY)}",
     # Loading a model directory the ONNX backend has not exported yet would export it first.
@@ -150,7 +154,11 @@ def test_admin_rpcs_need_an_admin_key(live: ServerProcess, models: tuple[pathlib
 
 
 def test_a_bad_model_directory_is_invalid(live: ServerProcess, tmp_path: pathlib.Path) -> None:
-    for path, needle in (("", "model_path"), (str(tmp_path / "missing"), "no modules.json"), (str(tmp_path), "no modules.json")):
+    for path, needle in (
+        ("", "model_path"),
+        (str(tmp_path / "missing"), "no modules.json"),
+        (str(tmp_path), "no modules.json"),
+    ):
         with pytest.raises(grpc.RpcError) as err:
             reindex(live, path)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
@@ -243,7 +251,9 @@ def test_online_reindex_while_serving(
     assert set(stored) == set(everything), sorted(set(everything) - set(stored))[:5]
     assert all(names == {NEW_MODEL} for names in stored.values()), {m: n for m, n in stored.items() if n != {NEW_MODEL}}
     response = search(live, "football", top_k=3)
-    assert response.embedding_model.name == NEW_MODEL and all(h.embedding_model.name == NEW_MODEL for h in response.hits)
+    assert response.embedding_model.name == NEW_MODEL and all(
+        h.embedding_model.name == NEW_MODEL for h in response.hits
+    )
     # New writes go to the new collection with the new model.
     assert analyze(live, {"after-switch": text_for("after-switch", 7)}).results[0].embedding_model.name == NEW_MODEL
     assert stored_models(live, ["after-switch"]) == {"after-switch": {NEW_MODEL}}
@@ -275,7 +285,8 @@ def test_a_restart_serves_the_new_collection(
     finally:
         store.close()
     assert names == {NEW_MODEL} and count > 240
-    # Still configured with the default model: the server follows the alias.
+    # Left at the default model, the server follows the alias.
+    live.configure({k: v for k, v in ENV.items() if k != "UNDERSTANDING_EMBEDDING_MODEL"})
     live.start()
     live.wait_serving()
     response = search(live, "football", top_k=3)
@@ -286,7 +297,17 @@ def test_a_restart_serves_the_new_collection(
 def test_cli_rolls_back_through_the_running_server(live: ServerProcess, data_dir: pathlib.Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("UNDERSTANDING_") or k == "UNDERSTANDING_CACHE"}
     env |= {"UNDERSTANDING_DATA_DIR": str(data_dir / "cli-side"), "UNDERSTANDING_LOG_LEVEL": "WARNING"}
-    command = [sys.executable, "-m", "understanding", "reindex", "--to-model", "packaged", "--server", live.target, "--json"]
+    command = [
+        sys.executable,
+        "-m",
+        "understanding",
+        "reindex",
+        "--to-model",
+        "packaged",
+        "--server",
+        live.target,
+        "--json",
+    ]
     denied = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert denied.returncode == 3 and "UNAUTHENTICATED" in denied.stderr, denied.stderr
     done = subprocess.run([*command, "--api-key", ADMIN_KEY], env=env, capture_output=True, text=True, timeout=600)
@@ -296,11 +317,17 @@ def test_cli_rolls_back_through_the_running_server(live: ServerProcess, data_dir
     # Back on the old collection, still on disk: only what changed since the switch was embedded.
     assert summary["embedded"] < summary["points"]
     response = search(live, "football", top_k=3)
-    assert response.embedding_model.name == OLD_MODEL and all(h.embedding_model.name == OLD_MODEL for h in response.hits)
+    assert response.embedding_model.name == OLD_MODEL and all(
+        h.embedding_model.name == OLD_MODEL for h in response.hits
+    )
     alias = read_alias(data_dir / "qdrant-edge", "understanding")
-    assert alias is not None and alias.model_path == "packaged"
+    assert alias is not None and alias.model_path == "minilm"  # `packaged` is MiniLM's former name
     # The CLI without a reachable server and an explicit --server: a clear error, nothing done.
     unreachable = subprocess.run(
-        [*command[:-3], "--server", "127.0.0.1:1", "--api-key", ADMIN_KEY], env=env, capture_output=True, text=True, timeout=60
+        [*command[:-3], "--server", "127.0.0.1:1", "--api-key", ADMIN_KEY],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert unreachable.returncode == 3 and "no server answers" in unreachable.stderr

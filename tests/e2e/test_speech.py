@@ -13,7 +13,8 @@ from tests.fixtures import speech
 from tests.support.kafka import collect
 from tests.support.server import ServerProcess
 from tests.support.upload import upload_requests
-from understanding.v1 import common_pb2, events_pb2, understanding_pb2 as pb
+from understanding.v1 import common_pb2, events_pb2
+from understanding.v1 import understanding_pb2 as pb
 
 MD = [("x-tenant-id", "e2e-speech")]
 EN = "The weather today is sunny and warm. We are going to the beach this afternoon with our friends."
@@ -47,9 +48,15 @@ def english_wav(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     return speech.make_speech_wav(EN, tmp_path_factory.mktemp("sp") / "en.wav")
 
 
-async def test_english_transcript_words_event(server: ServerProcess, english_wav: pathlib.Path, kafka_bootstrap: str, analysis_topic: str) -> None:
+async def test_english_transcript_words_event(
+    server: ServerProcess, english_wav: pathlib.Path, kafka_bootstrap: str, analysis_topic: str
+) -> None:
     response = transcribe(
-        server, english_wav, media_id="call-en-1", speech=pb.SpeechOptions(word_timestamps=True), metadata={"room": "r1"}
+        server,
+        english_wav,
+        media_id="call-en-1",
+        speech=pb.SpeechOptions(word_timestamps=True),
+        metadata={"room": "r1"},
     )
     a = response.analysis
     assert a.modality == common_pb2.MODALITY_SPEECH and a.media_id == "call-en-1"
@@ -65,7 +72,7 @@ async def test_english_transcript_words_event(server: ServerProcess, english_wav
     assert starts == sorted(starts)
     assert all(0 <= w.start_s <= w.end_s <= duration + 0.5 for w in words)
     assert all(s.start_s <= s.end_s for s in t.segments)
-    assert t.model.name and a.embedding_model.name == "all-MiniLM-L6-v2"
+    assert t.model.name and a.embedding_model.name == "universal-sentence-encoder-multilingual-3"
     # The transcript went through the text path: windows with times, tagged, indexed.
     assert a.chunks and all(c.end_s > c.start_s for c in a.chunks)
     assert "topic.travel" in {tag.label for tag in a.tags} or a.tags is not None
@@ -86,14 +93,18 @@ def test_spanish_is_detected(server: ServerProcess, tmp_path: pathlib.Path) -> N
 
 def test_forced_language_and_translate(server: ServerProcess, tmp_path: pathlib.Path) -> None:
     wav = speech.make_speech_wav(ES, tmp_path / "es.wav", voice="es")
-    t = transcribe(server, wav, speech=pb.SpeechOptions(language="es", task=pb.SPEECH_TASK_TRANSLATE)).analysis.transcript
+    t = transcribe(
+        server, wav, speech=pb.SpeechOptions(language="es", task=pb.SPEECH_TASK_TRANSLATE)
+    ).analysis.transcript
     assert t.task == "translate" and t.language.code == "es" and t.language.probability == pytest.approx(1.0)
     english = normalize(" ".join(s.text for s in t.segments))
     assert {"weather", "beach"} & set(english.split()), english
 
 
 def test_search_finds_phrase_at_ninety_seconds(server: ServerProcess, tmp_path: pathlib.Path) -> None:
-    intro = speech.make_speech_wav("Welcome to the weekly team call, let us start with the updates.", tmp_path / "a.wav")
+    intro = speech.make_speech_wav(
+        "Welcome to the weekly team call, let us start with the updates.", tmp_path / "a.wav"
+    )
     later = speech.make_speech_wav(AT_90, tmp_path / "b.wav")
     path = tmp_path / "call.wav"
     offsets = speech.concat_with_silence([intro, 90.0 - speech.wav_duration(intro), later, 3.0], path)
@@ -108,7 +119,9 @@ def test_search_finds_phrase_at_ninety_seconds(server: ServerProcess, tmp_path: 
 
 
 def test_prompt_and_hotwords_are_accepted(server: ServerProcess, english_wav: pathlib.Path) -> None:
-    options = pb.SpeechOptions(initial_prompt="A weather report.", hotwords="sunny beach", beam_size=2, disable_vad=True)
+    options = pb.SpeechOptions(
+        initial_prompt="A weather report.", hotwords="sunny beach", beam_size=2, disable_vad=True
+    )
     t = transcribe(server, english_wav, media_id="prompted-1", speech=options).analysis.transcript
     assert wer(EN, " ".join(s.text for s in t.segments)) <= MAX_WER
 
@@ -135,6 +148,7 @@ def test_audio_track_of_a_video(server: ServerProcess, english_wav: pathlib.Path
 
 # ---------------------------------------------------------------- bad input
 
+
 def rpc_error(server: ServerProcess, requests) -> grpc.RpcError:  # type: ignore[no-untyped-def]
     with pytest.raises(grpc.RpcError) as err:
         server.stub.Transcribe(iter(list(requests)), metadata=MD, timeout=60)
@@ -145,18 +159,67 @@ def test_bad_uploads(server: ServerProcess, english_wav: pathlib.Path, tmp_path:
     wav = english_wav.read_bytes()
     header = pb.UploadHeader(filename="x.wav")
     cases = [
-        ("random bytes", list(upload_requests(bytes(range(256)) * 64, header)), grpc.StatusCode.INVALID_ARGUMENT, "decodable"),
-        ("text renamed .mp3", list(upload_requests(b"hello, this is a text file\n" * 50, pb.UploadHeader(filename="song.mp3"))), grpc.StatusCode.INVALID_ARGUMENT, "decodable"),
+        (
+            "random bytes",
+            list(upload_requests(bytes(range(256)) * 64, header)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "decodable",
+        ),
+        (
+            "text renamed .mp3",
+            list(upload_requests(b"hello, this is a text file\n" * 50, pb.UploadHeader(filename="song.mp3"))),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "decodable",
+        ),
         ("zero-length", list(upload_requests(b"", header)), grpc.StatusCode.INVALID_ARGUMENT, "zero-length"),
         ("no header", [pb.UploadRequest(chunk=wav[:1000])], grpc.StatusCode.INVALID_ARGUMENT, "header"),
         ("empty stream", [], grpc.StatusCode.INVALID_ARGUMENT, "header"),
-        ("header twice", [pb.UploadRequest(header=header), pb.UploadRequest(header=header), pb.UploadRequest(chunk=wav)], grpc.StatusCode.INVALID_ARGUMENT, "twice"),
-        ("chunk after end", [*upload_requests(wav, header), pb.UploadRequest(chunk=b"late")], grpc.StatusCode.INVALID_ARGUMENT, "after the end"),
-        ("bad checksum", [pb.UploadRequest(header=header), pb.UploadRequest(chunk=wav), pb.UploadRequest(end=pb.UploadEnd(sha256="0" * 64))], grpc.StatusCode.INVALID_ARGUMENT, "sha256"),
-        ("unsupported language", list(upload_requests(wav, pb.UploadHeader(speech=pb.SpeechOptions(language="xx")))), grpc.StatusCode.INVALID_ARGUMENT, "speech.language"),
-        ("declared too large", list(upload_requests(wav, pb.UploadHeader(size_bytes=10**12))), grpc.StatusCode.RESOURCE_EXHAUSTED, "size_bytes"),
-        ("over the size limit", list(upload_requests(b"\0" * (9 * 1024 * 1024), header, chunk_size=1024 * 1024)), grpc.StatusCode.RESOURCE_EXHAUSTED, "limit"),
-        ("bad media id", list(upload_requests(wav, pb.UploadHeader(media_id="../../etc/passwd"))), grpc.StatusCode.INVALID_ARGUMENT, "header.media_id"),
+        (
+            "header twice",
+            [pb.UploadRequest(header=header), pb.UploadRequest(header=header), pb.UploadRequest(chunk=wav)],
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "twice",
+        ),
+        (
+            "chunk after end",
+            [*upload_requests(wav, header), pb.UploadRequest(chunk=b"late")],
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "after the end",
+        ),
+        (
+            "bad checksum",
+            [
+                pb.UploadRequest(header=header),
+                pb.UploadRequest(chunk=wav),
+                pb.UploadRequest(end=pb.UploadEnd(sha256="0" * 64)),
+            ],
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "sha256",
+        ),
+        (
+            "unsupported language",
+            list(upload_requests(wav, pb.UploadHeader(speech=pb.SpeechOptions(language="xx")))),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "speech.language",
+        ),
+        (
+            "declared too large",
+            list(upload_requests(wav, pb.UploadHeader(size_bytes=10**12))),
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "size_bytes",
+        ),
+        (
+            "over the size limit",
+            list(upload_requests(b"\0" * (9 * 1024 * 1024), header, chunk_size=1024 * 1024)),
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "limit",
+        ),
+        (
+            "bad media id",
+            list(upload_requests(wav, pb.UploadHeader(media_id="../../etc/passwd"))),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "header.media_id",
+        ),
     ]
     for name, requests, code, needle in cases:
         error = rpc_error(server, requests)

@@ -33,7 +33,7 @@ async def test_text_search_media(aclient: AsyncClient) -> None:
     )
     [sports], [food] = results
     assert sports.media_id == "aio-sports" and "topic.sports" in {t.label for t in sports.tags}
-    assert len(food.chunks[0].embedding) == 384
+    assert len(food.chunks[0].embedding) == 512  # the default multilingual model
     hits = await aclient.search("football match result", top_k=2)
     assert hits[0].media_id == "aio-sports"
     by_vector = await aclient.search(vector=food.chunks[0].embedding, top_k=1)

@@ -13,6 +13,8 @@ import pytest
 
 from tests.fixtures import speech
 from tests.support.server import ServerProcess
+from understanding.v1 import common_pb2
+from understanding.v1 import understanding_pb2 as pb
 from understanding_client import (
     NO_RETRY,
     AlreadyExists,
@@ -28,10 +30,9 @@ from understanding_client import (
     SearchResults,
     SpeechOptions,
     TextItem,
-    Unimplemented,
     UnderstandingError,
+    Unimplemented,
 )
-from understanding.v1 import common_pb2, understanding_pb2 as pb
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SAY = "The delivery truck will arrive at the warehouse tomorrow morning at eight."
@@ -59,8 +60,11 @@ def test_analyze_text_typed_results(client: Client) -> None:
     assert sports.language is not None and sports.language.code == "en"
     assert sports.created_at is not None and sports.created_at.tzinfo is not None and sports.version > 0
     chunk = sports.chunks[0]
-    assert len(chunk.embedding) == 384 and chunk.point_id and chunk.text.startswith("Messi")
-    assert sports.embedding_model is not None and sports.embedding_model.name == "all-MiniLM-L6-v2"
+    assert len(chunk.embedding) == 512 and chunk.point_id and chunk.text.startswith("Messi")
+    assert (
+        sports.embedding_model is not None
+        and sports.embedding_model.name == "universal-sentence-encoder-multilingual-3"
+    )
     # .raw is the protobuf message, kept out of equality and repr.
     assert isinstance(sports.raw, common_pb2.Analysis) and sports.raw.media_id == "sdk-sports"
     assert "raw=" not in repr(sports.chunks[0].tags[0])
@@ -87,7 +91,7 @@ def test_search_text_vector_example_filters_and_pages(client: Client) -> None:
     assert isinstance(hits.raw, pb.SearchResponse)
 
     by_vector = client.search(vector=music.chunks[0].embedding, top_k=1, with_vectors=True)
-    assert by_vector[0].media_id == "s-music" and len(by_vector[0].vector) == 384
+    assert by_vector[0].media_id == "s-music" and len(by_vector[0].vector) == 512
     by_example = client.search(example="s-music", top_k=3)
     assert "s-music-2" in {h.media_id for h in by_example}
 
@@ -127,7 +131,10 @@ def test_get_and_delete_media(client: Client) -> None:
 def test_transcribe_path_file_object_bytes_with_progress(client: Client, wav: pathlib.Path) -> None:
     seen: list[tuple[int, int | None]] = []
     analysis = client.transcribe(
-        wav, media_id="sdk-say", word_timestamps=True, metadata={"room": "r1"},
+        wav,
+        media_id="sdk-say",
+        word_timestamps=True,
+        metadata={"room": "r1"},
         progress=lambda sent, total: seen.append((sent, total)),
     )
     size = wav.stat().st_size
@@ -212,7 +219,10 @@ def test_jobs_submit_watch_get_list_cancel(client: Client, wav: pathlib.Path, tm
     progress: list[tuple[JobState, float]] = []
     uploaded: list[int] = []
     speech_job = client.submit_job(
-        source=wav, modality="speech", media_id="sdk-job-audio", speech=SpeechOptions(word_timestamps=True),
+        source=wav,
+        modality="speech",
+        media_id="sdk-job-audio",
+        speech=SpeechOptions(word_timestamps=True),
         progress=lambda sent, total: uploaded.append(sent),
     )
     assert uploaded[-1] == wav.stat().st_size
@@ -237,7 +247,12 @@ def test_jobs_submit_watch_get_list_cancel(client: Client, wav: pathlib.Path, tm
         client.cancel_job(text_job.job_id)
     parts: list[pathlib.Path | float] = []
     for i in range(6):
-        parts += [speech.make_speech_wav(f"Paragraph {i}: the committee discussed the bridge design.", tmp_path / f"c{i}.wav"), 0.5]
+        parts += [
+            speech.make_speech_wav(
+                f"Paragraph {i}: the committee discussed the bridge design.", tmp_path / f"c{i}.wav"
+            ),
+            0.5,
+        ]
     long_wav = tmp_path / "long.wav"
     speech.concat_with_silence(parts, long_wav)
     long_job = client.submit_job(source=long_wav, modality=Modality.SPEECH, media_id="sdk-cancel")

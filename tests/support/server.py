@@ -12,7 +12,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from typing import IO, Mapping
+from collections.abc import Mapping
+from typing import IO
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -32,7 +33,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def spawn(command: str, log_path: pathlib.Path, settings: Mapping[str, str]) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
+def spawn(
+    command: str, log_path: pathlib.Path, settings: Mapping[str, str]
+) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
     """`python -m understanding <command>` with none of this shell's UNDERSTANDING_* settings
     (but the model cache) and `settings` instead; output appended to `log_path`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("UNDERSTANDING_") or k == "UNDERSTANDING_CACHE"}
@@ -77,6 +80,10 @@ class ServerProcess:
         self._log: IO[bytes] | None = None
         self._channel: grpc.Channel | None = None
         self._credentials = credentials
+
+    def configure(self, env: Mapping[str, str]) -> None:
+        """Settings for the next `start` (a restart with another configuration)."""
+        self._env = dict(env)
 
     def start(self) -> ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -132,7 +139,9 @@ class ServerProcess:
 
     def metrics_port(self) -> int:
         """The metrics port the server logged last (`metrics listening`): restarts append to the log."""
-        lines = [line for line in self.log_path.read_text(errors="replace").splitlines() if '"metrics listening"' in line]
+        lines = [
+            line for line in self.log_path.read_text(errors="replace").splitlines() if '"metrics listening"' in line
+        ]
         if not lines:
             raise LookupError(f"no metrics port in the log:\n{self.log()}")
         return int(json.loads(lines[-1])["metrics_port"])

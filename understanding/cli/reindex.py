@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING, Any
 from understanding.cli import connect, output, reindex_offline
 
 if TYPE_CHECKING:
-    from understanding_client import AdminClient, ReindexProgress
-
     from understanding.cli import Subcommands
+    from understanding_client import AdminClient, ReindexProgress
 
 
 def register(sub: Subcommands) -> None:
@@ -20,7 +19,10 @@ def register(sub: Subcommands) -> None:
         "reindex", help="re-embed every stored point with another model into a new collection, then switch the alias"
     )
     reindex.add_argument(
-        "--to-model", required=True, metavar="PATH", help="sentence-transformers model directory (or `packaged`)"
+        "--to-model",
+        required=True,
+        metavar="MODEL",
+        help="`multilingual` (the default model), `minilm`, or a sentence-transformers model directory",
     )
     reindex.add_argument("--batch-size", type=int, default=256, help="points embedded per forward pass")
     reindex.add_argument("--no-switch", action="store_true", help="fill the new collection, leave the alias")
@@ -65,11 +67,13 @@ def run(args: argparse.Namespace) -> int:
 def _online(args: argparse.Namespace, admin: AdminClient) -> int:
     """Reindex through the server's Admin service, with a progress bar."""
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+
+    from understanding.models.embedder import is_packaged_name
     from understanding_client import PermissionDenied, UnderstandingError
 
     spec = args.to_model
     # A path as the user typed it, made absolute: the server resolves it in its own working directory.
-    model_path = spec if spec == "packaged" else os.path.abspath(os.path.expanduser(spec))
+    model_path = spec if is_packaged_name(spec) else os.path.abspath(os.path.expanduser(spec))
     last: ReindexProgress | None = None
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:

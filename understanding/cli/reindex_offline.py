@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         if result.switched:
             print(f"alias {result.alias} -> {result.to_collection}.")
             print(
-                "Start the service with UNDERSTANDING_EMBEDDING_MODEL unset (`packaged`: it follows the alias) "
+                "Start the service with UNDERSTANDING_EMBEDDING_MODEL unset (the default follows the alias) "
                 f"or set to {args.to_model}"
             )
     return 0

@@ -7,11 +7,10 @@ client SDK, the only code that imports the generated stubs.
 from __future__ import annotations
 
 import uuid
-from typing import Iterable
-
-from google.protobuf.timestamp_pb2 import Timestamp
+from collections.abc import Iterable
 
 import numpy as np
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from understanding.domain import (
     Analysis,
@@ -77,6 +76,7 @@ def chunk_pb(analysis: Analysis, chunk: Chunk, *, with_embedding: bool) -> commo
         embedding=[float(x) for x in chunk.embedding] if with_embedding else [],
         tags=tags_pb(chunk.tags),
         point_id=point_id(analysis.tenant, analysis.media_id, analysis.modality, chunk.index),
+        language=language_pb(chunk.language or analysis.language),
     )
 
 
@@ -92,6 +92,7 @@ def segment_pb(segment: Segment) -> common_pb2.Segment:
             common_pb2.Word(text=w.text, start_s=w.start_s, end_s=w.end_s, probability=w.probability)
             for w in segment.words
         ],
+        language=language_pb(segment.language),
     )
 
 
@@ -170,7 +171,9 @@ def analysis_event(analysis: Analysis, *, collection: str, produced_at: float) -
     )
 
 
-def media_deleted_event(tenant: str, media_id: str, deleted: int, *, produced_at: float) -> events_pb2.MediaDeletedEvent:
+def media_deleted_event(
+    tenant: str, media_id: str, deleted: int, *, produced_at: float
+) -> events_pb2.MediaDeletedEvent:
     return events_pb2.MediaDeletedEvent(
         event_id=str(uuid.uuid4()),
         schema_version=SCHEMA_VERSION,
@@ -208,7 +211,9 @@ def job_pb(job: Job, *, with_result: bool = True) -> jobs_pb2.Job:
     if job.finished_at is not None:
         msg.finished_at.CopyFrom(timestamp(job.finished_at))
     if job.error is not None:
-        msg.error.CopyFrom(jobs_pb2.JobError(code=job.error.code, message=job.error.message, retriable=job.error.retriable))
+        msg.error.CopyFrom(
+            jobs_pb2.JobError(code=job.error.code, message=job.error.message, retriable=job.error.retriable)
+        )
     if with_result and job.result:
         msg.result.ParseFromString(job.result)
     return msg
@@ -248,6 +253,7 @@ def transcript_from_pb(msg: common_pb2.Transcript) -> Transcript:
                 avg_logprob=s.avg_logprob,
                 no_speech_prob=s.no_speech_prob,
                 words=tuple(Word(w.text, w.start_s, w.end_s, w.probability) for w in s.words),
+                language=language_from_pb(s.language) if s.HasField("language") else None,
             )
             for s in msg.segments
         ),
@@ -260,7 +266,7 @@ def transcript_from_pb(msg: common_pb2.Transcript) -> Transcript:
 
 def analysis_from_pb(msg: common_pb2.Analysis) -> Analysis:
     """The inverse of `analysis_pb(..., with_embeddings=True, with_keyframes=True)`, up to what
-    the public message leaves out (chunk language and extra payload: see `codec.records`)."""
+    the public message leaves out (the chunks' extra payload: see `codec.records`)."""
     v = msg.video
     return Analysis(
         tenant=msg.tenant,
@@ -276,6 +282,7 @@ def analysis_from_pb(msg: common_pb2.Analysis) -> Analysis:
                 tags=tuple(tag_from_pb(t) for t in c.tags),
                 start_s=c.start_s,
                 end_s=c.end_s,
+                language=language_from_pb(c.language) if c.HasField("language") else None,
             )
             for c in msg.chunks
         ),
@@ -311,7 +318,10 @@ _TASK_FROM_PROTO = {
     understanding_pb2.SPEECH_TASK_TRANSCRIBE: "transcribe",
     understanding_pb2.SPEECH_TASK_TRANSLATE: "translate",
 }
-_TASK_TO_PROTO = {"transcribe": understanding_pb2.SPEECH_TASK_TRANSCRIBE, "translate": understanding_pb2.SPEECH_TASK_TRANSLATE}
+_TASK_TO_PROTO = {
+    "transcribe": understanding_pb2.SPEECH_TASK_TRANSCRIBE,
+    "translate": understanding_pb2.SPEECH_TASK_TRANSLATE,
+}
 
 
 def speech_options_from_pb(msg: understanding_pb2.SpeechOptions) -> SpeechOptions:

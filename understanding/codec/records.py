@@ -9,9 +9,9 @@ Vectors travel as packed float32 (the public Chunk.embedding), not decimal text.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +37,6 @@ from understanding.domain import (
     Word,
 )
 from understanding.internal.v1 import records_pb2
-
 
 
 # ---------------------------------------------------------------- jobs
@@ -137,7 +136,9 @@ def _tag_from(t: records_pb2.TagRecord) -> Tag:
 
 
 def _language_record(language: Language | None) -> records_pb2.LanguageRecord | None:
-    return None if language is None else records_pb2.LanguageRecord(code=language.code, probability=language.probability)
+    return (
+        None if language is None else records_pb2.LanguageRecord(code=language.code, probability=language.probability)
+    )
 
 
 def _language_from(msg: records_pb2.LanguageRecord) -> Language:
@@ -194,7 +195,13 @@ def analysis_record(a: Analysis) -> records_pb2.AnalysisRecord:
                         text=s.text,
                         avg_logprob=s.avg_logprob,
                         no_speech_prob=s.no_speech_prob,
-                        words=[records_pb2.WordRecord(text=w.text, start_s=w.start_s, end_s=w.end_s, probability=w.probability) for w in s.words],
+                        words=[
+                            records_pb2.WordRecord(
+                                text=w.text, start_s=w.start_s, end_s=w.end_s, probability=w.probability
+                            )
+                            for w in s.words
+                        ],
+                        language=_language_record(s.language),
                     )
                     for s in t.segments
                 ],
@@ -256,6 +263,7 @@ def analysis_from_record(msg: records_pb2.AnalysisRecord) -> Analysis:
                     avg_logprob=s.avg_logprob,
                     no_speech_prob=s.no_speech_prob,
                     words=tuple(Word(w.text, w.start_s, w.end_s, w.probability) for w in s.words),
+                    language=_language_from(s.language) if s.HasField("language") else None,
                 )
                 for s in t.segments
             ),
@@ -266,7 +274,9 @@ def analysis_from_record(msg: records_pb2.AnalysisRecord) -> Analysis:
         )
         if msg.HasField("transcript")
         else None,
-        video=VideoInfo(v.duration_s, v.fps, v.width, v.height, v.codec, v.has_audio, v.frames_decoded, v.frames_analyzed)
+        video=VideoInfo(
+            v.duration_s, v.fps, v.width, v.height, v.codec, v.has_audio, v.frames_decoded, v.frames_analyzed
+        )
         if msg.HasField("video")
         else None,
         shots=tuple(
@@ -396,7 +406,9 @@ def _legacy_analysis(doc: Mapping[str, Any]) -> Analysis:
             task=t["task"],
             model=ModelRef(*t["model"]),
         ),
-        video=None if v is None else VideoInfo(float(v[0]), float(v[1]), int(v[2]), int(v[3]), v[4], bool(v[5]), int(v[6]), int(v[7])),
+        video=None
+        if v is None
+        else VideoInfo(float(v[0]), float(v[1]), int(v[2]), int(v[3]), v[4], bool(v[5]), int(v[6]), int(v[7])),
         shots=tuple(
             Shot(
                 index=int(s["index"]),

@@ -17,19 +17,19 @@ from dataclasses import dataclass
 from understanding.batching import BatchObserver, MicroBatcher
 from understanding.config import Settings
 from understanding.domain import InvalidInput, ModelRef, Vector
-from understanding.models.embedder import TextEncoder, load_embedder, resolve_embedding_model
+from understanding.models.embedder import (
+    DEFAULT_MODEL,
+    EmbeddingModel,
+    TextEncoder,
+    load_text_encoder,
+    packaged_model_refs,
+    resolve_model,
+)
 from understanding.pipelines.tagging import Tagger, Taxonomy
 from understanding.pipelines.text import EmbeddingBinding
 from understanding.sinks.store import VectorStore, collection_name
 
 log = logging.getLogger(__name__)
-
-PACKAGED = "packaged"
-
-
-def model_spec_of(spec: str, model_dir: pathlib.Path) -> str:
-    """What the alias records for a model: `packaged`, or the absolute model directory."""
-    return PACKAGED if spec.strip() in ("", PACKAGED) else str(model_dir.expanduser().resolve())
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +41,7 @@ class ServingEmbedding:
     batcher: MicroBatcher[str, Vector]
     tagger: Tagger
     store: VectorStore | None
-    model_path: str  # what the alias records: `packaged` or a model directory
+    model_path: str  # what the alias records: a packaged model's name or a model directory
 
     @property
     def model(self) -> ModelRef:
@@ -131,8 +131,8 @@ class StoreOpener:
             return store
         if current != wanted:
             hint = (
-                f"set UNDERSTANDING_EMBEDDING_MODEL={recorded} (the model the alias was switched to; "
-                "with the default `packaged` the server follows the alias by itself)"
+                f"set UNDERSTANDING_EMBEDDING_MODEL={_spec_name(recorded)} (the model the alias was switched to; "
+                f"with the default `{DEFAULT_MODEL}` the server follows the alias by itself)"
                 if recorded
                 else "configure the model that collection was built with"
             )
@@ -146,33 +146,47 @@ class StoreOpener:
     def serving_model_spec(self) -> str:
         """The embedding model to serve: the configured one, unless it is the default.
 
-        A reindex that switches the alias records the model directory with the
-        embedded store's alias. A server left at the default `packaged` follows
-        that record, so a restart after a live switch serves the new collection
-        without a config change; an explicitly configured model wins, and
-        `serving` refuses a mismatch with the model to set. (A remote Qdrant
-        alias records nothing: configure the model explicitly there.)
+        A server left at the default follows the alias: to the model a reindex
+        switched it to (the embedded store records the model with the alias),
+        or to the packaged model whose collection the alias names (a remote
+        Qdrant alias records nothing; deployments from before the multilingual
+        default serve MiniLM this way until `reindex` moves them). An explicitly
+        configured model wins, and `serving` refuses a mismatch with the model to set.
         """
         settings = self._settings
-        spec = settings.embedding_model
-        if spec not in ("", PACKAGED) or settings.qdrant_url:
-            return spec
-        from understanding.sinks.edge_store import read_alias
-
-        pointer = read_alias(settings.data_path / "qdrant-edge", self.alias)
-        if pointer is None or not pointer.model_path or pointer.model_path == PACKAGED:
-            return spec
-        if not pathlib.Path(pointer.model_path).is_dir():
+        spec = settings.embedding_model.strip().lower()
+        if spec not in ("", DEFAULT_MODEL):
+            return settings.embedding_model
+        current, recorded, _, _ = self._backend()
+        if current is None:
+            return DEFAULT_MODEL
+        followed = _spec_name(recorded) if recorded else ""
+        if followed and followed not in _PACKAGED_NAMES and not pathlib.Path(followed).is_dir():
             log.warning(
-                "the alias was switched to a model directory that is gone; serving the packaged model",
-                extra={"model_path": pointer.model_path, "collection": pointer.collection},
+                "the alias was switched to a model directory that is gone; serving the default model",
+                extra={"model_path": followed, "collection": current},
             )
-            return spec
-        log.info(
-            "following the alias to the model it was switched to",
-            extra={"model_path": pointer.model_path, "collection": pointer.collection},
-        )
-        return pointer.model_path
+            return DEFAULT_MODEL
+        if not followed:
+            followed = next(
+                (name for name, ref in packaged_model_refs().items() if collection_name(self.alias, ref) == current), ""
+            )
+        if followed and followed != DEFAULT_MODEL:
+            log.warning(
+                "serving the model the alias follows, not the default: `understanding reindex --to-model "
+                f"{DEFAULT_MODEL}` moves this deployment to the multilingual model",
+                extra={"model": followed, "collection": current},
+            )
+            return followed
+        return DEFAULT_MODEL
+
+
+_PACKAGED_NAMES = ("multilingual", "minilm")
+
+
+def _spec_name(recorded: str) -> str:
+    """What an alias record means today: `packaged` was MiniLM's name before the multilingual default."""
+    return "minilm" if recorded == "packaged" else recorded
 
 
 class EmbeddingFactory:
@@ -183,24 +197,26 @@ class EmbeddingFactory:
         self._on_batch = on_batch
         self.stores = StoreOpener(settings)
 
-    def resolve(self, spec: str) -> tuple[pathlib.Path, str]:
-        """(model directory, what the alias records for it); InvalidInput for a bad spec."""
+    def resolve(self, spec: str) -> EmbeddingModel:
+        """The model a setting (or an admin request) names; InvalidInput for a bad one."""
         try:
-            model_dir = resolve_embedding_model(spec.strip())
+            return resolve_model(spec)
         except (FileNotFoundError, ImportError, OSError) as error:
             raise InvalidInput(f"{error}", field="model_path") from error
-        return model_dir, model_spec_of(spec, model_dir)
 
-    def load_encoder(self, model_dir: pathlib.Path) -> TextEncoder:
+    def load_encoder(self, model: EmbeddingModel) -> TextEncoder:
         """Load and warm the encoder (blocking)."""
         settings = self._settings
-        encoder = load_embedder(
-            model_dir,
-            backend=settings.embedding_backend,
-            device=settings.embedding_device,
-            cache_dir=settings.cache_path / "models",
-            threads=settings.embedding_threads,
-        )
+        try:
+            encoder = load_text_encoder(
+                model,
+                backend=settings.embedding_backend,
+                device=settings.embedding_device,
+                cache_dir=settings.cache_path / "models",
+                threads=settings.embedding_threads,
+            )
+        except ValueError as error:
+            raise InvalidInput(str(error), field="model_path") from error
         encoder.warm_up()
         return encoder
 
@@ -215,19 +231,17 @@ class EmbeddingFactory:
             max_queue=settings.embed_queue_size,
             on_batch=self._on_batch,
         )
-        tagger = Tagger(Taxonomy.load(settings.taxonomy_path or None), encoder.encode)
+        tagger = Tagger(Taxonomy.load(settings.taxonomy_path or None), encoder.encode, model=encoder.model_ref.name)
         return ServingEmbedding(encoder=encoder, batcher=batcher, tagger=tagger, store=store, model_path=model_path)
 
     def serving(self, *, with_store: bool = True) -> ServingEmbedding:
         """The embedding to serve at start-up (blocking): the configured model, or the one the
         alias follows, with its collection."""
         spec = self.stores.serving_model_spec() if with_store else self._settings.embedding_model
-        model_dir, recorded = self.resolve(spec)
-        encoder = self.load_encoder(model_dir)
-        store = (
-            self.stores.serving(encoder.model_ref, encoder.dimension, model_path=recorded) if with_store else None
-        )
-        return self.assemble(encoder, store, recorded)
+        model = self.resolve(spec)
+        encoder = self.load_encoder(model)
+        store = self.stores.serving(encoder.model_ref, encoder.dimension, model_path=model.spec) if with_store else None
+        return self.assemble(encoder, store, model.spec)
 
 
 Rebind = Callable[[ServingEmbedding], None]
@@ -250,4 +264,3 @@ class EmbeddingSwitch:
         for rebind in self._consumers:
             rebind(unit)
         return previous
-

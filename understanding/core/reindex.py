@@ -30,16 +30,16 @@ import asyncio
 import dataclasses
 import enum
 import logging
-import pathlib
 import threading
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 from understanding.batching import MicroBatcher
 from understanding.core.embedding import EmbeddingFactory, EmbeddingSwitch, ServingEmbedding
-from understanding.domain import InvalidInput, ModelRef, PreconditionFailed, UnderstandingError, Unavailable, Vector
-from understanding.models.embedder import TextEncoder
+from understanding.domain import InvalidInput, ModelRef, PreconditionFailed, Unavailable, UnderstandingError, Vector
+from understanding.models.embedder import EmbeddingModel, TextEncoder
 from understanding.sinks.results import ResultSink
 from understanding.sinks.store import ReindexStats, VectorStore, collection_name, reembed_into
 
@@ -151,8 +151,11 @@ class OnlineReindex:
         """Start a reindex to `model_path` (or join the same one already running)."""
         spec = model_path.strip()
         if not spec:
-            raise InvalidInput("must name a model directory on the server (or `packaged`)", field="model_path")
-        model_dir, recorded = self._factory.resolve(spec)
+            raise InvalidInput(
+                "must name a model: `multilingual`, `minilm`, or a model directory on the server", field="model_path"
+            )
+        model = self._factory.resolve(spec)
+        recorded = model.spec
         running = self._state
         if running is not None and not running.finished:
             if running.model_path == recorded and running.no_switch == no_switch:
@@ -172,7 +175,7 @@ class OnlineReindex:
         )
         self._state = state
         self._task = asyncio.create_task(
-            self._run(model_dir, state, batch_size or DEFAULT_BATCH_SIZE), name="online-reindex"
+            self._run(model, state, batch_size or DEFAULT_BATCH_SIZE), name="online-reindex"
         )
         log.info("reindex started", extra={"model_path": recorded, "from": state.from_collection})
         return state
@@ -226,11 +229,13 @@ class OnlineReindex:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._changed)
 
-    def _load(self, model_dir: pathlib.Path) -> TextEncoder:
+    def _load(self, model: EmbeddingModel) -> TextEncoder:
         try:
-            return self._factory.load_encoder(model_dir)
-        except Exception as error:  # noqa: BLE001 - any load failure is the model directory's
-            raise InvalidInput(f"cannot load the embedding model at {model_dir}: {error}", field="model_path") from error
+            return self._factory.load_encoder(model)
+        except InvalidInput:
+            raise
+        except Exception as error:  # noqa: BLE001 - any load failure is the model's
+            raise InvalidInput(f"cannot load the embedding model {model.spec}: {error}", field="model_path") from error
 
     async def _pass(
         self, source: VectorStore, target: VectorStore, encoder: TextEncoder, state: ReindexState, batch_size: int
@@ -255,7 +260,7 @@ class OnlineReindex:
         self._changed()
         return stats
 
-    async def _run(self, model_dir: pathlib.Path, state: ReindexState, batch_size: int) -> None:
+    async def _run(self, model: EmbeddingModel, state: ReindexState, batch_size: int) -> None:
         serving = self._switch.current
         source = serving.store
         target: VectorStore | None = None
@@ -264,11 +269,13 @@ class OnlineReindex:
         try:
             if source is None:
                 raise PreconditionFailed("this process does not own the vector store")
-            encoder = await asyncio.to_thread(self._load, model_dir)
+            encoder = await asyncio.to_thread(self._load, model)
             state.model = encoder.model_ref
             state.to_collection = collection_name(state.alias, encoder.model_ref)
             if state.to_collection == source.collection:
-                state.message = f"{state.alias} already serves {state.to_collection} ({encoder.model_ref.name}): nothing to do"
+                state.message = (
+                    f"{state.alias} already serves {state.to_collection} ({encoder.model_ref.name}): nothing to do"
+                )
                 state.target_points = await asyncio.to_thread(source.count)
                 state.phase = Phase.NOTHING_TO_DO
                 return
@@ -386,11 +393,11 @@ def reindex_offline(
 
     Raises InvalidInput for a bad model spec, LookupError when the alias points nowhere.
     """
-    model_dir, recorded = factory.resolve(model_spec)
+    model = factory.resolve(model_spec)
     source = factory.stores.current()
     target: VectorStore | None = None
     try:
-        encoder = factory.load_encoder(model_dir)
+        encoder = factory.load_encoder(model)
         target = factory.stores.target(encoder.model_ref, encoder.dimension)
         alias = factory.stores.alias
         if target.collection == source.collection:
@@ -408,7 +415,7 @@ def reindex_offline(
         runs.append(reembed_into(source, target, encoder.encode, encoder.model_ref, batch_size=batch_size))
         target.optimize()
         if not no_switch:
-            target.promote(alias, model_path=recorded)
+            target.promote(alias, model_path=model.spec)
         return OfflineReindexResult(
             alias=alias,
             from_collection=source.collection,

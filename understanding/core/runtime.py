@@ -161,7 +161,11 @@ class Core:
                     retry_max_s=settings.outbox_retry_max_s,
                 )
             sink = ResultSink(
-                store=unit.store, outbox=outbox, analysis_topic=settings.kafka_analysis_topic, relay=relay, faults=faults
+                store=unit.store,
+                outbox=outbox,
+                analysis_topic=settings.kafka_analysis_topic,
+                relay=relay,
+                faults=faults,
             )
             result_sink = sink
             embedding.subscribe(
@@ -211,7 +215,7 @@ class Core:
         searcher = catalog = jobs = reindex = None
         if role == "serve":
             assert sink is not None and unit.store is not None
-            searcher = Searcher(unit.store, unit.batcher.submit)
+            searcher = Searcher(unit.store, unit.batcher.submit, detect_language=text.detect_language)
             query_side = searcher
             embedding.subscribe(lambda u: query_side.rebind(_store_of(u), u.batcher.submit))
             catalog = MediaCatalog(sink)

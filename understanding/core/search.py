@@ -23,13 +23,13 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Mapping, Sequence
 
 import numpy as np
 
-from understanding.domain import InvalidInput, LimitExceeded, NotFound, Vector
 from understanding.batching import BatcherClosed
+from understanding.domain import InvalidInput, Language, LimitExceeded, NotFound, Vector
 from understanding.sinks import lexical
 from understanding.sinks.lexical import LexicalEncoder, SparseTerms
 from understanding.sinks.store import PointFilter, StoredPoint, VectorStore, newest_versions
@@ -94,10 +94,14 @@ class Searcher:
         embed_query: Callable[[str], Awaitable[Vector]],
         *,
         lexical_encoder: LexicalEncoder | None = None,
+        detect_language: Callable[[str], Language] | None = None,
     ) -> None:
         self._store = store
         self._embed_query = embed_query
         self._lexical = lexical_encoder or lexical.encoder()
+        # A text query's language decides whether its terms match every language or
+        # only its own (the cross-lingual gate in sinks/lexical.py).
+        self._detect_language = detect_language
         self._generation = 0
 
     def rebind(self, store: VectorStore, embed_query: Callable[[str], Awaitable[Vector]]) -> None:
@@ -191,7 +195,10 @@ class Searcher:
             if len(text) > MAX_QUERY_CHARS:
                 raise LimitExceeded(f"{len(text)} characters exceed the limit of {MAX_QUERY_CHARS}", field="text")
             vector = await self._embed_query(text)
-            return _Resolved(vector, self._lexical.query(text) if hybrid else None, flt)
+            if not hybrid:
+                return _Resolved(vector, None, flt)
+            language = self._detect_language(text) if self._detect_language is not None else None
+            return _Resolved(vector, self._lexical.query(text, language), flt)
         if query.vector is not None:
             values = np.asarray(list(query.vector), dtype=np.float32)
             if values.shape != (self._store.dimension,):
@@ -212,7 +219,9 @@ class Searcher:
             raise NotFound(f"no media {media!r}", field="example.media_id")
         for point in points:
             if int(point.payload.get("chunk_index", -1)) == query.example_chunk_index and point.vector is not None:
-                terms = self._lexical.query(str(point.payload.get("text", ""))) if hybrid else None
+                # The example's own language: its terms match documents in that language.
+                language = Language(str(point.payload.get("language", "und")), 1.0)
+                terms = self._lexical.query(str(point.payload.get("text", "")), language) if hybrid else None
                 others = dataclasses.replace(flt, exclude_media_ids=(*flt.exclude_media_ids, media))
                 return _Resolved(np.asarray(point.vector, dtype=np.float32), terms, others)
         raise NotFound(

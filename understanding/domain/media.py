@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -78,6 +79,8 @@ class Segment:
     avg_logprob: float
     no_speech_prob: float
     words: tuple[Word, ...] = ()
+    # Detected from the segment's text when confident (calls switch language), else the transcript's.
+    language: Language | None = None
 
 
 @dataclass(frozen=True, slots=True)

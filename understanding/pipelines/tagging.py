@@ -3,15 +3,27 @@
 The taxonomy is data (a TOML file shipped in the package and replaceable by
 configuration), so Trust & Safety can tune labels and thresholds without a
 release.
+
+Thresholds are per embedding model: cosine similarities of different models
+live on different scales (all-MiniLM-L6-v2 and the multilingual USE model
+are both selectable), so a label may give one per model name:
+
+    [[label]]
+    id = "topic.sports"
+    threshold = 0.30                        # any model without its own
+    thresholds = { "universal-sentence-encoder-multilingual-3" = 0.27 }
+
+A label's threshold for a model is, in order: its `thresholds[model]`, its
+`threshold`, `[defaults.thresholds][model]`, `[defaults] threshold`.
 """
 
 from __future__ import annotations
 
 import pathlib
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib import resources
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -22,8 +34,12 @@ from understanding.domain import InvalidInput, Tag, Vector
 class Label:
     id: str
     group: str
-    threshold: float
+    threshold: float  # for a model without its own entry in `thresholds`
     descriptions: tuple[str, ...]
+    thresholds: Mapping[str, float] = field(default_factory=dict)  # embedding model name -> threshold
+
+    def threshold_for(self, model: str) -> float:
+        return self.thresholds.get(model, self.threshold)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +60,9 @@ class Taxonomy:
             doc = tomllib.loads(raw.decode("utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
             raise InvalidInput(f"{source} is not valid TOML: {error}") from error
-        default_threshold = float(doc.get("defaults", {}).get("threshold", 0.4))
+        defaults = doc.get("defaults", {})
+        default_threshold = _threshold(defaults.get("threshold", 0.4), source, "defaults.threshold")
+        default_per_model = _per_model(defaults.get("thresholds", {}), source, "defaults.thresholds")
         labels = []
         seen: set[str] = set()
         for entry in doc.get("label", []):
@@ -55,12 +73,17 @@ class Taxonomy:
             descriptions = tuple(str(d) for d in entry.get("descriptions", []))
             if not descriptions:
                 raise InvalidInput(f"{source}: label {label_id!r} has no descriptions")
+            own = entry.get("threshold")
+            per_model = _per_model(entry.get("thresholds", {}), source, f"{label_id}.thresholds")
+            if own is None:  # the defaults' per-model values, under the label's own ones
+                per_model = {**default_per_model, **per_model}
             labels.append(
                 Label(
                     id=label_id,
                     group=str(entry.get("group", label_id.split(".", 1)[0])),
-                    threshold=float(entry.get("threshold", default_threshold)),
+                    threshold=default_threshold if own is None else _threshold(own, source, f"{label_id}.threshold"),
                     descriptions=descriptions,
+                    thresholds=per_model,
                 )
             )
         if not labels:
@@ -68,11 +91,27 @@ class Taxonomy:
         return cls(version=str(doc.get("version", "0")), labels=tuple(labels))
 
 
-class Tagger:
-    """Scores embeddings against every label; keeps those over their threshold."""
+def _threshold(value: object, source: str, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1.0 <= float(value) <= 1.0:
+        raise InvalidInput(f"{source}: {where} must be a cosine similarity between -1 and 1, not {value!r}")
+    return float(value)
 
-    def __init__(self, taxonomy: Taxonomy, encode: Callable[[Sequence[str]], Sequence[Vector]]) -> None:
+
+def _per_model(table: object, source: str, where: str) -> dict[str, float]:
+    if not isinstance(table, dict):
+        raise InvalidInput(f"{source}: {where} must be a table of embedding model name = threshold")
+    return {str(model): _threshold(value, source, f"{where}.{model}") for model, value in table.items()}
+
+
+class Tagger:
+    """Scores embeddings against every label; keeps those over their threshold for `model`
+    (the embedding model's name, which picks the label's per-model threshold)."""
+
+    def __init__(
+        self, taxonomy: Taxonomy, encode: Callable[[Sequence[str]], Sequence[Vector]], *, model: str = ""
+    ) -> None:
         self.taxonomy = taxonomy
+        self.model = model
         descriptions: list[str] = []
         owners: list[int] = []
         for i, label in enumerate(taxonomy.labels):
@@ -83,7 +122,7 @@ class Tagger:
         # Descriptions are grouped by label, so each label's best score is one
         # reduceat segment: no Python loop per description on the event loop.
         self._starts = np.searchsorted(self._owners, np.arange(len(taxonomy.labels)))
-        self._thresholds = np.asarray([label.threshold for label in taxonomy.labels], dtype=np.float32)
+        self._thresholds = np.asarray([label.threshold_for(model) for label in taxonomy.labels], dtype=np.float32)
 
     @property
     def dimension(self) -> int:
@@ -103,7 +142,7 @@ class Tagger:
         for row in scores:
             tags = [
                 Tag(label=label.id, group=label.group, score=round(float(score), 4), start_s=start_s, end_s=end_s)
-                for label, score, threshold in zip(self.taxonomy.labels, row, self._thresholds)
+                for label, score, threshold in zip(self.taxonomy.labels, row, self._thresholds, strict=True)
                 if score >= threshold
             ]
             tags.sort(key=lambda t: t.score, reverse=True)

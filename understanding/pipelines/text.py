@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Mapping, Sequence
 
 import numpy as np
 
-from understanding.domain import Analysis, Chunk, Language, Modality, ModelRef, Tag, Vector
 from understanding.batching import BatcherClosed
+from understanding.domain import Analysis, Chunk, Language, Modality, ModelRef, Tag, Vector
 from understanding.models.language import LanguageDetector
 from understanding.pipelines.chunking import chunk_text
 from understanding.pipelines.tagging import Tagger
@@ -18,6 +18,10 @@ EmbedFn = Callable[[Sequence[str]], Awaitable[list[Vector]]]
 
 # Language identification is reliable well before this many characters.
 _LANGUAGE_SAMPLE_CHARS = 2000
+# A chunk or segment gets its own language only when its text says so clearly;
+# short or mixed pieces keep the media's (a transcript's comes from the audio).
+OWN_LANGUAGE_MIN_PROBABILITY = 0.9
+OWN_LANGUAGE_MIN_LETTERS = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +55,9 @@ def new_version() -> int:
     return time.time_ns() // 1000
 
 
-def overall_tags(tagger: Tagger, vectors: Sequence[Vector], *, start_s: float = 0.0, end_s: float = 0.0) -> tuple[Tag, ...]:
+def overall_tags(
+    tagger: Tagger, vectors: Sequence[Vector], *, start_s: float = 0.0, end_s: float = 0.0
+) -> tuple[Tag, ...]:
     """Tags for a whole media: the tagger applied to the mean of its chunk vectors."""
     if not vectors:
         return ()
@@ -100,8 +106,24 @@ class TextPipeline:
     def detect_language(self, text: str) -> Language:
         return self._language.detect(text[:_LANGUAGE_SAMPLE_CHARS])
 
-    async def embed_windows(self, windows: Sequence[Window]) -> list[Chunk]:
-        """Embed and tag each window; long windows are split into word chunks first."""
+    def own_language(self, text: str, fallback: Language | None) -> Language | None:
+        """The language of a piece of a media (a chunk, a transcript segment): its own when its
+        text is long enough and detection confident, else `fallback` (the media's).
+
+        Why per piece: people switch language within a post or a call, and the
+        lexical side of search and the `languages` filter work per point.
+        """
+        sample = text[:_LANGUAGE_SAMPLE_CHARS]
+        if sum(ch.isalpha() for ch in sample) < OWN_LANGUAGE_MIN_LETTERS:
+            return fallback
+        detected = self._language.detect(sample)
+        if detected.code == "und" or detected.probability < OWN_LANGUAGE_MIN_PROBABILITY:
+            return fallback
+        return detected
+
+    async def embed_windows(self, windows: Sequence[Window], *, fallback: Language | None = None) -> list[Chunk]:
+        """Embed and tag each window; long windows are split into word chunks first. Each chunk
+        gets its own language (see `own_language`; `fallback` is the media's)."""
         pieces: list[Window] = []
         for window in windows:
             spans = chunk_text(window.text, max_words=self._max_words, overlap_words=self._overlap)
@@ -120,10 +142,19 @@ class TextPipeline:
             if self._binding is binding:
                 break
         chunks = []
-        for i, (piece, vector) in enumerate(zip(pieces, vectors)):
+        for i, (piece, vector) in enumerate(zip(pieces, vectors, strict=True)):
             tags = binding.tagger.tag([vector], start_s=piece.start_s, end_s=piece.end_s)[0]
+            language = self.own_language(piece.text, fallback)
             chunks.append(
-                Chunk(index=i, text=piece.text, embedding=vector, tags=tags, start_s=piece.start_s, end_s=piece.end_s)
+                Chunk(
+                    index=i,
+                    text=piece.text,
+                    embedding=vector,
+                    tags=tags,
+                    start_s=piece.start_s,
+                    end_s=piece.end_s,
+                    language=language,
+                )
             )
         return chunks
 
@@ -134,13 +165,14 @@ class TextPipeline:
         return overall_tags(self._binding.tagger, vectors, end_s=end_s)
 
     async def analyze(self, tenant: str, item: TextInput) -> Analysis:
-        chunks = await self.embed_windows([Window(item.text)])
+        language = self.detect_language(item.text)
+        chunks = await self.embed_windows([Window(item.text)], fallback=language)
         # No await from here on: the chunks, tags and model name come from one binding.
         return Analysis(
             tenant=tenant,
             media_id=item.media_id,
             modality=Modality.TEXT,
-            language=self.detect_language(item.text),
+            language=language,
             tags=self.overall_tags(chunks),
             chunks=tuple(chunks),
             embedding_model=self.model,

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import math
 import pathlib
 import threading
 import time
@@ -37,9 +36,9 @@ from understanding.domain import (
     Language,
     Modality,
     Shot,
+    SpeechOptions,
     Tag,
     Transcript,
-    SpeechOptions,
     Vector,
     VideoInfo,
     VideoOptions,
@@ -67,7 +66,6 @@ class VideoSettings:
 
     def __post_init__(self) -> None:
         VideoOptions(sample_fps=self.sample_fps)  # the same bounds as a request's
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,13 +310,15 @@ class VideoPipeline:
         shots = visual.shots
         spoken = align_transcript([(s.start_s, s.end_s) for s in shots], transcript)
         language: Language | None = transcript.language if transcript is not None and transcript.segments else None
-        windows = [Window(text or shot.description, shot.start_s, shot.end_s) for shot, text in zip(shots, spoken)]
+        windows = [
+            Window(text or shot.description, shot.start_s, shot.end_s) for shot, text in zip(shots, spoken, strict=True)
+        ]
         # One call per shot so a long monologue's pieces map back to its shot; the micro-batcher batches them.
         embedded = await asyncio.gather(*(self._text.embed_windows([w]) for w in windows))
         chunks: list[Chunk] = []
         domain_shots: list[Shot] = []
         speech_pieces: list[Chunk] = []
-        for shot, text, pieces in zip(shots, spoken, embedded):
+        for shot, text, pieces in zip(shots, spoken, embedded, strict=True):
             text_tags = _merge_tags(pieces, shot.start_s, shot.end_s) if text else ()
             if text:
                 speech_pieces.extend(pieces)
@@ -334,7 +334,7 @@ class VideoPipeline:
                     tags=tags,
                     start_s=shot.start_s,
                     end_s=shot.end_s,
-                    language=language if text else None,
+                    language=(pieces[0].language or language) if text else None,
                     extra={"keyframe_s": float(shot.keyframe_s), "face_count": int(shot.face_count)},
                 )
             )

@@ -19,10 +19,12 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 from understanding.domain import Analysis, ModelRef, Vector, point_id
+from understanding.sinks import lexical
 from understanding.sinks.lexical import SparseTerms
 
 DENSE_VECTOR = "dense"
@@ -200,8 +202,10 @@ def storage_point_id(public_id: str, version: int) -> str:
 
 
 def analysis_points(analysis: Analysis) -> list[PointRecord]:
-    """One point per chunk with the payload every consumer of the store relies on."""
+    """One point per chunk with the payload every consumer of the store relies on, and its
+    lexical terms (scoped to the chunk's language: see sinks/lexical.py)."""
     points = []
+    terms = lexical.encoder()
     for chunk in analysis.chunks:
         public = point_id(analysis.tenant, analysis.media_id, analysis.modality, chunk.index)
         language = chunk.language or analysis.language
@@ -227,7 +231,12 @@ def analysis_points(analysis: Analysis) -> list[PointRecord]:
         }
         payload.update({k: v for k, v in chunk.extra.items()})
         points.append(
-            PointRecord(id=storage_point_id(public, analysis.version), vector=chunk.embedding, payload=payload)
+            PointRecord(
+                id=storage_point_id(public, analysis.version),
+                vector=chunk.embedding,
+                payload=payload,
+                sparse=terms.document(chunk.text, payload["language"]),
+            )
         )
     return points
 
@@ -316,12 +325,14 @@ def reembed_into(
     """Copy every published point of `source` into `target`, embedding its text with `encode`.
 
     Ids and payloads are kept (the payload's model fields name `model`), lexical
-    terms recomputed. Incremental: a point already in `target` has the same id,
+    terms recomputed (with the payload's language, so points indexed before
+    language-scoped terms get them). Incremental: a point already in `target` has the same id,
     hence the same version and text, and is skipped; points gone from `source`
     are removed. Run it again to catch up with writes made meanwhile. Points
     without text (nothing to embed) are not copied.
     """
     started = time.perf_counter()
+    terms = lexical.encoder()
     existing = {p.id for batch in target.scan(batch_size=1024, with_payload=False) for p in batch}
     seen: set[str] = set()
     embedded = unchanged = without_text = 0
@@ -348,8 +359,9 @@ def reembed_into(
                             "embedding_model_version": model.version,
                             "pending": PUBLISHED,
                         },
+                        sparse=terms.document(str(p.payload["text"]), str(p.payload.get("language", ""))),
                     )
-                    for p, v in zip(todo, vectors)
+                    for p, v in zip(todo, vectors, strict=True)
                 ]
             )
             embedded += len(todo)

@@ -1,24 +1,25 @@
-"""Lexical terms for languages that do not separate words with spaces (prototype, not wired in).
+"""Lexical units of text in any script: words, or character bigrams where words are not spaced.
 
-The BM25 side of hybrid search (sinks/lexical.py) splits on word characters:
-a Japanese, Chinese or Thai sentence becomes one or two giant "words" that no
-query ever matches, and a Korean word carries its particle ("도쿄행",
-"비행기가"), so the query "도쿄" or "비행기" misses it. `terms(text, language)`
-gives terms that do match:
+The BM25 side of hybrid search (sinks/lexical.py) cannot split Japanese,
+Chinese or Thai on spaces: a sentence would become one or two giant "words"
+that no query matches. Korean is spaced, but a word carries its particle
+("도쿄행", "비행기가"), so the query "도쿄" or "비행기" would miss it. `units`
+therefore yields:
 
-- `bigram` (no dependency): overlapping character bigrams over runs of Han,
-  kana, Hangul and Thai letters, as Lucene's CJKBigramFilter does for CJK
-  (a run of one character is kept as a unigram); other scripts split into
-  words. Recall-oriented and dictionary-free: any substring of two or more
-  characters of the text shares terms with it.
-- `icu`: ICU's dictionary-based word segmentation (`icu4py`, MIT + the
-  Unicode licence, ICU 78 bundled) for Japanese, Chinese and Thai, Hangul
-  still as bigrams (ICU has no Korean dictionary: it splits only at spaces).
-- `auto`: `icu` when icu4py is importable, else `bigram`.
+- overlapping character bigrams over runs of Han, kana, Hangul and Thai
+  letters, as Lucene's CJKBigramFilter does for CJK (a run of one character
+  is kept as a unigram). Recall-oriented and dictionary-free: any substring
+  of two or more characters shares terms with the text, whatever its
+  language, so documents and queries are always cut the same way (a
+  dictionary segmenter can cut a short query differently from the sentence
+  it came from; benchmarks/lexical_multilingual.py measures both);
+- words (`\\w+` runs) everywhere else, left to the service's word analysis
+  (accent folding, stop words, stemming) in sinks/lexical.py.
 
-Other languages get NFKC-folded, lower-cased word tokens; English keeps the
-service's own analysis (stemming, stop words) in sinks/lexical.py.
-`benchmarks/lexical_multilingual.py` compares the methods.
+The segmentation depends on the script only, never on a detected language:
+a mixed text (code-switching, a Korean post quoting an English name) is cut
+correctly piece by piece. `terms` and the `icu` method (ICU's dictionary
+word segmentation, `icu4py`, optional) serve the benchmark's comparison.
 """
 
 from __future__ import annotations
@@ -43,41 +44,57 @@ _HANGUL_RUN = re.compile(f"[{_HANGUL}]+")
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
-def terms(text: str, language: str, *, method: str = "auto") -> list[str]:
-    """The lexical terms of `text` written in `language` (ISO 639-1, or `und`), in order."""
+def normalize(text: str) -> str:
+    """NFKC (full-width forms, compatibility characters) and lower case: the same for documents and queries."""
+    return unicodedata.normalize("NFKC", text).lower()
+
+
+def units(text: str) -> Iterator[tuple[str, bool]]:
+    """(unit, is_gram) in order: words outside the bigram scripts, bigrams (or a lone character) inside them.
+
+    `text` should be `normalize`d first.
+    """
+    position = 0
+    for run in _BIGRAM_RUN.finditer(text):
+        for word in _WORD.findall(text[position : run.start()]):
+            yield word, False
+        for gram in _bigrams(run.group()):
+            yield gram, True
+        position = run.end()
+    for word in _WORD.findall(text[position:]):
+        yield word, False
+
+
+def has_grams(text: str) -> bool:
+    """Whether `text` has letters of a script cut into bigrams."""
+    return _BIGRAM_RUN.search(text) is not None
+
+
+def terms(text: str, language: str, *, method: str = "bigram") -> list[str]:
+    """The lexical terms of `text` written in `language` (ISO 639-1, or `und`), in order (benchmarks)."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}: expected one of {', '.join(METHODS)}")
-    text = unicodedata.normalize("NFKC", text).lower()
+    text = normalize(text)
     if method == "auto":
         method = "icu" if _icu_available() else "bigram"
     if method == "icu" and language in _ICU_LANGUAGES:
         return list(_icu_terms(text, language))
-    return list(_bigram_terms(text))
-
-
-def _bigram_terms(text: str) -> Iterator[str]:
-    """Words outside the bigram scripts; bigrams (or a lone character) inside them."""
-    position = 0
-    for run in _BIGRAM_RUN.finditer(text):
-        yield from _WORD.findall(text[position : run.start()])
-        yield from _bigrams(run.group())
-        position = run.end()
-    yield from _WORD.findall(text[position:])
+    return [unit for unit, _ in units(text)]
 
 
 def _bigrams(run: str) -> Iterator[str]:
     """Bigrams of characters, a character being a letter with its combining marks (Thai vowels, tones)."""
-    units: list[str] = []
+    chars: list[str] = []
     for ch in run:
-        if units and unicodedata.category(ch).startswith("M"):
-            units[-1] += ch
+        if chars and unicodedata.category(ch).startswith("M"):
+            chars[-1] += ch
         else:
-            units.append(ch)
-    if len(units) == 1:
-        yield units[0]
+            chars.append(ch)
+    if len(chars) == 1:
+        yield chars[0]
         return
-    for i in range(len(units) - 1):
-        yield units[i] + units[i + 1]
+    for i in range(len(chars) - 1):
+        yield chars[i] + chars[i + 1]
 
 
 def _icu_terms(text: str, language: str) -> Iterator[str]:
@@ -88,7 +105,7 @@ def _icu_terms(text: str, language: str) -> Iterator[str]:
         if not any(ch.isalnum() for ch in segment):
             continue
         if _HANGUL_RUN.search(segment):
-            yield from _bigram_terms(segment)
+            yield from (unit for unit, _ in units(segment))
         else:
             yield segment
 
@@ -102,11 +119,11 @@ def _icu_available() -> bool:
     return True
 
 
-def pretokenized(text: str, language: str, *, method: str = "auto") -> str:
+def pretokenized(text: str, language: str, *, method: str = "bigram") -> str:
     """The terms joined by spaces: what a whitespace-tokenizing BM25 model (Qdrant's) should index."""
     return " ".join(terms(text, language, method=method))
 
 
 def describe() -> dict[str, Any]:
-    """Which segmentation `auto` uses here (for logs and `understanding config`)."""
-    return {"auto": "icu" if _icu_available() else "bigram", "segmented_languages": sorted(SEGMENTED)}
+    """How text is cut (for logs and benchmarks)."""
+    return {"segmented_scripts": "Han, kana, Hangul, Thai: character bigrams", "icu_available": _icu_available()}

@@ -126,6 +126,8 @@ class Chunk:
     point_id: str
     # Present only when the request asked for embeddings.
     embedding: tuple[float, ...] = ()
+    # Detected in this chunk's text (the media's language when too short to tell).
+    language: Language | None = None
     raw: common_pb2.Chunk | None = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -138,6 +140,7 @@ class Chunk:
             tuple(Tag.from_pb(t) for t in m.tags),
             m.point_id,
             tuple(m.embedding),
+            language=Language.from_pb(m.language) if m.HasField("language") else None,
             raw=m,
         )
 
@@ -164,6 +167,8 @@ class Segment:
     avg_logprob: float
     no_speech_prob: float
     words: tuple[Word, ...] = ()
+    # Detected from the segment's text when confident (calls switch language), else the transcript's.
+    language: Language | None = None
     raw: common_pb2.Segment | None = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -176,6 +181,7 @@ class Segment:
             m.avg_logprob,
             m.no_speech_prob,
             tuple(Word.from_pb(w) for w in m.words),
+            language=Language.from_pb(m.language) if m.HasField("language") else None,
             raw=m,
         )
 

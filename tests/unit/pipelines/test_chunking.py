@@ -26,3 +26,15 @@ def test_empty_and_invalid() -> None:
         chunk_text("x", max_words=0, overlap_words=0)
     # overlap >= window would never advance: it is clamped.
     assert len(chunk_text("a b c d e f", max_words=2, overlap_words=5)) == 5
+
+
+def test_unspaced_scripts_are_windowed_by_character_units() -> None:
+    """A long Japanese text (no spaces) is cut into windows like a long English one, not kept whole."""
+    text = "東京行きの飛行機が遅れました。" * 40  # 600 characters, no space
+    spans = chunk_text(text, max_words=96, overlap_words=16)
+    assert len(spans) > 1 and all(len(s.text) <= 2 * 96 for s in spans)
+    assert spans[0].text == text[: len(spans[0].text)] and text.endswith(spans[-1].text)
+    thai = chunk_text("เที่ยวบินของเราไปโตเกียวล่าช้า" * 20, max_words=10, overlap_words=0)
+    assert len(thai) > 1 and all(len(s.text) <= 40 for s in thai)
+    # Mixed text: Latin words stay words, Han/kana count two characters per unit.
+    assert [s.text for s in chunk_text("Firefoxの設定を開く", max_words=3, overlap_words=0)] == ["Firefoxの設定を", "開く"]

@@ -1,12 +1,27 @@
-"""Taxonomy loading and zero-shot tagging calibrated on the real model."""
+"""Taxonomy loading (per-model thresholds) and zero-shot tagging on the real models.
+
+The examples are sanity checks written here; the thresholds themselves are
+calibrated on public data by benchmarks/tags_multilingual.py."""
 
 from __future__ import annotations
 
+import os
+import pathlib
+from collections.abc import Sequence
+
+import numpy as np
 import pytest
 
 from understanding.domain import InvalidInput
-from understanding.models.embedder import Embedder, resolve_embedding_model
-from understanding.pipelines.tagging import Taxonomy, Tagger
+from understanding.models.embedder import (
+    MULTILINGUAL,
+    Embedder,
+    TextEncoder,
+    load_text_encoder,
+    resolve_embedding_model,
+    resolve_model,
+)
+from understanding.pipelines.tagging import Tagger, Taxonomy
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +31,18 @@ def embedder() -> Embedder:
 
 @pytest.fixture(scope="module")
 def tagger(embedder: Embedder) -> Tagger:
-    return Tagger(Taxonomy.load(), embedder.encode)
+    return Tagger(Taxonomy.load(), embedder.encode, model=embedder.model_ref.name)
+
+
+@pytest.fixture(scope="module")
+def use() -> TextEncoder:
+    cache = os.environ.get("UNDERSTANDING_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "understanding")
+    return load_text_encoder(resolve_model(MULTILINGUAL), backend="onnx", cache_dir=pathlib.Path(cache) / "models")
+
+
+@pytest.fixture(scope="module")
+def use_tagger(use: TextEncoder) -> Tagger:
+    return Tagger(Taxonomy.load(), use.encode, model=use.model_ref.name)
 
 
 CASES = {
@@ -52,17 +78,121 @@ def test_neutral_text_gets_no_tags(tagger: Tagger, embedder: Embedder) -> None:
         assert tagger.tag(embedder.encode([text]))[0] == (), text
 
 
+# The issue's own examples, and the same topics in other languages.
+MULTILINGUAL_CASES = [
+    ("topic.sports", "오늘 축구 경기 정말 재미있었어"),
+    ("topic.sports", "Das Spiel war fantastisch, Bayern hat 3:0 gewonnen"),
+    ("topic.travel", "Our flight to Tokyo was delayed"),
+    ("topic.travel", "東京行きの飛行機が三時間も遅れたので、空港近くのホテルに泊まりました。"),
+    ("topic.food", "وصفة سهلة: نطبخ الأرز مع الدجاج والبصل والثوم"),
+    ("topic.music", "La banda presentó su nuevo álbum en un concierto en Madrid."),
+]
+
+
+@pytest.mark.parametrize(("label", "text"), MULTILINGUAL_CASES)
+def test_the_multilingual_model_tags_every_language(
+    use_tagger: Tagger, use: TextEncoder, label: str, text: str
+) -> None:
+    labels = [t.label for t in use_tagger.tag(use.encode([text]))[0]]
+    assert label in labels, labels
+
+
+# Known misses of the multilingual model on these examples at thresholds calibrated on public data
+# (not tuned to pass here): kept visible, strict, so a fix shows up.
+USE_MISSES = {
+    "topic.music": "0.455 vs 0.468: the F0.5 threshold from keyword texts sits high for sentences",
+    "safety.hate": "0.35 vs 0.45: the zero-shot hate description is weak in USE; issue 15's moderation models replace it",
+    "safety.violence": "0.52 vs 0.54: threshold carried over from MiniLM by standard scores, no labelled data",
+}
+
+
+@pytest.mark.parametrize(
+    "label",
+    [pytest.param(label, marks=pytest.mark.xfail(reason=USE_MISSES[label], strict=True)) if label in USE_MISSES else label
+     for label in sorted(CASES)],
+)  # fmt: skip
+def test_the_multilingual_model_keeps_every_label_working(use_tagger: Tagger, use: TextEncoder, label: str) -> None:
+    """Safety labels too (until the moderation models of issue 15 replace them)."""
+    labels = [t.label for t in use_tagger.tag(use.encode([CASES[label]]))[0]]
+    assert label in labels, labels
+
+
+def test_neutral_text_gets_no_tags_with_the_multilingual_model(use_tagger: Tagger, use: TextEncoder) -> None:
+    for text in (
+        "The meeting is moved to Thursday at 3 pm in room 204, please bring the quarterly report.",
+        "회의가 목요일 오후 3시로 옮겨졌습니다. 분기 보고서를 가져오세요.",
+        "I bought a new lamp for the living room and it looks nice.",
+        "hi",
+    ):
+        assert use_tagger.tag(use.encode([text]))[0] == (), text
+
+
+PER_MODEL = """version = "x"
+[defaults]
+threshold = 0.3
+[defaults.thresholds]
+"model-b" = 0.2
+[[label]]
+id = "topic.cats"
+descriptions = ["cats"]
+thresholds = { "model-a" = 0.5 }
+[[label]]
+id = "topic.dogs"
+descriptions = ["dogs"]
+threshold = 0.4
+"""
+
+
+def test_thresholds_are_per_model(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text(PER_MODEL)
+    cats, dogs = Taxonomy.load(path).labels
+    assert (cats.threshold_for("model-a"), cats.threshold_for("model-b"), cats.threshold_for("other")) == (
+        0.5,
+        0.2,
+        0.3,
+    )
+    # A label's own `threshold` applies to every model it names no value for.
+    assert (dogs.threshold_for("model-a"), dogs.threshold_for("model-b")) == (0.4, 0.4)
+    vectors = {"cats": [1.0, 0.0], "dogs": [0.0, 1.0]}
+
+    def encode(texts: Sequence[str]) -> list[np.ndarray]:
+        return [np.asarray(vectors[t], dtype=np.float32) for t in texts]
+
+    probe = [np.asarray([0.45, 0.0], dtype=np.float32)]
+    assert [t.label for t in Tagger(Taxonomy.load(path), encode, model="model-b").tag(probe)[0]] == ["topic.cats"]
+    assert Tagger(Taxonomy.load(path), encode, model="model-a").tag(probe)[0] == ()
+
+
+def test_packaged_taxonomy_has_thresholds_for_both_packaged_models() -> None:
+    for label in Taxonomy.load().labels:
+        assert set(label.thresholds) >= {"all-MiniLM-L6-v2", "universal-sentence-encoder-multilingual-3"}, label.id
+
+
 def test_custom_taxonomy_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "t.toml"
-    path.write_text('version = "x"\n[[label]]\nid = "topic.cats"\ngroup = "topic"\nthreshold = 0.3\ndescriptions = ["cats, kittens and pets"]\n')
+    path.write_text(
+        'version = "x"\n[[label]]\nid = "topic.cats"\ngroup = "topic"\nthreshold = 0.3\ndescriptions = ["cats, kittens and pets"]\n'
+    )
     taxonomy = Taxonomy.load(path)
     assert [label.id for label in taxonomy.labels] == ["topic.cats"]
     assert taxonomy.labels[0].threshold == 0.3
 
 
+BAD_THRESHOLD = '[[label]]\nid="a"\ndescriptions=["x"]\nthreshold="high"\n'
+BAD_PER_MODEL = '[[label]]\nid="a"\ndescriptions=["x"]\nthresholds={ m = 2.0 }\n'
+
+
 @pytest.mark.parametrize(
     "body",
-    ['[[label]]\nid = "a"\ndescriptions = []\n', "not toml [", '[[label]]\nid="a"\ndescriptions=["x"]\n[[label]]\nid="a"\ndescriptions=["y"]\n', ""],
+    [
+        '[[label]]\nid = "a"\ndescriptions = []\n',
+        "not toml [",
+        '[[label]]\nid="a"\ndescriptions=["x"]\n[[label]]\nid="a"\ndescriptions=["y"]\n',
+        "",
+        BAD_THRESHOLD,
+        BAD_PER_MODEL,
+    ],
 )
 def test_bad_taxonomy_is_rejected(tmp_path, body: str) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "bad.toml"

@@ -128,3 +128,29 @@ def test_speech_options_validate_once(bad: dict[str, object]) -> None:
     with pytest.raises(InvalidInput) as error:
         SpeechOptions(**bad)  # type: ignore[arg-type]
     assert error.value.field is not None and error.value.field.startswith("speech.")
+
+
+async def test_code_switching_call_gets_a_language_per_segment_and_chunk() -> None:
+    """Whisper says one language per call; each segment and window says its own when its text is clear."""
+    transcript = Transcript(
+        segments=(
+            _segment(0, 0.0, 4.0, "Thanks for calling, let me check your booking for next week."),
+            _segment(1, 20.0, 24.0, "Einen Moment bitte, ich verbinde Sie mit meiner Kollegin."),
+            _segment(2, 40.0, 41.0, "Okay."),
+        ),
+        language=Language("en", 0.8), duration_s=45.0, task="transcribe", model=ModelRef("whisper", "base"),
+    )  # fmt: skip
+    speech = SpeechPipeline(transcriber=FakeTranscriber(transcript), text=pipeline(Recorder(), max_words=50), max_duration_s=60.0)  # type: ignore[arg-type]
+    labelled = await speech.transcribe(np.zeros(16000, dtype=np.float32), SpeechOptions())
+    assert [s.language.code if s.language else None for s in labelled.segments] == ["en", "de", "en"]
+    analysis = await speech.analyze_transcript("t", "call-1", labelled, {})
+    assert [c.language.code if c.language else None for c in analysis.chunks] == ["en", "de", "en"]
+    assert analysis.language == Language("en", 0.8)
+
+
+async def test_a_text_in_two_languages_gets_a_language_per_chunk() -> None:
+    english = "The match was fantastic and the home team won three to nothing in the final minutes. " * 3
+    german = "Das Spiel war fantastisch und die Mannschaft hat in den letzten Minuten drei zu null gewonnen. " * 3
+    analysis = await pipeline(Recorder(), max_words=45, overlap=0).analyze("t", TextInput("m2", english + german))
+    codes = [c.language.code if c.language else None for c in analysis.chunks]
+    assert codes[0] == "en" and codes[-1] == "de", codes
