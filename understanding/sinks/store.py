@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
-from understanding.domain import Analysis, ModelRef, Vector, point_id
+from understanding.domain import Analysis, Decision, ModelRef, Vector, point_id
 from understanding.sinks.lexical import SparseTerms
 
 DENSE_VECTOR = "dense"
@@ -39,6 +39,8 @@ KEYWORD_FIELDS = (
     "embedding_model",
     "point_id",
     "tag_items[].label",
+    "moderation_decision",
+    "moderation_categories",
 )
 FLOAT_FIELDS = ("start_s", "end_s", "created_at", "tag_items[].score")
 INTEGER_FIELDS = ("chunk_index", "version", "pending")
@@ -98,6 +100,10 @@ class PointFilter:
     overlaps_start_s: float | None = None
     overlaps_end_s: float | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    # Moderation: the media's decision is one of these ("allow", "review", "block"); the
+    # media has one of these categories at REVIEW or BLOCK.
+    moderation_decisions: tuple[str, ...] = ()
+    moderation_categories: tuple[str, ...] = ()
 
 
 class VectorStore(Protocol):
@@ -225,11 +231,29 @@ def analysis_points(analysis: Analysis) -> list[PointRecord]:
             "version": int(analysis.version),
             "metadata": dict(analysis.metadata),
         }
+        payload.update(moderation_payload(analysis, chunk.index))
         payload.update({k: v for k, v in chunk.extra.items()})
         points.append(
             PointRecord(id=storage_point_id(public, analysis.version), vector=chunk.embedding, payload=payload)
         )
     return points
+
+
+def moderation_payload(analysis: Analysis, chunk_index: int) -> dict[str, Any]:
+    """The media's decision and flagged categories (what search filters on), and those of
+    them with evidence in this chunk (what a hit shows); nothing for an unmoderated media."""
+    moderation = analysis.moderation
+    if moderation is None:
+        return {}
+    flagged = [c for c in moderation.categories if c.severity is not Decision.ALLOW]
+    return {
+        "moderation_decision": moderation.decision.value,
+        "moderation_categories": [c.category for c in flagged],
+        "chunk_moderation_categories": [
+            c.category for c in flagged if any(e.chunk_index == chunk_index for e in c.evidence)
+        ],
+        "moderation_policy": f"{moderation.policy}@{moderation.policy_version}",
+    }
 
 
 def public_point_id(point: StoredPoint) -> str:
