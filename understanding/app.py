@@ -37,7 +37,7 @@ from understanding.api.servicer import RequestLimits, UnderstandingPorts, Unders
 from understanding.api.tls import server_credentials
 from understanding.api.upload import SpoolGuard, guard_spool
 from understanding.config import Settings
-from understanding.core.runtime import Core, job_settings, job_topics, open_job_view
+from understanding.core.runtime import Core, job_settings, job_topics, load_moderation_policy, open_job_view
 from understanding.domain import UnderstandingError
 from understanding.faults import FaultInjector
 from understanding.jobs.state_topic import JobStateLog
@@ -306,6 +306,8 @@ def run_process(role: str, **overrides: Any) -> int:
         settings = Settings.from_env(**overrides)
         if role == "worker" and not settings.kafka_bootstrap:
             raise StartupError("a worker needs Kafka: set UNDERSTANDING_KAFKA_BOOTSTRAP")
+        if settings.moderation_enabled:
+            load_moderation_policy(settings)  # a bad policy file: one line before anything starts
         logs.configure(settings.log_level, json_lines=settings.log_json)
         asyncio.run(work(settings) if role == "worker" else serve(settings))
     except (StartupError, ValueError) as error:

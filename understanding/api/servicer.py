@@ -140,7 +140,7 @@ class UnderstandingServicer:
             )
         with validation.fields_under("options."):
             moderation = codec.moderation_options_from_pb(request.options.moderation)
-        ports.analyzer.check(call.tenant, moderation)
+            ports.analyzer.check(call.tenant, moderation)
         options = AnalysisOptions(moderation=moderation)
         requests = []
         for i, item in enumerate(request.items):

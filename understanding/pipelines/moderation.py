@@ -24,10 +24,11 @@ _NO_RULE = Rule()
 def decide(signals: Iterable[Signal], policy: Policy) -> Moderation:
     """Judge every category that has a signal; the decision is the most severe category's.
 
-    A category's score is its best signal's; its severity is the most severe any of its
-    signals calls for (a zero-shot signal capped by the rule's `zero_shot`), so a strong
-    zero-shot similarity never outranks what a trained model's score would justify. A
-    category the policy does not name is reported with severity ALLOW.
+    A category's severity is the most severe any of its signals calls for (a zero-shot
+    signal capped by the rule's `zero_shot`), so a strong zero-shot similarity never
+    outranks what a trained model's score would justify; its score and first evidence are
+    those of the strongest signal making that call. A category the policy does not name is
+    reported with severity ALLOW.
     """
     grouped: dict[str, list[Signal]] = {}
     for signal in signals:
@@ -35,8 +36,10 @@ def decide(signals: Iterable[Signal], policy: Policy) -> Moderation:
     results = []
     for category, found in grouped.items():
         rule = policy.rules.get(category, _NO_RULE)
-        found.sort(key=lambda s: (-s.score, s.evidence.start_s, s.evidence.chunk_index or 0))
-        severity = max((rule.severity(s.score, zero_shot=s.zero_shot) for s in found), key=lambda d: d.rank)
+        calls = {id(s): rule.severity(s.score, zero_shot=s.zero_shot) for s in found}
+        # The evidence that decided first: the most severe call, then the highest score.
+        found.sort(key=lambda s: (-calls[id(s)].rank, -s.score, s.evidence.start_s, s.evidence.chunk_index or 0))
+        severity = calls[id(found[0])]
         results.append(
             CategoryResult(
                 category=category,
