@@ -13,7 +13,8 @@ import pytest
 
 from tests.support.kafka import collect
 from tests.support.server import ROOT, ServerProcess
-from understanding.v1 import common_pb2, events_pb2, moderation_pb2, understanding_pb2 as pb
+from understanding.v1 import common_pb2, events_pb2, moderation_pb2
+from understanding.v1 import understanding_pb2 as pb
 
 OFFENSIVE = "You are a fucking idiot and a worthless piece of shit, shut up."
 ORDINARY = "The meeting is moved to Thursday at 3 pm in room 204, please bring the quarterly report."
@@ -27,7 +28,9 @@ def md(tenant: str) -> list[tuple[str, str]]:
     return [("x-tenant-id", tenant)]
 
 
-def analyze(server: ServerProcess, tenant: str, *items: tuple[str, str], **moderation: object) -> list[common_pb2.Analysis]:
+def analyze(
+    server: ServerProcess, tenant: str, *items: tuple[str, str], **moderation: object
+) -> list[common_pb2.Analysis]:
     request = pb.AnalyzeTextRequest(
         items=[pb.TextItem(media_id=mid, text=text) for mid, text in items],
         options=pb.TextOptions(moderation=pb.ModerationOptions(**moderation)),  # type: ignore[arg-type]
@@ -85,7 +88,9 @@ async def test_redaction_masks_everywhere_and_keeps_the_evidence(
     # The stored payload: what GetMedia and Search return.
     media = server.stub.GetMedia(pb.GetMediaRequest(media_id="msg-pii"), metadata=md("mod-redact"), timeout=30)
     assert [p.text for p in media.points] == [text]
-    hits = server.stub.Search(pb.SearchRequest(text="kisses from the lighthouse", top_k=3), metadata=md("mod-redact")).hits
+    hits = server.stub.Search(
+        pb.SearchRequest(text="kisses from the lighthouse", top_k=3), metadata=md("mod-redact")
+    ).hits
     assert hits and hits[0].media_id == "msg-pii" and hits[0].text == text
     # Lexical search cannot find the number either.
     digits = server.stub.Search(
@@ -93,10 +98,18 @@ async def test_redaction_masks_everywhere_and_keeps_the_evidence(
     ).hits
     assert all(NUMBER not in h.text for h in digits)
     # Both events, from the real broker: no raw value in any byte.
-    analysis_records = await collect(kafka_bootstrap, analysis_topic, until=lambda rs: any(r.key == b"msg-pii" for r in rs))
-    moderation_records = await collect(kafka_bootstrap, moderation_topic, until=lambda rs: any(r.key == b"msg-pii" for r in rs))
+    analysis_records = await collect(
+        kafka_bootstrap, analysis_topic, until=lambda rs: any(r.key == b"msg-pii" for r in rs)
+    )
+    moderation_records = await collect(
+        kafka_bootstrap, moderation_topic, until=lambda rs: any(r.key == b"msg-pii" for r in rs)
+    )
     for record in [r for r in analysis_records + moderation_records if r.key == b"msg-pii"]:
-        assert NUMBER.encode() not in record.value and b"4155550132" not in record.value and EMAIL.encode() not in record.value
+        assert (
+            NUMBER.encode() not in record.value
+            and b"4155550132" not in record.value
+            and EMAIL.encode() not in record.value
+        )
     event = moderation_pb2.ModerationEvent.FromString(next(r.value for r in moderation_records if r.key == b"msg-pii"))
     assert {c.category for c in event.moderation.categories} >= {"contact.phone", "contact.email"}
     assert all(e.redacted for c in event.moderation.categories if c.category.startswith("contact.") for e in c.evidence)
@@ -104,9 +117,13 @@ async def test_redaction_masks_everywhere_and_keeps_the_evidence(
     assert analysis_event.analysis.chunks[0].text == text
 
 
-async def test_moderation_event_on_its_own_topic(server: ServerProcess, kafka_bootstrap: str, moderation_topic: str) -> None:
+async def test_moderation_event_on_its_own_topic(
+    server: ServerProcess, kafka_bootstrap: str, moderation_topic: str
+) -> None:
     (result,) = analyze(server, "mod-events", ("msg-event-bad", OFFENSIVE))
-    records = await collect(kafka_bootstrap, moderation_topic, until=lambda rs: any(r.key == b"msg-event-bad" for r in rs))
+    records = await collect(
+        kafka_bootstrap, moderation_topic, until=lambda rs: any(r.key == b"msg-event-bad" for r in rs)
+    )
     mine = [r for r in records if r.key == b"msg-event-bad"]
     assert len(mine) == 1
     headers = dict(mine[0].headers)
@@ -129,13 +146,18 @@ def test_search_by_decision_and_category_tenant_enforced(server: ServerProcess) 
         return sorted({h.media_id for h in server.stub.Search(request, metadata=md(tenant), timeout=30).hits})
 
     assert search("mod-search", decisions=[common_pb2.DECISION_BLOCK]) == ["s-bad"]
-    assert search("mod-search", decisions=[common_pb2.DECISION_REVIEW, common_pb2.DECISION_BLOCK]) == ["s-bad", "s-phone"]
+    assert search("mod-search", decisions=[common_pb2.DECISION_REVIEW, common_pb2.DECISION_BLOCK]) == [
+        "s-bad",
+        "s-phone",
+    ]
     assert search("mod-search", decisions=[common_pb2.DECISION_ALLOW]) == ["s-ok"]
     assert search("mod-search", moderation_categories=["contact.phone"]) == ["s-phone"]
     assert search("mod-search", moderation_categories=["offensive"], decisions=[common_pb2.DECISION_BLOCK]) == ["s-bad"]
     assert search("mod-search-nobody", decisions=[common_pb2.DECISION_BLOCK]) == []
     hit = server.stub.Search(
-        pb.SearchRequest(text="text me tonight", top_k=1, filter=pb.SearchFilter(moderation_categories=["contact.phone"])),
+        pb.SearchRequest(
+            text="text me tonight", top_k=1, filter=pb.SearchFilter(moderation_categories=["contact.phone"])
+        ),
         metadata=md("mod-search"),
     ).hits[0]
     assert hit.decision == common_pb2.DECISION_REVIEW and "contact.phone" in hit.moderation_categories
@@ -161,7 +183,9 @@ def test_text_job_with_redaction(server: ServerProcess) -> None:
     assert NUMBER not in final.result.chunks[0].text
     assert categories(final.result)["contact.phone"].evidence[0].redacted
     bad = pb.JobSpec(
-        modality=common_pb2.MODALITY_TEXT, text="hi", media=pb.UploadHeader(moderation=pb.ModerationOptions(policy="nope"))
+        modality=common_pb2.MODALITY_TEXT,
+        text="hi",
+        media=pb.UploadHeader(moderation=pb.ModerationOptions(policy="nope")),
     )
     with pytest.raises(grpc.RpcError) as error:
         server.stub.SubmitJob(iter([pb.SubmitJobRequest(spec=bad)]), metadata=md("mod-job"), timeout=30)
@@ -170,7 +194,10 @@ def test_text_job_with_redaction(server: ServerProcess) -> None:
 
 
 BAD_POLICIES = [
-    ('version = "1"\n[policy.default.category.offensive]\nreview = 0.5\n[policy.default.category.nudes]\nreview = 1\n', "line 4: unknown category 'nudes'"),
+    (
+        'version = "1"\n[policy.default.category.offensive]\nreview = 0.5\n[policy.default.category.nudes]\nreview = 1\n',
+        "line 4: unknown category 'nudes'",
+    ),
     ('version = "1"\n[policy.default.category.offensive]\nreview = "high"\n', "line 3: `review` must be a score"),
     ('version = "1"\n[policy.default.category.offensive\n', "line 2: not valid TOML"),
 ]
