@@ -69,13 +69,22 @@ def analysis_topic() -> str:
 
 
 @pytest.fixture(scope="session")
+def moderation_topic() -> str:
+    return f"understanding.moderation.v1.test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
 def job_status_topic() -> str:
     return f"understanding.jobs.status.v1.test-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(scope="session")
 def server(
-    tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str, analysis_topic: str, job_status_topic: str
+    tmp_path_factory: pytest.TempPathFactory,
+    kafka_bootstrap: str,
+    analysis_topic: str,
+    job_status_topic: str,
+    moderation_topic: str,
 ) -> Iterator[ServerProcess]:
     """One server for the e2e session: embedded Qdrant store, real Kafka."""
     proc = ServerProcess(
@@ -84,6 +93,7 @@ def server(
             "UNDERSTANDING_KAFKA_BOOTSTRAP": kafka_bootstrap,
             "UNDERSTANDING_KAFKA_ANALYSIS_TOPIC": analysis_topic,
             "UNDERSTANDING_KAFKA_JOB_STATUS_TOPIC": job_status_topic,
+            "UNDERSTANDING_KAFKA_MODERATION_TOPIC": moderation_topic,
             "UNDERSTANDING_MAX_TEXTS_PER_CALL": "16",
             "UNDERSTANDING_MAX_TEXT_BYTES": "20000",
             "UNDERSTANDING_MAX_UPLOAD_BYTES": str(8 * 1024 * 1024),

@@ -37,12 +37,13 @@ from understanding.api.servicer import RequestLimits, UnderstandingPorts, Unders
 from understanding.api.tls import server_credentials
 from understanding.api.upload import SpoolGuard, guard_spool
 from understanding.config import Settings
-from understanding.core.runtime import Core, job_settings, job_topics, open_job_view
+from understanding.core.runtime import Core, job_settings, job_topics, load_moderation_policy, open_job_view
 from understanding.domain import UnderstandingError
 from understanding.faults import FaultInjector
 from understanding.jobs.state_topic import JobStateLog
 from understanding.jobs.worker import JobWorker
 from understanding.metrics import Metrics
+from understanding.models.offensive import OffensiveModelError
 from understanding.models.whisper import WhisperModelError
 from understanding.sinks.outbox import Outbox
 
@@ -59,6 +60,8 @@ def _build_core(settings: Settings, metrics: Metrics | None, role: str) -> Core:
         return Core.build(settings, telemetry=metrics, role="worker" if role == "worker" else "serve")
     except WhisperModelError as error:
         raise StartupError(f"UNDERSTANDING_WHISPER_MODEL={settings.whisper_model!r}: {error}") from error
+    except OffensiveModelError as error:
+        raise StartupError(f"the offensive-language model (UNDERSTANDING_MODERATION_ENABLED=false skips it): {error}") from error
     except UnderstandingError as error:
         if error.field == "model_path":
             raise StartupError(f"UNDERSTANDING_EMBEDDING_MODEL={settings.embedding_model!r}: {error.message}") from error
@@ -303,6 +306,8 @@ def run_process(role: str, **overrides: Any) -> int:
         settings = Settings.from_env(**overrides)
         if role == "worker" and not settings.kafka_bootstrap:
             raise StartupError("a worker needs Kafka: set UNDERSTANDING_KAFKA_BOOTSTRAP")
+        if settings.moderation_enabled:
+            load_moderation_policy(settings)  # a bad policy file: one line before anything starts
         logs.configure(settings.log_level, json_lines=settings.log_json)
         asyncio.run(work(settings) if role == "worker" else serve(settings))
     except (StartupError, ValueError) as error:

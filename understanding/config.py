@@ -164,6 +164,18 @@ class Settings:
     )
     job_max_run_s: float = _setting(1800.0, "Kafka backend: longest job before its worker is presumed dead.")
     faults: str = _setting("", "Fault injection for tests, e.g. `store_write=2` (never in production).")
+    # --- moderation
+    moderation_enabled: bool = _setting(
+        True,
+        "Moderate every analysis: text signals (offensive language, contact details, zero-shot categories), "
+        "the policy's decision, the moderation event. Off: analyses carry no moderation.",
+    )
+    moderation_policy_path: str = _setting(
+        "", "Moderation policy TOML replacing the packaged one (per category review/block thresholds, tenants)."
+    )
+    kafka_moderation_topic: str = _setting(
+        "understanding.moderation.v1", "Topic for moderation events (one per moderated media, keyed by media id)."
+    )
     # --- vector store
     qdrant_url: str = _setting("", "Remote Qdrant URL; empty uses the embedded store.")
     qdrant_api_key: str = _setting("", "API key for the remote Qdrant.")

@@ -21,10 +21,12 @@ from understanding_client import (
     Analysis,
     Client,
     DeadlineExceeded,
+    Decision,
     FailedPrecondition,
     InvalidArgument,
     JobState,
     Modality,
+    ModerationOptions,
     NotFound,
     ResourceExhausted,
     SearchResults,
@@ -74,6 +76,29 @@ def test_analyze_text_typed_results(client: Client) -> None:
     [dry] = client.analyze_text("Nothing is stored for this text", dry_run=True)
     with pytest.raises(NotFound):
         client.get_media(dry.media_id)
+
+
+def test_moderation_typed_decision_evidence_and_search_filter(client: Client) -> None:
+    number = "+1 415 555 0132"
+    text = f"Lovely chatting with you! Text me on {number} tonight."
+    (plain,) = client.analyze_text(TextItem(text, media_id="sdk-mod-phone"))
+    assert plain.moderation is not None and plain.moderation.decision is Decision.REVIEW
+    assert "contact.phone" in plain.moderation.flagged
+    (phone,) = [c for c in plain.moderation.categories if c.category == "contact.phone"]
+    (evidence,) = phone.evidence
+    assert evidence.span is not None and text[evidence.span[0] : evidence.span[1]] == number
+    assert evidence.text == number and not evidence.redacted
+    (masked,) = client.analyze_text(
+        TextItem(text, media_id="sdk-mod-masked"), moderation=ModerationOptions(redact_pii=True)
+    )
+    assert masked.moderation is not None
+    hidden = [e for c in masked.moderation.categories if c.category == "contact.phone" for e in c.evidence]
+    assert hidden and all(e.redacted and e.text == "" for e in hidden)
+    with pytest.raises(InvalidArgument):
+        client.analyze_text(text, moderation=ModerationOptions(policy="no-such-policy"))
+    hits = client.search("chatting tonight", top_k=10, decisions=[Decision.REVIEW, Decision.BLOCK])
+    assert {"sdk-mod-phone", "sdk-mod-masked"} <= {h.media_id for h in hits.hits}
+    assert all(h.decision in (Decision.REVIEW, Decision.BLOCK) for h in hits.hits)
 
 
 def test_search_text_vector_example_filters_and_pages(client: Client) -> None:

@@ -21,6 +21,8 @@ from understanding.core.media import MediaCatalog
 from understanding.core.search import Searcher, SearchMode, SearchQuery
 from understanding.domain import (
     Analysis,
+    AnalysisOptions,
+    Decision,
     InvalidInput,
     JobSpec,
     JobState,
@@ -69,10 +71,20 @@ def _hit_pb(point: StoredPoint, *, matched: tuple[str, ...] = (), group_hits: in
         ),
         created_at=codec.timestamp(float(p.get("created_at", 0.0))),
         keyframe_s=float(p.get("keyframe_s", 0.0)),
+        decision=_decision_pb(p.get("moderation_decision")),
+        moderation_categories=[str(c) for c in p.get("moderation_categories") or ()],
+        chunk_moderation_categories=[str(c) for c in p.get("chunk_moderation_categories") or ()],
     )
     if with_vector and point.vector is not None:
         hit.vector.extend(float(x) for x in point.vector)
     return hit
+
+
+def _decision_pb(value: Any) -> common_pb2.Decision:
+    try:
+        return codec.DECISION_TO_PROTO[Decision(value)] if value else common_pb2.DECISION_UNSPECIFIED
+    except ValueError:
+        return common_pb2.DECISION_UNSPECIFIED
 
 
 def _modality(payload: Mapping[str, Any]) -> Modality:
@@ -126,6 +138,10 @@ class UnderstandingServicer:
             raise LimitExceeded(
                 f"{len(request.items)} items exceed the limit of {limits.max_texts_per_call} per call", field="items"
             )
+        with validation.fields_under("options."):
+            moderation = codec.moderation_options_from_pb(request.options.moderation)
+            ports.analyzer.check(call.tenant, moderation)
+        options = AnalysisOptions(moderation=moderation)
         requests = []
         for i, item in enumerate(request.items):
             size = len(item.text.encode("utf-8"))
@@ -137,7 +153,11 @@ class UnderstandingServicer:
             validation.media_id(mid, f"items[{i}].media_id")
             requests.append(
                 MediaRequest(
-                    Modality.TEXT, mid, text=item.text, metadata=validation.metadata(item.metadata, f"items[{i}].metadata")
+                    Modality.TEXT,
+                    mid,
+                    text=item.text,
+                    options=options,
+                    metadata=validation.metadata(item.metadata, f"items[{i}].metadata"),
                 )
             )
         index = not request.options.dry_run
@@ -159,7 +179,9 @@ class UnderstandingServicer:
         def on_header(header: pb.UploadHeader) -> None:
             if header.media_id:
                 validation.media_id(header.media_id, "header.media_id")
-            parsed["options"] = validation.analysis_options(header, video=modality is Modality.VIDEO)
+            with validation.fields_under("header."):
+                parsed["options"] = validation.analysis_options(header, video=modality is Modality.VIDEO)
+                ports.analyzer.check(call.tenant, parsed["options"].moderation)
             parsed["metadata"] = validation.metadata(header.metadata, "header.metadata")
 
         spooled = await spool_upload(
@@ -223,6 +245,8 @@ class UnderstandingServicer:
 
         def on_spec(spec: pb.JobSpec) -> None:
             parsed["spec"] = self._job_spec(spec)
+            with validation.fields_under("spec.media."):
+                ports.analyzer.check(call.tenant, parsed["spec"].options.moderation)
 
         spooled = await spool_upload(
             requests, spool_dir=ports.spool_dir, max_bytes=ports.limits.max_upload_bytes,
@@ -276,7 +300,15 @@ class UnderstandingServicer:
             max_bytes = self._ports.limits.max_text_bytes
             if len(spec.text.encode()) > max_bytes:
                 raise LimitExceeded(f"exceeds {max_bytes} bytes", field="spec.text")
-            return JobSpec(modality=modality, media_id=media_id, text=spec.text, metadata=metadata)
+            with validation.fields_under("spec.media."):
+                moderation = codec.moderation_options_from_pb(spec.media.moderation)
+            return JobSpec(
+                modality=modality,
+                media_id=media_id,
+                text=spec.text,
+                options=AnalysisOptions(moderation=moderation),
+                metadata=metadata,
+            )
         with validation.fields_under("spec.media."):
             options = validation.analysis_options(spec.media, video=True)
         return JobSpec(
@@ -356,6 +388,10 @@ class UnderstandingServicer:
             # end_s 0 leaves the range open-ended
             overlaps_end_s=time_range.end_s if time_range is not None and time_range.end_s != 0 else None,
             metadata=validation.metadata(f.metadata, "filter.metadata"),
+            moderation_decisions=validation.decisions(f.decisions, "filter.decisions"),
+            moderation_categories=validation.moderation_categories(
+                labels(f.moderation_categories, "filter.moderation_categories"), "filter.moderation_categories"
+            ),
         )
         query = SearchQuery(
             text=request.text if kind == "text" else None,

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any, Mapping
 
 from understanding import codec
-from understanding.domain import AnalysisOptions, InvalidInput, LimitExceeded, SpeechOptions, UnderstandingError
+from understanding.domain import CATEGORIES, AnalysisOptions, InvalidInput, LimitExceeded, SpeechOptions, UnderstandingError
 from understanding.v1 import understanding_pb2 as pb
 
 MEDIA_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
@@ -70,7 +70,28 @@ def analysis_options(header: pb.UploadHeader, *, video: bool) -> AnalysisOptions
     return AnalysisOptions(
         speech=speech_options(header.speech),
         video=codec.video_options_from_pb(header.video) if video else AnalysisOptions().video,
+        moderation=codec.moderation_options_from_pb(header.moderation),
     )
+
+
+def moderation_categories(values: Any, field: str) -> tuple[str, ...]:
+    """Category names as search filters take them: known ones only (a typo would match nothing)."""
+    out = []
+    for i, value in enumerate(values):
+        name = value.strip()
+        if name not in CATEGORIES:
+            raise InvalidInput(f"unknown moderation category {value[:64]!r} (known: {', '.join(CATEGORIES)})", field=f"{field}[{i}]")
+        out.append(name)
+    return tuple(out)
+
+
+def decisions(values: Any, field: str) -> tuple[str, ...]:
+    out = []
+    for i, value in enumerate(values):
+        if value not in codec.DECISION_FROM_PROTO:
+            raise InvalidInput(f"must be DECISION_ALLOW, DECISION_REVIEW or DECISION_BLOCK, not {value}", field=f"{field}[{i}]")
+        out.append(codec.DECISION_FROM_PROTO[value].value)
+    return tuple(out)
 
 
 @contextlib.contextmanager

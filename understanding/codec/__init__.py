@@ -14,11 +14,17 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from understanding.domain import (
     Analysis,
+    CategoryResult,
     Chunk,
+    Decision,
+    Evidence,
+    InvalidInput,
     Job,
     Language,
     Modality,
     ModelRef,
+    Moderation,
+    ModerationOptions,
     Segment,
     Shot,
     SpeechOptions,
@@ -30,7 +36,7 @@ from understanding.domain import (
     language_code,
     point_id,
 )
-from understanding.v1 import common_pb2, events_pb2, jobs_pb2, understanding_pb2
+from understanding.v1 import common_pb2, events_pb2, jobs_pb2, moderation_pb2, understanding_pb2
 
 SCHEMA_VERSION = 1
 CONTENT_TYPE = b"application/x-protobuf"
@@ -153,6 +159,8 @@ def analysis_pb(
         msg.transcript.CopyFrom(transcript_pb(analysis.transcript))
     if analysis.video is not None:
         msg.video.CopyFrom(video_pb(analysis.video))
+    if analysis.moderation is not None:
+        msg.moderation.CopyFrom(moderation_pb(analysis.moderation))
     return msg
 
 
@@ -309,6 +317,7 @@ def analysis_from_pb(msg: common_pb2.Analysis) -> Analysis:
             )
             for s in msg.shots
         ),
+        moderation=moderation_from_pb(msg.moderation) if msg.HasField("moderation") else None,
     )
 
 
@@ -364,3 +373,137 @@ def video_options_pb(options: VideoOptions) -> understanding_pb2.VideoOptions:
     return understanding_pb2.VideoOptions(
         sample_fps=options.sample_fps or 0.0, return_keyframes=options.return_keyframes, skip_audio=options.skip_audio
     )
+
+
+# ---------------------------------------------------------------- moderation
+DECISION_TO_PROTO = {
+    Decision.ALLOW: common_pb2.DECISION_ALLOW,
+    Decision.REVIEW: common_pb2.DECISION_REVIEW,
+    Decision.BLOCK: common_pb2.DECISION_BLOCK,
+}
+DECISION_FROM_PROTO = {v: k for k, v in DECISION_TO_PROTO.items()}
+
+
+def evidence_pb(evidence: Evidence) -> common_pb2.Evidence:
+    msg = common_pb2.Evidence(
+        modality=MODALITY_TO_PROTO.get(evidence.modality, common_pb2.MODALITY_UNSPECIFIED),
+        model=model_pb(evidence.model),
+        start_s=evidence.start_s,
+        end_s=evidence.end_s,
+        text=evidence.text,
+        speaker=evidence.speaker,
+        detail=evidence.detail,
+        score=evidence.score,
+        redacted=evidence.redacted,
+        zero_shot=evidence.zero_shot,
+    )
+    if evidence.frame_s is not None:
+        msg.frame_s = evidence.frame_s
+    if evidence.box is not None:
+        x, y, width, height = evidence.box
+        msg.box.CopyFrom(common_pb2.Box(x=x, y=y, width=width, height=height))
+    if evidence.span is not None:
+        msg.span.CopyFrom(common_pb2.TextSpan(start=evidence.span[0], end=evidence.span[1]))
+    if evidence.chunk_index is not None:
+        msg.chunk_index = evidence.chunk_index
+    return msg
+
+
+def moderation_pb(moderation: Moderation) -> common_pb2.Moderation:
+    return common_pb2.Moderation(
+        decision=DECISION_TO_PROTO[moderation.decision],
+        policy=moderation.policy,
+        policy_version=moderation.policy_version,
+        categories=[
+            common_pb2.CategoryResult(
+                category=c.category,
+                score=c.score,
+                severity=DECISION_TO_PROTO[c.severity],
+                evidence=[evidence_pb(e) for e in c.evidence],
+            )
+            for c in moderation.categories
+        ],
+    )
+
+
+def evidence_from_pb(msg: common_pb2.Evidence) -> Evidence:
+    return Evidence(
+        modality=MODALITY_FROM_PROTO.get(msg.modality, Modality.TEXT),
+        model=model_from_pb(msg.model),
+        start_s=msg.start_s,
+        end_s=msg.end_s,
+        frame_s=msg.frame_s if msg.HasField("frame_s") else None,
+        box=(msg.box.x, msg.box.y, msg.box.width, msg.box.height) if msg.HasField("box") else None,
+        text=msg.text,
+        span=(msg.span.start, msg.span.end) if msg.HasField("span") else None,
+        chunk_index=msg.chunk_index if msg.HasField("chunk_index") else None,
+        speaker=msg.speaker,
+        detail=msg.detail,
+        score=msg.score,
+        redacted=msg.redacted,
+        zero_shot=msg.zero_shot,
+    )
+
+
+def moderation_from_pb(msg: common_pb2.Moderation) -> Moderation:
+    return Moderation(
+        decision=DECISION_FROM_PROTO.get(msg.decision, Decision.ALLOW),
+        policy=msg.policy,
+        policy_version=msg.policy_version,
+        categories=tuple(
+            CategoryResult(
+                category=c.category,
+                score=c.score,
+                severity=DECISION_FROM_PROTO.get(c.severity, Decision.ALLOW),
+                evidence=tuple(evidence_from_pb(e) for e in c.evidence),
+            )
+            for c in msg.categories
+        ),
+    )
+
+
+def moderation_event_id(tenant: str, media_id: str, version: int, *, window: tuple[float, float] | None = None) -> str:
+    """Stable per verdict: a final one per (tenant, media, version), a partial one per window."""
+    suffix = "" if window is None else f"/window/{window[0]:.3f}-{window[1]:.3f}"
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"moderation/{tenant}/{media_id}/{version}{suffix}"))
+
+
+def moderation_event(
+    *,
+    tenant: str,
+    media_id: str,
+    modality: Modality,
+    version: int,
+    moderation: Moderation,
+    produced_at: float,
+    metadata: dict[str, str] | None = None,
+    window: tuple[float, float] | None = None,
+) -> moderation_pb2.ModerationEvent:
+    """A final verdict (`window` None) or a live window's partial one."""
+    msg = moderation_pb2.ModerationEvent(
+        event_id=moderation_event_id(tenant, media_id, version, window=window),
+        schema_version=SCHEMA_VERSION,
+        produced_at=timestamp(produced_at),
+        tenant=tenant,
+        media_id=media_id,
+        modality=MODALITY_TO_PROTO.get(modality, common_pb2.MODALITY_UNSPECIFIED),
+        version=version,
+        moderation=moderation_pb(moderation),
+        partial=window is not None,
+        metadata=dict(metadata or {}),
+    )
+    if window is not None:
+        msg.window_start_s, msg.window_end_s = window
+    return msg
+
+
+def moderation_options_from_pb(msg: understanding_pb2.ModerationOptions) -> ModerationOptions:
+    """Validated options (InvalidInput naming `moderation.policy`)."""
+    policy = msg.policy.strip()
+    if msg.policy and not policy:
+        raise InvalidInput("must not be blank", field="moderation.policy")
+    return ModerationOptions(policy=policy or None, redact_pii=msg.redact_pii)
+
+
+def moderation_options_pb(options: ModerationOptions) -> understanding_pb2.ModerationOptions:
+    return understanding_pb2.ModerationOptions(policy=options.policy or "", redact_pii=options.redact_pii)

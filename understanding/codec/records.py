@@ -19,7 +19,10 @@ from understanding import codec
 from understanding.domain import (
     Analysis,
     AnalysisOptions,
+    CategoryResult,
     Chunk,
+    Decision,
+    Evidence,
     Job,
     JobError,
     JobSpec,
@@ -27,8 +30,10 @@ from understanding.domain import (
     Language,
     Modality,
     ModelRef,
+    Moderation,
     Segment,
     Shot,
+    Signal,
     SpeechOptions,
     Tag,
     Transcript,
@@ -51,6 +56,7 @@ def job_spec_record(spec: JobSpec) -> records_pb2.JobSpecRecord:
         metadata=dict(spec.metadata),
         speech=codec.speech_options_pb(spec.options.speech),
         video=codec.video_options_pb(spec.options.video),
+        moderation=codec.moderation_options_pb(spec.options.moderation),
     )
 
 
@@ -63,7 +69,9 @@ def job_spec_from_record(msg: records_pb2.JobSpecRecord) -> JobSpec:
         blob=msg.blob,
         media_sha256=msg.media_sha256,
         options=AnalysisOptions(
-            speech=codec.speech_options_from_pb(msg.speech), video=codec.video_options_from_pb(msg.video)
+            speech=codec.speech_options_from_pb(msg.speech),
+            video=codec.video_options_from_pb(msg.video),
+            moderation=codec.moderation_options_from_pb(msg.moderation),
         ),
         metadata=dict(msg.metadata),
     )
@@ -211,6 +219,14 @@ def analysis_record(a: Analysis) -> records_pb2.AnalysisRecord:
                 model=codec.model_pb(t.model),
             )
         )
+    if a.moderation is not None:
+        msg.moderation.CopyFrom(_moderation_record(a.moderation))
+    msg.signals.extend(
+        records_pb2.SignalRecord(
+            category=x.category, score=x.score, evidence=_evidence_record(x.evidence), zero_shot=x.zero_shot
+        )
+        for x in a.signals
+    )
     if a.video is not None:
         v = a.video
         msg.video.CopyFrom(
@@ -291,6 +307,89 @@ def analysis_from_record(msg: records_pb2.AnalysisRecord) -> Analysis:
                 keyframe_jpeg=s.keyframe_jpeg,
             )
             for s in msg.shots
+        ),
+        signals=tuple(
+            Signal(category=x.category, score=x.score, evidence=_evidence_from(x.evidence), zero_shot=x.zero_shot)
+            for x in msg.signals
+        ),
+        moderation=_moderation_from(msg.moderation) if msg.HasField("moderation") else None,
+    )
+
+
+# ---------------------------------------------------------------- moderation
+def _evidence_record(e: Evidence) -> records_pb2.EvidenceRecord:
+    msg = records_pb2.EvidenceRecord(
+        modality=codec.MODALITY_TO_PROTO[e.modality],
+        model=codec.model_pb(e.model),
+        start_s=e.start_s,
+        end_s=e.end_s,
+        box=list(e.box) if e.box is not None else [],
+        text=e.text,
+        span=list(e.span) if e.span is not None else [],
+        speaker=e.speaker,
+        detail=e.detail,
+        score=e.score,
+        redacted=e.redacted,
+        zero_shot=e.zero_shot,
+    )
+    if e.frame_s is not None:
+        msg.frame_s = e.frame_s
+    if e.chunk_index is not None:
+        msg.chunk_index = e.chunk_index
+    return msg
+
+
+def _evidence_from(msg: records_pb2.EvidenceRecord) -> Evidence:
+    box = tuple(msg.box)
+    span = tuple(msg.span)
+    return Evidence(
+        modality=codec.MODALITY_FROM_PROTO[msg.modality],
+        model=codec.model_from_pb(msg.model),
+        start_s=msg.start_s,
+        end_s=msg.end_s,
+        frame_s=msg.frame_s if msg.HasField("frame_s") else None,
+        box=(box[0], box[1], box[2], box[3]) if len(box) == 4 else None,
+        text=msg.text,
+        span=(span[0], span[1]) if len(span) == 2 else None,
+        chunk_index=msg.chunk_index if msg.HasField("chunk_index") else None,
+        speaker=msg.speaker,
+        detail=msg.detail,
+        score=msg.score,
+        redacted=msg.redacted,
+        zero_shot=msg.zero_shot,
+    )
+
+
+def _moderation_record(m: Moderation) -> records_pb2.ModerationRecord:
+    return records_pb2.ModerationRecord(
+        decision=m.decision.value,
+        policy=m.policy,
+        policy_version=m.policy_version,
+        categories=[
+            records_pb2.CategoryRecord(
+                category=c.category,
+                score=c.score,
+                severity=c.severity.value,
+                evidence=[_evidence_record(e) for e in c.evidence],
+            )
+            for c in m.categories
+        ],
+    )
+
+
+def _moderation_from(msg: records_pb2.ModerationRecord) -> Moderation:
+    return Moderation(
+        decision=Decision(msg.decision),
+        policy=msg.policy,
+        policy_version=msg.policy_version,
+        categories=tuple(
+            CategoryResult(
+                category=c.category,
+                score=c.score,
+                severity=Decision(c.severity),
+                evidence=tuple(_evidence_from(e) for e in c.evidence),
+            )
+            for c in msg.categories
         ),
     )
 

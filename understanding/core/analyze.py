@@ -11,7 +11,8 @@ import dataclasses
 import threading
 from collections.abc import Callable
 
-from understanding.domain import Analysis, InvalidInput, MediaRequest, Modality
+from understanding.core.moderate import Moderator
+from understanding.domain import Analysis, InvalidInput, MediaRequest, Modality, ModerationOptions
 from understanding.pipelines.speech import SpeechInput, SpeechPipeline
 from understanding.pipelines.text import TextInput, TextPipeline
 from understanding.pipelines.video import VideoInput, VideoPipeline
@@ -22,12 +23,24 @@ Progress = Callable[[str, float], None]
 
 class Analyzer:
     def __init__(
-        self, *, text: TextPipeline, speech: SpeechPipeline, video: VideoPipeline, sink: ResultSink | None
+        self,
+        *,
+        text: TextPipeline,
+        speech: SpeechPipeline,
+        video: VideoPipeline,
+        sink: ResultSink | None,
+        moderator: Moderator | None = None,
     ) -> None:
         self._text = text
         self._speech = speech
         self._video = video
         self._sink = sink
+        self.moderator = moderator
+
+    def check(self, tenant: str, options: ModerationOptions) -> None:
+        """Raise InvalidInput now for what would fail the analysis later (an unknown policy)."""
+        if self.moderator is not None:
+            self.moderator.policy(tenant, options)
 
     async def analyze(
         self,
@@ -38,9 +51,16 @@ class Analyzer:
         cancelled: threading.Event | None = None,
         version: int | None = None,
     ) -> Analysis:
-        """Run the modality's pipeline. `version` pins the analysis version (a job's is derived
-        from the job, so a re-run overwrites the same points and repeats the same event id)."""
+        """Run the modality's pipeline, then moderation. `version` pins the analysis version (a
+        job's is derived from the job, so a re-run overwrites the same points and repeats the
+        same event id)."""
+        options = request.options.moderation
+        policy = self.moderator.policy(tenant, options) if self.moderator is not None else None
         analysis = await self._run(tenant, request, progress, cancelled)
+        if self.moderator is not None:
+            if progress is not None:
+                progress("moderate", 0.0)
+            analysis = await self.moderator.moderate(analysis, options, policy)
         return analysis if version is None else dataclasses.replace(analysis, version=version)
 
     async def analyze_and_index(

@@ -21,6 +21,7 @@ from understanding.config import Settings
 from understanding.core.analyze import Analyzer
 from understanding.core.embedding import EmbeddingFactory, EmbeddingSwitch, ServingEmbedding
 from understanding.core.media import MediaCatalog
+from understanding.core.moderate import Moderator
 from understanding.core.reindex import OnlineReindex
 from understanding.core.search import Searcher
 from understanding.domain import JobState
@@ -32,9 +33,12 @@ from understanding.jobs.service import JobService, JobSettings
 from understanding.jobs.store import SqliteJobStore
 from understanding.media.sandbox import MediaDecoder, SandboxSettings
 from understanding.models.language import LanguageDetector
+from understanding.models.offensive import ProfanityCheckModel
 from understanding.models.whisper import Transcriber, resolve_whisper_model
+from understanding.pipelines.policy import PolicyError, PolicySet, load_policy
 from understanding.pipelines.speech import SpeechPipeline
 from understanding.pipelines.text import TextPipeline
+from understanding.pipelines.text_signals import TextSignals
 from understanding.pipelines.video import VideoPipeline, VideoSettings
 from understanding.sinks.outbox import Outbox
 from understanding.sinks.relay import OutboxRelay
@@ -82,6 +86,14 @@ def job_topics(settings: Settings) -> JobTopics:
         worker_group=settings.kafka_worker_group,
         indexer_group=settings.kafka_indexer_group,
     )
+
+
+def load_moderation_policy(settings: Settings) -> PolicySet:
+    """The configured policy file (or the packaged one); a mistake names the setting and line."""
+    try:
+        return load_policy(settings.moderation_policy_path or None)
+    except PolicyError as error:
+        raise ValueError(f"UNDERSTANDING_MODERATION_POLICY_PATH: {error}") from error
 
 
 def open_job_view(path: pathlib.Path) -> SqliteJobStore:
@@ -132,6 +144,7 @@ class Core:
     def build(cls, settings: Settings, *, telemetry: Telemetry | None = None, role: Role = "serve") -> Core:
         """Load and warm the models, open the stores (blocking: call from a worker thread)."""
         started = time.perf_counter()
+        policies = load_moderation_policy(settings) if settings.moderation_enabled else None  # fails fast
         faults = FaultInjector.from_spec(settings.faults)
         spool = settings.data_path / "spool"
         spool.mkdir(parents=True, exist_ok=True)
@@ -164,6 +177,7 @@ class Core:
                 store=unit.store,
                 outbox=outbox,
                 analysis_topic=settings.kafka_analysis_topic,
+                moderation_topic=settings.kafka_moderation_topic,
                 relay=relay,
                 faults=faults,
             )
@@ -210,7 +224,12 @@ class Core:
                 max_frames=settings.video_max_frames,
             ),
         )
-        analyzer = Analyzer(text=text, speech=speech, video=video, sink=sink)
+        moderator = None
+        if policies is not None:
+            offensive = ProfanityCheckModel()
+            offensive.warm_up()
+            moderator = Moderator(policies=policies, signals=TextSignals(offensive=offensive), text=text)
+        analyzer = Analyzer(text=text, speech=speech, video=video, sink=sink, moderator=moderator)
         blobs = BlobStore(settings.blob_path)
         searcher = catalog = jobs = reindex = None
         if role == "serve":

@@ -33,7 +33,15 @@ from understanding.domain.media import (
     Word,
     point_id,
 )
-from understanding.domain.moderation import CATEGORIES, CategoryResult, Decision, Evidence, Moderation, Signal
+from understanding.domain.moderation import (
+    CATEGORIES,
+    CategoryResult,
+    Decision,
+    Evidence,
+    Moderation,
+    ModerationOptions,
+    Signal,
+)
 from understanding.domain.options import (
     SPEECH_LANGUAGES,
     AnalysisOptions,
@@ -67,6 +75,7 @@ __all__ = [
     "Modality",
     "ModelRef",
     "Moderation",
+    "ModerationOptions",
     "NotFound",
     "PermissionDenied",
     "PreconditionFailed",

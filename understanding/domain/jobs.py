@@ -54,6 +54,9 @@ class JobSpec:
                 "return_keyframes": video.return_keyframes,
                 "skip_audio": video.skip_audio,
             }
+        moderation = self.options.moderation
+        if moderation.policy is not None or moderation.redact_pii:  # absent when default: older hashes hold
+            options["moderation"] = {"policy": moderation.policy or "", "redact_pii": moderation.redact_pii}
         doc = {
             "modality": self.modality.value,
             "media_id": self.media_id,

@@ -11,9 +11,13 @@ the model and policy version that decided.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 
+from understanding.domain.errors import InvalidInput
 from understanding.domain.media import Modality, ModelRef
+
+_POLICY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 # The categories signals are filed under (a policy names them; an unknown name in a policy
@@ -68,15 +72,29 @@ class Evidence:
     chunk_index: int | None = None
     speaker: str = ""
     detail: str = ""  # the model's own label, e.g. "FEMALE_BREAST_EXPOSED" or "phone"
+    # The signal's score, filled by the policy's decision (pipelines/moderation.py) so each
+    # piece of evidence says how strong it was.
+    score: float = 0.0
+    # True when the request asked for PII redaction: `text` is then empty (never the raw
+    # value) while `detail` still says what kind of contact detail was found where.
+    redacted: bool = False
+    # Copied from the signal by the decision, like `score`.
+    zero_shot: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Signal:
-    """One finding: a category (e.g. `nudity`, `offensive`, `contact.phone`), a score in [0, 1]."""
+    """One finding: a category (e.g. `nudity`, `offensive`, `contact.phone`), a score in [0, 1].
+
+    `zero_shot` marks a score derived from an embedding similarity to the category's
+    descriptions rather than from a model trained for the category: weaker evidence, so a
+    policy can cap what such a signal alone may call for (see pipelines/policy.py).
+    """
 
     category: str
     score: float
     evidence: Evidence
+    zero_shot: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +110,29 @@ class CategoryResult:
 
 @dataclass(frozen=True, slots=True)
 class Moderation:
+    """A media's (or a live window's) verdict: the decision, the policy (name and version of
+    the policy file) that made it, and every category that had a signal, most severe first."""
+
     decision: Decision
     policy: str
     policy_version: str
     categories: tuple[CategoryResult, ...] = ()
+
+    def flagged(self) -> tuple[str, ...]:
+        """The categories that call for REVIEW or BLOCK (what search filters on)."""
+        return tuple(c.category for c in self.categories if c.severity is not Decision.ALLOW)
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationOptions:
+    """What a request asks of moderation. `policy` None: the tenant's default policy;
+    `redact_pii`: mask contact details in every stored, returned and published text."""
+
+    policy: str | None = None
+    redact_pii: bool = False
+
+    def __post_init__(self) -> None:
+        if self.policy is not None and not _POLICY_NAME.match(self.policy):
+            raise InvalidInput(
+                "must be a policy name of letters, digits, '.', '_' or '-' (at most 64)", field="moderation.policy"
+            )

@@ -85,6 +85,8 @@ class OffensiveTextModel(Protocol):
 
     def score_text(self, text: str) -> OffensiveScore: ...
 
+    def score_texts(self, texts: Sequence[str], *, evidence_min: float = 0.3) -> list[OffensiveScore]: ...
+
 
 def _package_dir() -> pathlib.Path:
     # Located, not imported: `profanity_check` unpickles its model at import time.

@@ -115,6 +115,14 @@ def build_filter(flt: PointFilter) -> models.Filter:
         must.append(models.FieldCondition(key="end_s", range=models.Range(gte=flt.overlaps_start_s)))
     for key, value in flt.metadata.items():
         must.append(models.FieldCondition(key=f"metadata.{key}", match=models.MatchValue(value=value)))
+    if flt.moderation_decisions:
+        must.append(
+            models.FieldCondition(key="moderation_decision", match=models.MatchAny(any=list(flt.moderation_decisions)))
+        )
+    if flt.moderation_categories:
+        must.append(
+            models.FieldCondition(key="moderation_categories", match=models.MatchAny(any=list(flt.moderation_categories)))
+        )
     must_not: list[Any] = [_NOT_PENDING]
     if flt.exclude_media_ids:
         must_not.append(models.FieldCondition(key="media_id", match=models.MatchAny(any=list(flt.exclude_media_ids))))
@@ -282,6 +290,11 @@ class QdrantClientStore:
                     "re-index it into a new collection to get per-tenant IDF",
                     extra={"collection": collection},
                 )
+            if self._server:  # payload fields added since the collection was made (e.g. moderation) get indexes
+                indexed = set(self._client.get_collection(collection).payload_schema or {})
+                for name in KEYWORD_FIELDS:
+                    if name not in indexed:
+                        self._client.create_payload_index(collection, field_name=name, field_schema=models.PayloadSchemaType.KEYWORD)
             return
         if dimension is None:
             raise LookupError(f"no collection {collection}")

@@ -12,13 +12,13 @@ import contextlib
 import dataclasses
 import time
 import uuid
-from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
 from google.protobuf.message import Message
 
 from understanding import codec
 from understanding.faults import FaultInjector
-from understanding.domain import Analysis, ModelRef, Vector
+from understanding.domain import Analysis, Modality, ModelRef, Moderation, Vector
 from understanding.batching import MicroBatcher
 from understanding.sinks.outbox import Outbox, OutboxRecord
 from understanding.sinks.relay import OutboxRelay
@@ -32,6 +32,7 @@ class ResultSink:
         store: VectorStore,
         outbox: Outbox,
         analysis_topic: str,
+        moderation_topic: str = "understanding.moderation.v1",
         relay: OutboxRelay | None = None,
         group_commit_wait_ms: float = 2.0,
         faults: FaultInjector | None = None,
@@ -40,6 +41,7 @@ class ResultSink:
         self.store = store
         self.outbox = outbox
         self._topic = analysis_topic
+        self._moderation_topic = moderation_topic
         self._relay = relay
         self._store_writes: MicroBatcher[tuple[Analysis, list[PointRecord]], None] = MicroBatcher(
             self._write_points, name="store-writes", max_batch_size=64, max_wait_ms=group_commit_wait_ms
@@ -67,7 +69,8 @@ class ResultSink:
         await self._event_writes.stop()
 
     async def write(self, analysis: Analysis, *, trace_id: str = "") -> str:
-        """Index the analysis and queue its event durably; returns the event id."""
+        """Index the analysis and queue its event durably (and its moderation event on the
+        moderation topic when it was moderated); returns the analysis event's id."""
         if self._faults is not None:
             self._faults.check("store_write")
         async with self._gate.passage():
@@ -79,6 +82,36 @@ class ResultSink:
             self._topic, analysis.media_id, event, schema="understanding.v1.AnalysisEvent",
             tenant=analysis.tenant, trace_id=trace_id,
         )
+        if analysis.moderation is not None:
+            await self.publish_moderation(
+                analysis.tenant, analysis.media_id, analysis.moderation,
+                modality=analysis.modality, version=analysis.version, metadata=analysis.metadata, trace_id=trace_id,
+            )  # fmt: skip
+        return str(event.event_id)
+
+    async def publish_moderation(
+        self,
+        tenant: str,
+        media_id: str,
+        moderation: Moderation,
+        *,
+        modality: Modality,
+        version: int,
+        metadata: Mapping[str, str] | None = None,
+        window: tuple[float, float] | None = None,
+        trace_id: str = "",
+    ) -> str:
+        """Queue a ModerationEvent: a media's final verdict, or (with `window`, seconds on a
+        live stream's clock) a partial one the live path publishes as soon as it is made.
+        Returns the event id (stable per verdict, so a retry is deduplicated)."""
+        event = codec.moderation_event(
+            tenant=tenant, media_id=media_id, modality=modality, version=version, moderation=moderation,
+            produced_at=time.time(), metadata=dict(metadata or {}), window=window,
+        )  # fmt: skip
+        await self.publish(
+            self._moderation_topic, media_id, event, schema="understanding.v1.ModerationEvent",
+            tenant=tenant, trace_id=trace_id,
+        )  # fmt: skip
         return str(event.event_id)
 
     async def publish(

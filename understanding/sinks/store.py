@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from understanding.domain import Analysis, ModelRef, Vector, point_id
+from understanding.domain import Analysis, Decision, ModelRef, Vector, point_id
 from understanding.sinks import lexical
 from understanding.sinks.lexical import SparseTerms
 
@@ -41,6 +41,8 @@ KEYWORD_FIELDS = (
     "embedding_model",
     "point_id",
     "tag_items[].label",
+    "moderation_decision",
+    "moderation_categories",
 )
 FLOAT_FIELDS = ("start_s", "end_s", "created_at", "tag_items[].score")
 INTEGER_FIELDS = ("chunk_index", "version", "pending")
@@ -100,6 +102,10 @@ class PointFilter:
     overlaps_start_s: float | None = None
     overlaps_end_s: float | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    # Moderation: the media's decision is one of these ("allow", "review", "block"); the
+    # media has one of these categories at REVIEW or BLOCK.
+    moderation_decisions: tuple[str, ...] = ()
+    moderation_categories: tuple[str, ...] = ()
 
 
 class VectorStore(Protocol):
@@ -229,6 +235,7 @@ def analysis_points(analysis: Analysis) -> list[PointRecord]:
             "version": int(analysis.version),
             "metadata": dict(analysis.metadata),
         }
+        payload.update(moderation_payload(analysis, chunk.index))
         payload.update({k: v for k, v in chunk.extra.items()})
         points.append(
             PointRecord(
@@ -239,6 +246,23 @@ def analysis_points(analysis: Analysis) -> list[PointRecord]:
             )
         )
     return points
+
+
+def moderation_payload(analysis: Analysis, chunk_index: int) -> dict[str, Any]:
+    """The media's decision and flagged categories (what search filters on), and those of
+    them with evidence in this chunk (what a hit shows); nothing for an unmoderated media."""
+    moderation = analysis.moderation
+    if moderation is None:
+        return {}
+    flagged = [c for c in moderation.categories if c.severity is not Decision.ALLOW]
+    return {
+        "moderation_decision": moderation.decision.value,
+        "moderation_categories": [c.category for c in flagged],
+        "chunk_moderation_categories": [
+            c.category for c in flagged if any(e.chunk_index == chunk_index for e in c.evidence)
+        ],
+        "moderation_policy": f"{moderation.policy}@{moderation.policy_version}",
+    }
 
 
 def public_point_id(point: StoredPoint) -> str:

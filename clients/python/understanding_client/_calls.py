@@ -30,6 +30,7 @@ from understanding_client.types import (
     JobState,
     Media,
     Modality,
+    ModerationOptions,
     ReindexProgress,
     SearchResults,
     Upload,
@@ -140,9 +141,15 @@ def analyze_text(
     metadata: Mapping[str, str] | None,
     return_embeddings: bool,
     dry_run: bool,
+    moderation: ModerationOptions | None = None,
 ) -> Call[list[Analysis]]:
     request = rq.analyze_text_request(
-        texts, media_id=media_id, metadata=metadata, return_embeddings=return_embeddings, dry_run=dry_run
+        texts,
+        media_id=media_id,
+        metadata=metadata,
+        return_embeddings=return_embeddings,
+        dry_run=dry_run,
+        moderation=moderation,
     )
     return Call("AnalyzeText", _analyses, idempotent=True, request=request)
 
@@ -177,6 +184,7 @@ def transcribe(
     return_embeddings: bool,
     dry_run: bool,
     progress: ProgressCallback | None,
+    moderation: ModerationOptions | None = None,
 ) -> Call[Analysis]:
     speech = rq.SpeechOptions(language, translate, word_timestamps, vad, initial_prompt, hotwords, beam_size)
     header = rq.upload_header(
@@ -188,6 +196,7 @@ def transcribe(
         speech=speech,
         return_embeddings=return_embeddings,
         dry_run=dry_run,
+        moderation=moderation,
     )
     return _upload("Transcribe", header, source, progress, _analysis)
 
@@ -206,6 +215,7 @@ def analyze_video(
     return_embeddings: bool,
     dry_run: bool,
     progress: ProgressCallback | None,
+    moderation: ModerationOptions | None = None,
 ) -> Call[Analysis]:
     header = rq.upload_header(
         source,
@@ -217,6 +227,7 @@ def analyze_video(
         video=rq.VideoOptions(sample_fps, return_keyframes, skip_audio),
         return_embeddings=return_embeddings,
         dry_run=dry_run,
+        moderation=moderation,
     )
     return _upload("AnalyzeVideo", header, source, progress, _analysis)
 
@@ -242,6 +253,7 @@ def submit_job(
     filename: str | None,
     mime_type: str,
     progress: ProgressCallback | None,
+    moderation: ModerationOptions | None = None,
 ) -> Call[Job]:
     """Without a key one is made up, so a retried submit can never create a second job; "" sends none."""
     key = idempotency_key if idempotency_key is not None else f"sdk-{uuid.uuid4().hex}"
@@ -257,6 +269,7 @@ def submit_job(
         metadata=metadata,
         speech=speech,
         video=video,
+        moderation=moderation,
     )
     return Call(
         "SubmitJob",

@@ -10,7 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from understanding.v1 import admin_pb2
 from understanding.v1 import understanding_pb2 as pb
 
-from understanding_client.types import JobState, Modality, TextItem
+from understanding_client.types import Decision, JobState, Modality, ModerationOptions, TextItem
 from understanding_client.upload import ProgressCallback, UploadSource
 
 TextLike = str | TextItem
@@ -87,11 +87,12 @@ def analyze_text_request(
     metadata: Mapping[str, str] | None = None,
     return_embeddings: bool,
     dry_run: bool,
+    moderation: ModerationOptions | None = None,
 ) -> pb.AnalyzeTextRequest:
-    return pb.AnalyzeTextRequest(
-        items=text_items(texts, media_id, metadata),
-        options=pb.TextOptions(return_embeddings=return_embeddings, dry_run=dry_run),
-    )
+    options = pb.TextOptions(return_embeddings=return_embeddings, dry_run=dry_run)
+    if moderation is not None:
+        options.moderation.CopyFrom(moderation.to_pb())
+    return pb.AnalyzeTextRequest(items=text_items(texts, media_id, metadata), options=options)
 
 
 def upload_header(
@@ -105,6 +106,7 @@ def upload_header(
     video: VideoOptions | None = None,
     return_embeddings: bool = False,
     dry_run: bool = False,
+    moderation: ModerationOptions | None = None,
 ) -> pb.UploadHeader:
     header = pb.UploadHeader(
         media_id=media_id,
@@ -119,6 +121,8 @@ def upload_header(
         header.video.CopyFrom(video.to_pb())
     if return_embeddings or dry_run:
         header.text.CopyFrom(pb.TextOptions(return_embeddings=return_embeddings, dry_run=dry_run))
+    if moderation is not None:
+        header.moderation.CopyFrom(moderation.to_pb())
     return header
 
 
@@ -164,6 +168,7 @@ def job_spec(
     metadata: Mapping[str, str] | None,
     speech: SpeechOptions | None,
     video: VideoOptions | None,
+    moderation: ModerationOptions | None = None,
 ) -> pb.JobSpec:
     given = sum(x is not None and x != "" for x in (text, source, upload_id))
     if given != 1:
@@ -176,7 +181,14 @@ def job_spec(
     else:
         kind = modality(modality_)
     header = upload_header(
-        source, media_id=media_id, filename=filename, mime_type=mime_type, metadata=metadata, speech=speech, video=video
+        source,
+        media_id=media_id,
+        filename=filename,
+        mime_type=mime_type,
+        metadata=metadata,
+        speech=speech,
+        video=video,
+        moderation=moderation,
     )
     return pb.JobSpec(
         idempotency_key=idempotency_key,
@@ -227,6 +239,8 @@ def search_request(
     group_by_media: bool = False,
     mode: str = "auto",
     with_vectors: bool = False,
+    decisions: Iterable[Decision | str] | None = None,
+    moderation_categories: Iterable[str] | None = None,
 ) -> pb.SearchRequest:
     if sum(q is not None for q in (text, vector, example)) != 1:
         raise ValueError("search takes exactly one of text=, vector= or example=")
@@ -265,6 +279,8 @@ def search_request(
     if created_before is not None:
         f.created_before.CopyFrom(_timestamp(created_before))
     f.metadata.update(dict(metadata or {}))
+    f.decisions.extend((d if isinstance(d, Decision) else Decision(str(d).lower())).to_pb() for d in decisions or ())
+    f.moderation_categories.extend(moderation_categories or ())
     if f.ByteSize() == 0:
         request.ClearField("filter")
     return request

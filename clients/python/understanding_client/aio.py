@@ -25,6 +25,7 @@ from understanding_client.types import (
     JobState,
     Media,
     Modality,
+    ModerationOptions,
     ReindexProgress,
     SearchResults,
     Upload,
@@ -136,11 +137,17 @@ class AsyncClient(_Async):
         metadata: Mapping[str, str] | None = None,
         return_embeddings: bool = False,
         dry_run: bool = False,
+        moderation: ModerationOptions | None = None,
         timeout: float | None = _DEFAULT,
     ) -> list[Analysis]:
         """See `Client.analyze_text`."""
         call = _calls.analyze_text(
-            texts, media_id=media_id, metadata=metadata, return_embeddings=return_embeddings, dry_run=dry_run
+            texts,
+            media_id=media_id,
+            metadata=metadata,
+            return_embeddings=return_embeddings,
+            dry_run=dry_run,
+            moderation=moderation,
         )
         return await self._run(call, timeout)
 
@@ -163,6 +170,7 @@ class AsyncClient(_Async):
         return_embeddings: bool = False,
         dry_run: bool = False,
         progress: ProgressCallback | None = None,
+        moderation: ModerationOptions | None = None,
         timeout: float | None = _DEFAULT,
     ) -> Analysis:
         """See `Client.transcribe`."""
@@ -182,6 +190,7 @@ class AsyncClient(_Async):
             return_embeddings=return_embeddings,
             dry_run=dry_run,
             progress=progress,
+            moderation=moderation,
         )
         return await self._run(call, timeout)
 
@@ -200,6 +209,7 @@ class AsyncClient(_Async):
         return_embeddings: bool = False,
         dry_run: bool = False,
         progress: ProgressCallback | None = None,
+        moderation: ModerationOptions | None = None,
         timeout: float | None = _DEFAULT,
     ) -> Analysis:
         """See `Client.analyze_video`."""
@@ -216,6 +226,7 @@ class AsyncClient(_Async):
             return_embeddings=return_embeddings,
             dry_run=dry_run,
             progress=progress,
+            moderation=moderation,
         )
         return await self._run(call, timeout)
 
@@ -251,6 +262,7 @@ class AsyncClient(_Async):
         filename: str | None = None,
         mime_type: str = "",
         progress: ProgressCallback | None = None,
+        moderation: ModerationOptions | None = None,
         timeout: float | None = _DEFAULT,
     ) -> Job:
         """See `Client.submit_job`."""
@@ -267,6 +279,7 @@ class AsyncClient(_Async):
             filename=filename,
             mime_type=mime_type,
             progress=progress,
+            moderation=moderation,
         )
         return await self._run(call, timeout)
 

@@ -25,6 +25,7 @@ from understanding_client.types import (
     JobState,
     Media,
     Modality,
+    ModerationOptions,
     ReindexProgress,
     SearchResults,
     Upload,
@@ -133,6 +134,7 @@ class Client(_Blocking):
         metadata: Mapping[str, str] | None = None,
         return_embeddings: bool = False,
         dry_run: bool = False,
+        moderation: ModerationOptions | None = None,
         timeout: float | None = _DEFAULT,
     ) -> list[Analysis]:
         """Embed, tag and index one or many texts; one Analysis per item, in request order.
@@ -142,7 +144,12 @@ class Client(_Blocking):
         media id lets the server derive one from the content.
         """
         call = _calls.analyze_text(
-            texts, media_id=media_id, metadata=metadata, return_embeddings=return_embeddings, dry_run=dry_run
+            texts,
+            media_id=media_id,
+            metadata=metadata,
+            return_embeddings=return_embeddings,
+            dry_run=dry_run,
+            moderation=moderation,
         )
         return self._run(call, timeout)
 
@@ -165,6 +172,7 @@ class Client(_Blocking):
         return_embeddings: bool = False,
         dry_run: bool = False,
         progress: ProgressCallback | None = None,
+        moderation: ModerationOptions | None = None,
         timeout: float | None = _DEFAULT,
     ) -> Analysis:
         """Upload audio (or a video, for its audio track) in chunks and transcribe it inline.
@@ -188,6 +196,7 @@ class Client(_Blocking):
             return_embeddings=return_embeddings,
             dry_run=dry_run,
             progress=progress,
+            moderation=moderation,
         )
         return self._run(call, timeout)
 
@@ -206,6 +215,7 @@ class Client(_Blocking):
         return_embeddings: bool = False,
         dry_run: bool = False,
         progress: ProgressCallback | None = None,
+        moderation: ModerationOptions | None = None,
         timeout: float | None = _DEFAULT,
     ) -> Analysis:
         """Upload a video in chunks and analyze it inline: facts, shots, keyframes, tags, transcript."""
@@ -222,6 +232,7 @@ class Client(_Blocking):
             return_embeddings=return_embeddings,
             dry_run=dry_run,
             progress=progress,
+            moderation=moderation,
         )
         return self._run(call, timeout)
 
@@ -257,6 +268,7 @@ class Client(_Blocking):
         filename: str | None = None,
         mime_type: str = "",
         progress: ProgressCallback | None = None,
+        moderation: ModerationOptions | None = None,
         timeout: float | None = _DEFAULT,
     ) -> Job:
         """Create an asynchronous job (state QUEUED) from `text=`, `source=` or `upload_id=`.
@@ -278,6 +290,7 @@ class Client(_Blocking):
             filename=filename,
             mime_type=mime_type,
             progress=progress,
+            moderation=moderation,
         )
         return self._run(call, timeout)
 

@@ -6,6 +6,7 @@ the record's `schema` header names its full message name:
     understanding.v1.AnalysisEvent      analysis topic, key = media id
     understanding.v1.MediaDeletedEvent  analysis topic, key = media id
     understanding.v1.JobEvent           job status topic, key = job id
+    understanding.v1.ModerationEvent    moderation topic, key = media id (moderation.proto)
 
 Other headers: `content-type` (application/x-protobuf), `tenant`, `trace-id`.
 Deduplicate on `event_id`; order re-analyses of a media by `analysis.version`.
@@ -21,15 +22,17 @@ from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from understanding.v1 import events_pb2
+from understanding.v1 import events_pb2, moderation_pb2
 
-from understanding_client.types import Analysis, Job, timestamp
+from understanding_client.types import Analysis, Job, Modality, Moderation, timestamp
 
 CONTENT_TYPE = "application/x-protobuf"
 ANALYSIS_EVENT = "understanding.v1.AnalysisEvent"
 MEDIA_DELETED_EVENT = "understanding.v1.MediaDeletedEvent"
 JOB_EVENT = "understanding.v1.JobEvent"
+MODERATION_EVENT = "understanding.v1.ModerationEvent"
 DEFAULT_TOPICS = ("understanding.analysis.v1", "understanding.jobs.status.v1")
+MODERATION_TOPIC = "understanding.moderation.v1"
 
 Headers = Sequence[tuple[str, bytes | str | None]] | Mapping[str, bytes | str | None] | None
 
@@ -98,12 +101,48 @@ class JobEvent:
         )
 
 
-Event = AnalysisEvent | MediaDeletedEvent | JobEvent
+@dataclass(frozen=True, slots=True)
+class ModerationEvent:
+    """A moderation verdict: a media's final one, or (`partial`) a live window's."""
+
+    event_id: str
+    schema_version: int
+    produced_at: dt.datetime | None
+    tenant: str
+    media_id: str
+    modality: Modality
+    version: int
+    moderation: Moderation
+    partial: bool
+    window: tuple[float, float] | None
+    metadata: Mapping[str, str]
+    raw: moderation_pb2.ModerationEvent | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_pb(cls, m: moderation_pb2.ModerationEvent) -> ModerationEvent:
+        return cls(
+            m.event_id,
+            m.schema_version,
+            timestamp(m.produced_at, m.HasField("produced_at")),
+            m.tenant,
+            m.media_id,
+            Modality.from_pb(m.modality),
+            m.version,
+            Moderation.from_pb(m.moderation),
+            m.partial,
+            (m.window_start_s, m.window_end_s) if m.partial else None,
+            dict(m.metadata),
+            raw=m,
+        )
+
+
+Event = AnalysisEvent | MediaDeletedEvent | JobEvent | ModerationEvent
 
 _DECODERS: dict[str, tuple[Any, Any]] = {
     ANALYSIS_EVENT: (events_pb2.AnalysisEvent, AnalysisEvent),
     MEDIA_DELETED_EVENT: (events_pb2.MediaDeletedEvent, MediaDeletedEvent),
     JOB_EVENT: (events_pb2.JobEvent, JobEvent),
+    MODERATION_EVENT: (moderation_pb2.ModerationEvent, ModerationEvent),
 }
 
 

@@ -71,6 +71,31 @@ _STATE_TO_PB: dict[JobState, jobs_pb2.JobState] = {
 _STATE_FROM_PB: dict[int, JobState] = {v: k for k, v in _STATE_TO_PB.items()}
 
 
+class Decision(str, enum.Enum):
+    """What a moderation policy calls for; ordered ALLOW < REVIEW < BLOCK."""
+
+    UNSPECIFIED = "unspecified"
+    ALLOW = "allow"
+    REVIEW = "review"
+    BLOCK = "block"
+
+    @classmethod
+    def from_pb(cls, value: int) -> Decision:
+        return _DECISION_FROM_PB.get(value, cls.UNSPECIFIED)
+
+    def to_pb(self) -> common_pb2.Decision:
+        return _DECISION_TO_PB[self]
+
+
+_DECISION_TO_PB: dict[Decision, common_pb2.Decision] = {
+    Decision.UNSPECIFIED: common_pb2.DECISION_UNSPECIFIED,
+    Decision.ALLOW: common_pb2.DECISION_ALLOW,
+    Decision.REVIEW: common_pb2.DECISION_REVIEW,
+    Decision.BLOCK: common_pb2.DECISION_BLOCK,
+}
+_DECISION_FROM_PB: dict[int, Decision] = {v: k for k, v in _DECISION_TO_PB.items()}
+
+
 def timestamp(message: Any, present: bool = True) -> dt.datetime | None:
     """A protobuf Timestamp as an aware UTC datetime; None when unset."""
     if not present or (message.seconds == 0 and message.nanos == 0):
@@ -260,6 +285,95 @@ class Shot:
 
 
 @dataclass(frozen=True, slots=True)
+class Evidence:
+    """Where a moderation signal was found and by what. `text` is empty (and `redacted`
+    true) for contact details of a request that asked for PII redaction."""
+
+    modality: Modality
+    model: ModelRef | None
+    start_s: float
+    end_s: float
+    frame_s: float | None
+    box: tuple[float, float, float, float] | None
+    text: str
+    span: tuple[int, int] | None
+    chunk_index: int | None
+    speaker: str
+    detail: str
+    score: float
+    redacted: bool
+    zero_shot: bool
+
+    @classmethod
+    def from_pb(cls, m: common_pb2.Evidence) -> Evidence:
+        return cls(
+            modality=Modality.from_pb(m.modality),
+            model=ModelRef.from_pb(m.model) if m.HasField("model") else None,
+            start_s=m.start_s,
+            end_s=m.end_s,
+            frame_s=m.frame_s if m.HasField("frame_s") else None,
+            box=(m.box.x, m.box.y, m.box.width, m.box.height) if m.HasField("box") else None,
+            text=m.text,
+            span=(m.span.start, m.span.end) if m.HasField("span") else None,
+            chunk_index=m.chunk_index if m.HasField("chunk_index") else None,
+            speaker=m.speaker,
+            detail=m.detail,
+            score=m.score,
+            redacted=m.redacted,
+            zero_shot=m.zero_shot,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CategoryResult:
+    category: str
+    score: float
+    severity: Decision
+    evidence: tuple[Evidence, ...]
+
+    @classmethod
+    def from_pb(cls, m: common_pb2.CategoryResult) -> CategoryResult:
+        return cls(m.category, m.score, Decision.from_pb(m.severity), tuple(Evidence.from_pb(e) for e in m.evidence))
+
+
+@dataclass(frozen=True, slots=True)
+class Moderation:
+    """A moderation policy's verdict: the decision, the policy (name, file version) and every
+    category that had a signal, most severe first."""
+
+    decision: Decision
+    policy: str
+    policy_version: str
+    categories: tuple[CategoryResult, ...]
+
+    @property
+    def flagged(self) -> tuple[str, ...]:
+        """Categories at REVIEW or BLOCK."""
+        return tuple(c.category for c in self.categories if c.severity in (Decision.REVIEW, Decision.BLOCK))
+
+    @classmethod
+    def from_pb(cls, m: common_pb2.Moderation) -> Moderation:
+        return cls(
+            Decision.from_pb(m.decision),
+            m.policy,
+            m.policy_version,
+            tuple(CategoryResult.from_pb(c) for c in m.categories),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationOptions:
+    """What a request asks of moderation: a named policy (empty: the tenant's default) and
+    PII redaction (contact details masked in stored text, response and events)."""
+
+    policy: str = ""
+    redact_pii: bool = False
+
+    def to_pb(self) -> pb.ModerationOptions:
+        return pb.ModerationOptions(policy=self.policy, redact_pii=self.redact_pii)
+
+
+@dataclass(frozen=True, slots=True)
 class Analysis:
     """The complete understanding of one media item."""
 
@@ -277,6 +391,8 @@ class Analysis:
     version: int
     metadata: Mapping[str, str]
     raw: common_pb2.Analysis | None = field(default=None, repr=False, compare=False)
+    # None when the server runs without moderation.
+    moderation: Moderation | None = None
 
     @classmethod
     def from_pb(cls, m: common_pb2.Analysis) -> Analysis:
@@ -295,6 +411,7 @@ class Analysis:
             version=m.version,
             metadata=dict(m.metadata),
             raw=m,
+            moderation=Moderation.from_pb(m.moderation) if m.HasField("moderation") else None,
         )
 
 
@@ -422,6 +539,10 @@ class SearchHit:
     vector: tuple[float, ...]
     keyframe_s: float
     raw: pb.SearchHit | None = field(default=None, repr=False, compare=False)
+    # The media's moderation decision and categories at REVIEW/BLOCK; those with evidence in this chunk.
+    decision: Decision = Decision.UNSPECIFIED
+    moderation_categories: tuple[str, ...] = ()
+    chunk_moderation_categories: tuple[str, ...] = ()
 
     @classmethod
     def from_pb(cls, m: pb.SearchHit) -> SearchHit:
@@ -444,6 +565,9 @@ class SearchHit:
             vector=tuple(m.vector),
             keyframe_s=m.keyframe_s,
             raw=m,
+            decision=Decision.from_pb(m.decision),
+            moderation_categories=tuple(m.moderation_categories),
+            chunk_moderation_categories=tuple(m.chunk_moderation_categories),
         )
 
 

@@ -66,7 +66,7 @@ async def _ano_job(tenant: str, job_id: str, *a: Any, **k: Any) -> Any:
 
 _SETTINGS = Settings()
 PORTS = SimpleNamespace(
-    analyzer=SimpleNamespace(analyze_and_index=_areach),
+    analyzer=SimpleNamespace(analyze_and_index=_areach, check=lambda *a, **k: None),
     searcher=SimpleNamespace(search=_areach),
     catalog=SimpleNamespace(points=lambda *a, **k: asyncio.sleep(0, result=[]), delete=lambda *a, **k: asyncio.sleep(0, result=0)),
     jobs=SimpleNamespace(get=_no_job, cancel=_ano_job, list=_reach),
