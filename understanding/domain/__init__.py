@@ -17,6 +17,19 @@ from understanding.domain.errors import (
     UnderstandingError,
 )
 from understanding.domain.jobs import Job, JobError, JobSpec, JobState, new_job_id
+from understanding.domain.live import (
+    AudioFormat,
+    DropReason,
+    EndReason,
+    LiveConfig,
+    LiveEvent,
+    LiveFinal,
+    LivePartial,
+    LiveSignals,
+    LiveStatus,
+    LiveSummary,
+    SignalKind,
+)
 from understanding.domain.media import (
     POINT_NAMESPACE,
     Analysis,
@@ -44,6 +57,17 @@ from understanding.domain.options import (
 )
 
 __all__ = [
+    "SignalKind",
+    "LiveSummary",
+    "LiveStatus",
+    "LiveSignals",
+    "LivePartial",
+    "LiveFinal",
+    "LiveEvent",
+    "LiveConfig",
+    "EndReason",
+    "DropReason",
+    "AudioFormat",
     "POINT_NAMESPACE",
     "SPEECH_LANGUAGES",
     "Analysis",
