@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import math
 import pathlib
 import threading
 import time
@@ -37,9 +36,9 @@ from understanding.domain import (
     Language,
     Modality,
     Shot,
+    SpeechOptions,
     Tag,
     Transcript,
-    SpeechOptions,
     Vector,
     VideoInfo,
     VideoOptions,
@@ -67,7 +66,6 @@ class VideoSettings:
 
     def __post_init__(self) -> None:
         VideoOptions(sample_fps=self.sample_fps)  # the same bounds as a request's
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +227,15 @@ class VideoPipeline:
             raise
         if progress:
             progress("embed", 0.9)
-        analysis = await self._assemble(tenant, item, info, stats, visual, transcript)
+        analysis = await self.assemble(
+            tenant,
+            media_id=item.media_id,
+            metadata=item.metadata,
+            info=info,
+            stats=stats,
+            visual=visual,
+            transcript=transcript,
+        )
         log.info(
             "video analysed",
             extra={
@@ -300,15 +306,18 @@ class VideoPipeline:
         offset = await asyncio.to_thread(self._speech.decoder.audio_offset_s, item.path)
         return shift_transcript(transcript, offset) if abs(offset) >= _MIN_OFFSET_S else transcript
 
-    async def _assemble(
+    async def assemble(
         self,
         tenant: str,
-        item: VideoInput,
+        *,
+        media_id: str,
+        metadata: Mapping[str, str],
         info: VideoInfo,
         stats: DecodeStats,
         visual: VisualResult,
         transcript: Transcript | None,
     ) -> Analysis:
+        """One `Analysis` from the frame pass and the transcript: a chunk per shot (also for live streams)."""
         shots = visual.shots
         spoken = align_transcript([(s.start_s, s.end_s) for s in shots], transcript)
         language: Language | None = transcript.language if transcript is not None and transcript.segments else None
@@ -349,7 +358,7 @@ class VideoPipeline:
         text_tags = self._text.overall_tags(speech_pieces, end_s=video.duration_s) if speech_pieces else ()
         return Analysis(
             tenant=tenant,
-            media_id=item.media_id,
+            media_id=media_id,
             modality=Modality.VIDEO,
             language=language,
             tags=visual.tags + tuple(text_tags),
@@ -357,7 +366,7 @@ class VideoPipeline:
             embedding_model=self._text.model,
             created_at=time.time(),
             version=new_version(),
-            metadata=dict(item.metadata),
+            metadata=dict(metadata),
             transcript=transcript,
             video=video,
             shots=tuple(domain_shots),
