@@ -18,10 +18,12 @@ from understanding.domain.errors import (
 )
 from understanding.domain.jobs import Job, JobError, JobSpec, JobState, new_job_id
 from understanding.domain.live import (
+    Action,
     AudioFormat,
     DropReason,
     EndReason,
     LiveConfig,
+    LiveDecision,
     LiveEvent,
     LiveFinal,
     LivePartial,
@@ -57,6 +59,8 @@ from understanding.domain.options import (
 )
 
 __all__ = [
+    "Action",
+    "LiveDecision",
     "SignalKind",
     "LiveSummary",
     "LiveStatus",

@@ -90,6 +90,26 @@ class LiveSignals:
     text: str = ""
 
 
+class Action(enum.Enum):
+    ALLOW = "allow"
+    REVIEW = "review"
+    BLOCK = "block"
+
+
+@dataclass(frozen=True, slots=True)
+class LiveDecision:
+    """A moderation policy's verdict on one window, with the signals it is based on (the evidence).
+
+    Not on the wire yet: `LiveEvent` keeps ids 10-14 for the message Trust &
+    Safety defines; until then no policy exists to make one.
+    """
+
+    action: Action
+    policy: ModelRef  # policy name and version
+    evidence: LiveSignals
+    reasons: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class LiveStatus:
     received_s: float
@@ -112,4 +132,4 @@ class LiveSummary:
     status: LiveStatus
 
 
-LiveEvent = LivePartial | LiveFinal | LiveSignals | LiveStatus | LiveSummary
+LiveEvent = LivePartial | LiveFinal | LiveSignals | LiveDecision | LiveStatus | LiveSummary

@@ -26,8 +26,9 @@ class FrameLimits:
     analysis_width: int = 320  # downscaled to this width for analysis
 
 
-def decode_image(data: bytes, limits: FrameLimits) -> npt.NDArray[np.uint8]:
-    """A JPEG/PNG as BGR, downscaled to the analysis width; InvalidInput when it is not an image."""
+def decode_image(data: bytes, limits: FrameLimits) -> tuple[npt.NDArray[np.uint8], int, int]:
+    """A JPEG/PNG as BGR downscaled to the analysis width, with the encoded width and height;
+    InvalidInput when it is not an image (or too large)."""
     buffer = np.frombuffer(data, dtype=np.uint8)
     # The header tells the size before any pixel is decoded (a 60000x60000 "image" is refused here).
     ok, width, height = _dimensions(data)
@@ -48,12 +49,14 @@ def decode_image(data: bytes, limits: FrameLimits) -> npt.NDArray[np.uint8]:
     if image is None or image.ndim != 3 or image.shape[0] == 0 or image.shape[1] == 0:
         raise InvalidInput("not a decodable JPEG or PNG image", field="frame.jpeg")
     h, w = image.shape[:2]
-    if not ok and h * w > limits.max_pixels:
-        raise InvalidInput(f"frame of {w}x{h} exceeds {limits.max_pixels} pixels", field="frame.jpeg")
+    if not ok:
+        width, height = w, h
+        if h * w > limits.max_pixels:
+            raise InvalidInput(f"frame of {w}x{h} exceeds {limits.max_pixels} pixels", field="frame.jpeg")
     if w > limits.analysis_width:
         size = (limits.analysis_width, max(2, round(h * limits.analysis_width / w)))
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(image, dtype=np.uint8)
+    return np.ascontiguousarray(image, dtype=np.uint8), width, height
 
 
 def _dimensions(data: bytes) -> tuple[bool, int, int]:

@@ -179,6 +179,11 @@ class VideoPipeline:
     def settings(self) -> VideoSettings:
         return self._settings
 
+    @property
+    def faces(self) -> FaceDetector:
+        """The face model, shared with the live path's frame analysis."""
+        return self._faces
+
     async def analyze(
         self,
         tenant: str,
