@@ -45,6 +45,7 @@ _SENTENCE_END = (".", "?", "!", "。", "？", "！")
 class AsrSettings:
     sample_rate: int = 16000
     step_s: float = 0.5  # new audio between two decodes of an open utterance
+    first_decode_s: float = 1.0  # an utterance's first decode waits for this much audio (less is guesswork)
     trim_s: float = 12.0  # a longer utterance is cut after its last committed sentence
     max_buffer_s: float = 20.0  # ... or after its last committed word; finalized as is when nothing is
     overflow_s: float = 30.0  # untranscribed audio beyond this is dropped (decoding far behind)
@@ -76,7 +77,7 @@ class _Utterance:
     end_s: float | None = None  # set when endpointing closes it
     decoded_to_s: float = 0.0  # end of the audio of its last decode
     agreement: LocalAgreement = field(default_factory=LocalAgreement)
-    segment_ends: set[float] = field(default_factory=set)  # end times of Whisper segment-final words
+    segment_ends: set[float] = field(default_factory=set)  # end times of the last hypothesis's segment-final words
 
 
 class StreamingAsr:
@@ -153,7 +154,8 @@ class StreamingAsr:
         first = self._utterances[0]
         if first.end_s is not None:
             return self._job(first, first.end_s, final=True)
-        if self.received_s - first.decoded_to_s >= self.settings.step_s:
+        enough = first.decoded_to_s > first.start_s or self.received_s - first.start_s >= self.settings.first_decode_s
+        if enough and self.received_s - first.decoded_to_s >= self.settings.step_s:
             return self._job(first, self.received_s, final=False)
         return None
 
@@ -195,6 +197,7 @@ class StreamingAsr:
 
     def _words(self, transcript: Transcript, offset_s: float, utterance: _Utterance) -> list[Word]:
         words: list[Word] = []
+        utterance.segment_ends = set()  # the latest hypothesis's segment boundaries only
         for segment in transcript.segments:
             shifted = [Word(w.text, w.start_s + offset_s, w.end_s + offset_s, w.probability) for w in segment.words]
             if shifted:
@@ -205,7 +208,7 @@ class StreamingAsr:
     def _trim(self, utterance: _Utterance, transcript: Transcript) -> LiveFinal | None:
         """Bound the buffer of a long utterance (see the module docstring)."""
         s = self.settings
-        length = self.received_s - utterance.start_s
+        length = utterance.decoded_to_s - utterance.start_s  # what the last decode saw, not what arrived since
         if length <= s.trim_s:
             return None
         committed = utterance.agreement.committed
