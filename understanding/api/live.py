@@ -94,9 +94,12 @@ async def analyze_live(live: LiveStreams, requests: AsyncIterator[Any], call: Ca
             await writer
             return
         # The reader failed (a bad message), or the writer ended first (the client stopped
-        # reading, or the session failed): stop the other one, index what was analysed.
-        for task in (reader, writer):
-            task.cancel()
+        # reading, or the session failed): stop reading, let the writer send what is queued
+        # (cancelling a write in flight would break the call's status), index what was analysed.
+        reader.cancel()
+        session.events.close()
+        await asyncio.wait({writer}, timeout=min(limits.stall_timeout_s, 5.0))
+        writer.cancel()
         await asyncio.gather(reader, writer, return_exceptions=True)
         error = session.error
         if error is not None:
@@ -104,7 +107,10 @@ async def analyze_live(live: LiveStreams, requests: AsyncIterator[Any], call: Ca
             await live.abort(session)
             raise error
         handed_off = True
-        live.finish_in_background(session, EndReason.CLIENT_GONE, trace_id=call.trace_id)
+        if session.received_anything:
+            live.finish_in_background(session, EndReason.CLIENT_GONE, trace_id=call.trace_id)
+        else:  # refused before any media: nothing to index, free the slot now
+            await live.abort(session)
         failure = reader.exception() if reader.done() and not reader.cancelled() else None
         if failure is not None:
             raise failure

@@ -234,6 +234,11 @@ class LiveSession:
 
     # ------------------------------------------------------------ input
     @property
+    def received_anything(self) -> bool:
+        """Whether any audio was accepted or any frame analysed (else there is nothing to index)."""
+        return self._timeline.audio_end_s > 0 or self._frames.analyzed > 0 or self._pending_frame is not None
+
+    @property
     def duration_s(self) -> float:
         """Media time received so far (audio, or the last frame's time if later)."""
         return max(self._timeline.audio_end_s, self._last_frame_s or 0.0)
