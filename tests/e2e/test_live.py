@@ -8,6 +8,7 @@ Waits are for events (or a deadline), never fixed sleeps; no timing is asserted
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import pathlib
 import re
 import signal
@@ -218,20 +219,36 @@ async def _once(*messages: live_pb2.LiveRequest) -> AsyncIterator[live_pb2.LiveR
 
 async def test_beyond_the_stream_limit_resource_exhausted_with_retry_after(server: ServerProcess) -> None:
     release = asyncio.Event()
+    admitted = [asyncio.Event(), asyncio.Event()]
 
-    async def hold(media_id: str) -> AsyncIterator[live_pb2.LiveRequest]:
-        yield live.config(media_id)
-        yield live_pb2.LiveRequest(audio=live_pb2.LiveAudio(data=SILENCE))
-        await release.wait()
-        yield live_pb2.LiveRequest(end=live_pb2.LiveEnd())
+    async def hold(i: int) -> live.Received:
+        """A stream that stays open until released; retried while earlier streams still hold the slots."""
 
-    holders = [asyncio.create_task(live.run(server.target, hold(f"hold-{i}"), tenant=TENANT)) for i in range(2)]
+        async def requests() -> AsyncIterator[live_pb2.LiveRequest]:
+            yield live.config(f"hold-{i}")
+            yield live_pb2.LiveRequest(audio=live_pb2.LiveAudio(data=SILENCE))
+            await release.wait()
+            yield live_pb2.LiveRequest(end=live_pb2.LiveEnd())
+
+        while True:
+            got = live.Received()
+            async with grpc.aio.insecure_channel(server.target) as channel:
+                from understanding.v1 import understanding_pb2_grpc
+
+                call = understanding_pb2_grpc.UnderstandingStub(channel).AnalyzeLive(requests(), metadata=MD)
+                with contextlib.suppress(grpc.RpcError):
+                    async for event in call:
+                        admitted[i].set()  # the first status: it holds a slot
+                        got.events.append((0.0, event))
+                got.code = await call.code()
+            if got.code != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                return got
+            await asyncio.sleep(0.5)
+
+    holders = [asyncio.create_task(hold(i)) for i in range(2)]
     try:
-        deadline = time.monotonic() + 120
-        while True:  # retry until both holders are admitted (their config may still be in flight)
-            got = await live.run(server.target, _once(live.config("one-too-many")), tenant=TENANT, timeout_s=60)
-            if got.code == grpc.StatusCode.RESOURCE_EXHAUSTED or time.monotonic() > deadline:
-                break
+        await asyncio.wait_for(asyncio.gather(*(a.wait() for a in admitted)), 180)
+        got = await live.run(server.target, _once(live.config("one-too-many")), tenant=TENANT, timeout_s=60)
         assert got.code == grpc.StatusCode.RESOURCE_EXHAUSTED, got.details
         assert "already runs 2 live streams (limit 2)" in got.details
         assert got.trailers.get("retry-after-ms") == "7000"
