@@ -176,7 +176,7 @@ class Service:
         await self.health.enter_graceful_shutdown()
         if self.core is not None and self.core.live is not None:
             # Live streams never end by themselves: end them now (final events, indexing, summary).
-            await self.core.live.drain(grace)
+            await self.core.live.drain()
         server, self._server = self._server, None
         await server.stop(grace)
         self.ports = None

@@ -185,6 +185,11 @@ class Settings:
     live_end_silence_ms: int = _setting(500, "Silence that ends an utterance (then its final segment is decoded).")
     live_beam_size: int = _setting(1, "Whisper beam size of the live path (1 = greedy: lowest latency).")
     live_status_interval_s: float = _setting(1.0, "Seconds between two status events of a live stream.")
+    live_drain_s: float = _setting(
+        60.0,
+        "On SIGTERM, how long live streams get to finish (last decode, indexing, summary) before the "
+        "server stops; then shutdown_grace_s for the other RPCs.",
+    )
     # --- vector store
     qdrant_url: str = _setting("", "Remote Qdrant URL; empty uses the embedded store.")
     qdrant_api_key: str = _setting("", "API key for the remote Qdrant.")

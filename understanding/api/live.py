@@ -81,6 +81,15 @@ async def analyze_live(live: LiveStreams, requests: AsyncIterator[Any], call: Ca
     if kind != "config":
         raise InvalidInput(f"the first message must be `config`, not `{kind}`", field="config")
     session = live.open(call.tenant, live_config(first.config), trace_id=call.trace_id)
+    live.rpc_started()
+    try:
+        await _serve(live, session, requests, call)
+    finally:
+        live.rpc_done()
+
+
+async def _serve(live: LiveStreams, session: LiveSession, requests: AsyncIterator[Any], call: Call) -> None:
+    limits = live.limits
     reader = asyncio.create_task(_read(session, requests, live), name="live-reader")
     writer = asyncio.create_task(_write(session, call, limits.stall_timeout_s), name="live-writer")
     handed_off = False

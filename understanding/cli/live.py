@@ -78,7 +78,7 @@ async def _play(args: argparse.Namespace) -> int:
     media_id = args.media_id or "live-" + "".join(c if c.isalnum() or c in "._-" else "-" for c in args.file.stem)[:100]
     source = FileSource(args.file, speed=args.speed, fps=args.fps)
     console = output.console()
-    last_drops: dict[str, int] = {}
+    last_drops: dict[str, float] = {}
     async with AsyncClient(
         args.server or None, api_key=args.api_key or None, tenant=args.tenant or None, retry=NO_RETRY
     ) as client:
@@ -110,7 +110,7 @@ async def _play(args: argparse.Namespace) -> int:
                     for drop in event.drops:
                         counted = drop.frames or round(drop.audio_s, 1)
                         if last_drops.get(drop.reason.value) != counted:
-                            last_drops[drop.reason.value] = counted  # type: ignore[assignment]
+                            last_drops[drop.reason.value] = counted
                             console.print(f"  [yellow]dropped[/yellow] {drop.reason.value}: {counted}")
                 elif isinstance(event, LiveSummary):
                     a = event.analysis

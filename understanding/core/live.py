@@ -66,6 +66,7 @@ class LiveLimits:
     stall_timeout_s: float = 30.0
     max_frame_bytes: int = 4 * 1024 * 1024
     max_audio_bytes: int = 256 * 1024
+    drain_s: float = 60.0
 
 
 class LiveStreams:
@@ -100,6 +101,7 @@ class LiveStreams:
         self._sessions: set[LiveSession] = set()
         self._background: set[asyncio.Task[LiveSummary | None]] = set()
         self._draining = False
+        self._rpcs = 0
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -199,17 +201,29 @@ class LiveStreams:
         if not self._sessions:
             self._idle.set()
 
-    async def drain(self, timeout_s: float) -> None:
-        """Refuse new streams, end the running ones (final events, then indexing) and wait for them."""
+    async def drain(self) -> None:
+        """Refuse new streams, end the running ones (final events, indexing, summary) and wait for them
+        and for their RPCs to send the summary, up to `limits.drain_s`."""
         self._draining = True
         for session in list(self._sessions):
             session.end(EndReason.SERVER_SHUTDOWN)
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout_s)
-            if self._background:
-                await asyncio.wait_for(asyncio.gather(*self._background, return_exceptions=True), timeout_s)
-        except TimeoutError:
+            await asyncio.wait_for(self._wait_drained(), self.limits.drain_s)
+        except asyncio.TimeoutError:
             log.warning("live streams still running after the drain timeout", extra={"active": len(self._sessions)})
+
+    async def _wait_drained(self) -> None:
+        await self._idle.wait()
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        while self._rpcs:  # summaries still on their way to the clients
+            await asyncio.sleep(0.05)
+
+    def rpc_started(self) -> None:
+        self._rpcs += 1
+
+    def rpc_done(self) -> None:
+        self._rpcs -= 1
 
     async def _assemble(self, session: LiveSession, result: LiveResult) -> Analysis:
         config = session.config

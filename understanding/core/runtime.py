@@ -332,6 +332,7 @@ def _live_streams(
         max_duration_s=settings.live_max_duration_s,
         stall_timeout_s=settings.live_stall_timeout_s,
         max_frame_bytes=settings.live_max_frame_bytes,
+        drain_s=settings.live_drain_s,
     )
     return LiveStreams(
         settings=live,
