@@ -20,7 +20,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos" / "understanding" / "v1"
 OUT = ROOT / "docs" / "api.md"
 # Order of the sections: the service first, then what it speaks.
-FILES = ("understanding.proto", "jobs.proto", "common.proto", "events.proto")
+FILES = ("understanding.proto", "jobs.proto", "live.proto", "common.proto", "events.proto")
 
 _RPC = re.compile(r"rpc\s+(\w+)\s*\(\s*(stream\s+)?([\w.]+)\s*\)\s*returns\s*\(\s*(stream\s+)?([\w.]+)\s*\)")
 _FIELD = re.compile(r"(repeated\s+|optional\s+)?(map<\s*\w+\s*,\s*[\w.]+\s*>|[\w.]+)\s+(\w+)\s*=\s*(\d+)")

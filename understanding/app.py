@@ -164,6 +164,7 @@ class Service:
                 max_text_bytes=settings.max_text_bytes,
                 max_upload_bytes=settings.max_upload_bytes,
             ),
+            live=core.live,
         )
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -176,6 +177,9 @@ class Service:
             return
         grace = self.settings.shutdown_grace_s if grace_s is None else grace_s
         await self.health.enter_graceful_shutdown()
+        if self.core is not None and self.core.live is not None:
+            # Live streams never end by themselves: end them now (final events, indexing, summary).
+            await self.core.live.drain()
         server, self._server = self._server, None
         await server.stop(grace)
         self.ports = None

@@ -176,6 +176,37 @@ class Settings:
     kafka_moderation_topic: str = _setting(
         "understanding.moderation.v1", "Topic for moderation events (one per moderated media, keyed by media id)."
     )
+    # --- live
+    live_max_streams: int = _setting(
+        4, "Concurrent AnalyzeLive streams per process; beyond it RESOURCE_EXHAUSTED with retry-after-ms."
+    )
+    live_retry_after_s: float = _setting(10.0, "The retry-after a refused live stream is told.")
+    live_idle_timeout_s: float = _setting(
+        30.0, "A live stream that sends nothing for this long ends (summary with LIVE_END_REASON_IDLE_TIMEOUT)."
+    )
+    live_max_duration_s: float = _setting(
+        4 * 3600.0, "Longest live stream (media time); then it ends with LIVE_END_REASON_MAX_DURATION."
+    )
+    live_stall_timeout_s: float = _setting(
+        30.0,
+        "A live client that reads no event for this long is cut off (RESOURCE_EXHAUSTED); its stream is still indexed.",
+    )
+    live_max_ahead_s: float = _setting(
+        5.0, "How far ahead of real time a live client may send before the server reads it at real time."
+    )
+    live_frame_fps: float = _setting(1.0, "Live frames analysed per second at most (more are dropped: FRAME_RATE).")
+    live_max_frame_bytes: int = _setting(4 * 1024 * 1024, "Largest live frame (encoded bytes).")
+    live_decode_step_s: float = _setting(
+        0.5, "New speech between two decodes of an utterance (partials come about this often, plus the decode)."
+    )
+    live_end_silence_ms: int = _setting(500, "Silence that ends an utterance (then its final segment is decoded).")
+    live_beam_size: int = _setting(1, "Whisper beam size of the live path (1 = greedy: lowest latency).")
+    live_status_interval_s: float = _setting(1.0, "Seconds between two status events of a live stream.")
+    live_drain_s: float = _setting(
+        60.0,
+        "On SIGTERM, how long live streams get to finish (last decode, indexing, summary) before the "
+        "server stops; then shutdown_grace_s for the other RPCs.",
+    )
     # --- vector store
     qdrant_url: str = _setting("", "Remote Qdrant URL; empty uses the embedded store.")
     qdrant_api_key: str = _setting("", "API key for the remote Qdrant.")

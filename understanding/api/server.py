@@ -232,6 +232,35 @@ def _method_handler(
             yield  # pragma: no cover
 
         fn: Any = unimplemented_stream if method.server_streaming else unimplemented
+    elif method.client_streaming and method.server_streaming:
+
+        async def bidi(request: Any, context: grpc.aio.ServicerContext) -> None:
+            """Bidirectional: the servicer reads `source` and writes with `call.grpc.write` itself,
+            so it can bound how long a write may wait (a client that stops reading). Live streams
+            have their own admission (per process, not the per-tenant upload slots)."""
+            started = time.perf_counter()
+            request_id = uuid.uuid4().hex[:16]
+            token = logs.bind(request_id=request_id, method=name)
+            observer.rpc_started(name)
+            metadata, span = begin(context)
+            code, message = grpc.StatusCode.OK, ""
+            trailers: tuple[tuple[str, str], ...] = ()
+            try:
+                call = prepare(context, metadata, request_id, span)
+                await impl(checked_stream(request), call)
+            except asyncio.CancelledError:  # the client left, or its deadline passed
+                code = stopped_code(context)
+                raise
+            except Exception as error:  # noqa: BLE001 - mapped to a status
+                code, message, trailers = status_of(error)
+            finally:
+                finish(code, started, message, span)
+                _unbind(token)
+            context.set_trailing_metadata((("x-request-id", request_id), *trailers))
+            if code is not grpc.StatusCode.OK:
+                await context.abort(code, message)
+
+        fn = bidi
     elif method.server_streaming:
 
         async def stream_out(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:

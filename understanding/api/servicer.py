@@ -14,9 +14,11 @@ from typing import Any
 
 from understanding import codec
 from understanding.api import validation
+from understanding.api.live import analyze_live
 from understanding.api.server import Call
 from understanding.api.upload import removing, spool_upload
 from understanding.core.analyze import Analyzer
+from understanding.core.live import LiveStreams
 from understanding.core.media import MediaCatalog
 from understanding.core.search import Searcher, SearchMode, SearchQuery
 from understanding.domain import (
@@ -115,6 +117,7 @@ class UnderstandingPorts:
     embedding_model: Callable[[], ModelRef]  # the model serving now (it changes on a reindex)
     spool_dir: pathlib.Path
     limits: RequestLimits
+    live: LiveStreams | None = None  # None in processes that serve no live streams
 
 
 class UnderstandingServicer:
@@ -443,3 +446,11 @@ class UnderstandingServicer:
         if deleted == 0:
             raise NotFound(f"no media {mid!r}", field="media_id")
         return pb.DeleteMediaResponse(points_deleted=deleted)
+
+    # ------------------------------------------------------------ live
+    async def AnalyzeLive(self, requests: AsyncIterator[Any], call: Call) -> None:
+        """A call or live stream analysed while it happens (see api/live.py)."""
+        live = self._ports.live
+        if live is None:
+            raise Unavailable("this process serves no live streams")
+        await analyze_live(live, requests, call)

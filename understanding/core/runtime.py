@@ -20,6 +20,7 @@ from understanding.batching import BatchObserver
 from understanding.config import Settings
 from understanding.core.analyze import Analyzer
 from understanding.core.embedding import EmbeddingFactory, EmbeddingSwitch, ServingEmbedding
+from understanding.core.live import LiveLimits, LiveStreams
 from understanding.core.media import MediaCatalog
 from understanding.core.moderate import Moderator
 from understanding.core.reindex import OnlineReindex
@@ -31,10 +32,12 @@ from understanding.jobs.kafka_io import JobTopics
 from understanding.jobs.kafka_queue import KafkaJobService
 from understanding.jobs.service import JobService, JobSettings
 from understanding.jobs.store import SqliteJobStore
+from understanding.media.live import FrameLimits
 from understanding.media.sandbox import MediaDecoder, SandboxSettings
 from understanding.models.language import LanguageDetector
 from understanding.models.offensive import ProfanityCheckModel
 from understanding.models.whisper import Transcriber, resolve_whisper_model
+from understanding.pipelines.live import AsrSettings, EndpointSettings, LiveSettings
 from understanding.pipelines.policy import PolicyError, PolicySet, load_policy
 from understanding.pipelines.speech import SpeechPipeline
 from understanding.pipelines.text import TextPipeline
@@ -122,6 +125,7 @@ class Core:
         catalog: MediaCatalog | None,
         jobs: JobService | KafkaJobService | None,
         reindex: OnlineReindex | None,
+        live: LiveStreams | None = None,
     ) -> None:
         self.settings = settings
         self.factory = factory
@@ -135,6 +139,7 @@ class Core:
         self.catalog = catalog
         self.jobs = jobs
         self.reindex = reindex
+        self.live = live
 
     @property
     def spool_dir(self) -> pathlib.Path:
@@ -231,8 +236,9 @@ class Core:
             moderator = Moderator(policies=policies, signals=TextSignals(offensive=offensive), text=text)
         analyzer = Analyzer(text=text, speech=speech, video=video, sink=sink, moderator=moderator)
         blobs = BlobStore(settings.blob_path)
-        searcher = catalog = jobs = reindex = None
+        searcher = catalog = jobs = reindex = live = None
         if role == "serve":
+            live = _live_streams(settings, transcriber, text, speech, video, decoder, analyzer)
             assert sink is not None and unit.store is not None
             searcher = Searcher(unit.store, unit.batcher.submit, detect_language=text.detect_language)
             query_side = searcher
@@ -254,6 +260,7 @@ class Core:
             catalog=catalog,
             jobs=jobs,
             reindex=reindex,
+            live=live,
         )
 
     @staticmethod
@@ -328,6 +335,47 @@ class Core:
             return None
         current = status()
         return current.collection, current.points, current.unindexed, current.building
+
+
+def _live_streams(
+    settings: Settings,
+    transcriber: Transcriber,
+    text: TextPipeline,
+    speech: SpeechPipeline,
+    video: VideoPipeline,
+    decoder: MediaDecoder,
+    analyzer: Analyzer,
+) -> LiveStreams:
+    live = LiveSettings(
+        asr=AsrSettings(
+            step_s=settings.live_decode_step_s,
+            endpoint=EndpointSettings(end_silence_s=settings.live_end_silence_ms / 1000),
+        ),
+        frame_fps=settings.live_frame_fps,
+        status_interval_s=settings.live_status_interval_s,
+        max_ahead_s=settings.live_max_ahead_s,
+    )
+    limits = LiveLimits(
+        max_streams=settings.live_max_streams,
+        retry_after_s=settings.live_retry_after_s,
+        idle_timeout_s=settings.live_idle_timeout_s,
+        max_duration_s=settings.live_max_duration_s,
+        stall_timeout_s=settings.live_stall_timeout_s,
+        max_frame_bytes=settings.live_max_frame_bytes,
+        drain_s=settings.live_drain_s,
+    )
+    return LiveStreams(
+        settings=live,
+        limits=limits,
+        transcriber=transcriber,
+        beam_size=settings.live_beam_size,
+        text=text,
+        speech=speech,
+        video=video,
+        decoder=decoder,
+        analyzer=analyzer,
+        frame_limits=FrameLimits(max_pixels=settings.video_max_pixels),
+    )
 
 
 def _store_of(unit: ServingEmbedding) -> VectorStore:

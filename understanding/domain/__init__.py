@@ -17,6 +17,21 @@ from understanding.domain.errors import (
     UnderstandingError,
 )
 from understanding.domain.jobs import Job, JobError, JobSpec, JobState, new_job_id
+from understanding.domain.live import (
+    Action,
+    AudioFormat,
+    DropReason,
+    EndReason,
+    LiveConfig,
+    LiveDecision,
+    LiveEvent,
+    LiveFinal,
+    LivePartial,
+    LiveSignals,
+    LiveStatus,
+    LiveSummary,
+    SignalKind,
+)
 from understanding.domain.media import (
     POINT_NAMESPACE,
     Analysis,
@@ -54,6 +69,19 @@ from understanding.domain.options import (
 
 __all__ = [
     "CATEGORIES",
+    "Action",
+    "LiveDecision",
+    "SignalKind",
+    "LiveSummary",
+    "LiveStatus",
+    "LiveSignals",
+    "LivePartial",
+    "LiveFinal",
+    "LiveEvent",
+    "LiveConfig",
+    "EndReason",
+    "DropReason",
+    "AudioFormat",
     "POINT_NAMESPACE",
     "SPEECH_LANGUAGES",
     "Analysis",

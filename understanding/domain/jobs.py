@@ -7,8 +7,9 @@ import enum
 import hashlib
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any
 
 from understanding.domain.media import Modality
 from understanding.domain.options import AnalysisOptions

@@ -53,9 +53,10 @@ import numpy.typing as npt
 from understanding import domain
 from understanding.domain import Cancelled, InvalidInput, LimitExceeded, UnderstandingError, VideoInfo
 from understanding.media import audio as _audio
+from understanding.media import live as _live
 from understanding.media import video as _video
 
-__all__ = ["MediaDecoder", "SandboxSettings"]
+__all__ = ["MediaDecoder", "SandboxSettings", "StreamDecoder"]
 
 log = logging.getLogger(__name__)
 
@@ -180,10 +181,20 @@ class MediaDecoder:
         finally:
             stream.close()  # kills the child if the caller stopped early
 
+    # ------------------------------------------------------------ live streams
+    def stream_decoder(self, limits: _live.FrameLimits, *, opus: bool) -> StreamDecoder:
+        """A decoder for one live stream's frames (and Opus packets): one child for the whole stream."""
+        return StreamDecoder(self.settings, limits, opus=opus)
+
     # ------------------------------------------------------------ plumbing
     def _run(
-        self, task: str, args: tuple[Any, ...], kwargs: dict[str, Any], *,
-        cancelled: threading.Event | None = None, cpu_s: int | None = None,
+        self,
+        task: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        cancelled: threading.Event | None = None,
+        cpu_s: int | None = None,
     ) -> Any:
         stream = self._messages(task, args, kwargs, cancelled=cancelled, cpu_s=cpu_s)
         try:
@@ -195,8 +206,13 @@ class MediaDecoder:
         raise AssertionError("unreachable: the message stream ends with a result or raises")
 
     def _messages(
-        self, task: str, args: tuple[Any, ...], kwargs: dict[str, Any], *,
-        cancelled: threading.Event | None = None, cpu_s: int | None = None,
+        self,
+        task: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        cancelled: threading.Event | None = None,
+        cpu_s: int | None = None,
     ) -> Generator[tuple[Any, ...], None, None]:
         """Start a child for `task` and yield what it sends, ending with ("ok", result).
 
@@ -267,6 +283,140 @@ class MediaDecoder:
                 with contextlib.suppress(ValueError):
                     child.close()
             log.debug("decoder child done", extra={"task": task, "seconds": round(time.monotonic() - started, 3)})
+
+
+class StreamDecoder:
+    """Decodes a live stream's JPEG frames and Opus packets in one long-lived child.
+
+    A child per item would cost a fork per frame or per 20 ms packet; a live
+    stream instead keeps one child for its lifetime (the Opus decoder's state
+    lives there too). The child has the same limits as any decoder child; an
+    item it crashes on or spends more than `item_timeout_s` on is
+    InvalidInput, and the next item gets a fresh child. Calls are serialised;
+    `close` ends the child (safe to call twice).
+    """
+
+    def __init__(
+        self, settings: SandboxSettings, limits: _live.FrameLimits, *, opus: bool, item_timeout_s: float = 5.0
+    ) -> None:
+        self._settings = settings
+        self._limits = limits
+        self._opus = opus
+        self._timeout_s = item_timeout_s
+        self._lock = threading.Lock()
+        self._child: Any = None
+        self._conn: Any = None
+        self._local: _LiveDecoding | None = _LiveDecoding(limits, opus) if not settings.isolate else None
+        self.restarts = 0
+
+    def image(self, data: bytes) -> tuple[npt.NDArray[np.uint8], int, int]:
+        """BGR frame downscaled to the analysis width, with the encoded width and height
+        (InvalidInput if it is not an image)."""
+        result: tuple[npt.NDArray[np.uint8], int, int] = self._call("image", data)
+        return result
+
+    def opus(self, packet: bytes) -> npt.NDArray[np.float32]:
+        """16 kHz mono float32 samples of one Opus packet (InvalidInput if libopus rejects it)."""
+        result: npt.NDArray[np.float32] = self._call("opus", packet)
+        return result
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop_child()
+
+    def _call(self, kind: str, payload: bytes) -> Any:
+        with self._lock:
+            if self._local is not None:
+                return self._local.handle(kind, payload)
+            if self._child is None:
+                self._start_child()
+            try:
+                self._conn.send((kind, payload))
+                if not self._conn.poll(self._timeout_s):
+                    log.warning("live decoder child timed out", extra={"task": kind})
+                    self._stop_child()
+                    raise InvalidInput(
+                        f"could not be decoded: the decoder timed out after {self._timeout_s:g} s", field=_FIELDS[kind]
+                    )
+                message = self._conn.recv()
+            except (EOFError, BrokenPipeError, ConnectionResetError, OSError):
+                child = self._child
+                self._stop_child()
+                raise _died(child, f"live-{kind}") from None
+            if message[0] == "ok":
+                return message[1]
+            if message[0] == "error":
+                raise _rebuild(message)
+            if message[0] == "memory":
+                self._stop_child()
+                raise LimitExceeded("could not be decoded within the decoder's memory limit", field=_FIELDS[kind])
+            raise InvalidInput(f"could not be decoded: {message[1]}", field=_FIELDS[kind])
+
+    def _start_child(self) -> None:
+        s = self._settings
+        ctx = _forkserver()
+        parent, child_end = ctx.Pipe(duplex=True)
+        child = _DecoderProcess(
+            target=_stream_main,
+            args=(child_end, self._limits, self._opus, s.memory_bytes, s.cpu_s),
+            name="decode-live",
+            daemon=True,
+        )
+        child.start()
+        child_end.close()
+        self._child, self._conn = child, parent
+        self.restarts += 1
+
+    def _stop_child(self) -> None:
+        child, conn = self._child, self._conn
+        self._child = self._conn = None
+        if conn is not None:
+            conn.close()
+        if child is not None:
+            if child.is_alive():
+                child.kill()
+            child.join(5)
+            with contextlib.suppress(ValueError):
+                child.close()
+
+
+_FIELDS = {"image": "frame.jpeg", "opus": "audio.data"}
+
+
+class _LiveDecoding:
+    """What the live decoder child runs (also in-process when isolation is off)."""
+
+    def __init__(self, limits: _live.FrameLimits, opus: bool) -> None:
+        self._limits = limits
+        self._opus = _live.OpusDecoder() if opus else None
+
+    def handle(self, kind: str, payload: bytes) -> Any:
+        if kind == "image":
+            return _live.decode_image(payload, self._limits)
+        if kind == "opus" and self._opus is not None:
+            return self._opus.decode(payload)
+        raise InvalidInput(f"unexpected {kind} item", field=_FIELDS.get(kind))
+
+
+def _stream_main(
+    conn: multiprocessing.connection.Connection, limits: _live.FrameLimits, opus: bool, memory_bytes: int, cpu_s: int
+) -> None:
+    _confine(memory_bytes, cpu_s)
+    decoding = _LiveDecoding(limits, opus)
+    while True:
+        try:
+            kind, payload = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            conn.send(("ok", decoding.handle(kind, payload)))
+        except UnderstandingError as exc:
+            conn.send(("error", type(exc).__name__, exc.message, exc.field, getattr(exc, "retry_after_s", None)))
+        except MemoryError:
+            conn.send(("memory",))
+            return
+        except Exception as exc:  # noqa: BLE001 - reported to the parent
+            conn.send(("failed", f"{type(exc).__name__}: {exc}"[:500]))
 
 
 def _must_exist(path: pathlib.Path) -> None:

@@ -179,6 +179,11 @@ class VideoPipeline:
     def settings(self) -> VideoSettings:
         return self._settings
 
+    @property
+    def faces(self) -> FaceDetector:
+        """The face model, shared with the live path's frame analysis."""
+        return self._faces
+
     async def analyze(
         self,
         tenant: str,
@@ -227,7 +232,15 @@ class VideoPipeline:
             raise
         if progress:
             progress("embed", 0.9)
-        analysis = await self._assemble(tenant, item, info, stats, visual, transcript)
+        analysis = await self.assemble(
+            tenant,
+            media_id=item.media_id,
+            metadata=item.metadata,
+            info=info,
+            stats=stats,
+            visual=visual,
+            transcript=transcript,
+        )
         log.info(
             "video analysed",
             extra={
@@ -298,15 +311,18 @@ class VideoPipeline:
         offset = await asyncio.to_thread(self._speech.decoder.audio_offset_s, item.path)
         return shift_transcript(transcript, offset) if abs(offset) >= _MIN_OFFSET_S else transcript
 
-    async def _assemble(
+    async def assemble(
         self,
         tenant: str,
-        item: VideoInput,
+        *,
+        media_id: str,
+        metadata: Mapping[str, str],
         info: VideoInfo,
         stats: DecodeStats,
         visual: VisualResult,
         transcript: Transcript | None,
     ) -> Analysis:
+        """One `Analysis` from the frame pass and the transcript: a chunk per shot (also for live streams)."""
         shots = visual.shots
         spoken = align_transcript([(s.start_s, s.end_s) for s in shots], transcript)
         language: Language | None = transcript.language if transcript is not None and transcript.segments else None
@@ -349,7 +365,7 @@ class VideoPipeline:
         text_tags = self._text.overall_tags(speech_pieces, end_s=video.duration_s) if speech_pieces else ()
         return Analysis(
             tenant=tenant,
-            media_id=item.media_id,
+            media_id=media_id,
             modality=Modality.VIDEO,
             language=language,
             tags=visual.tags + tuple(text_tags),
@@ -357,7 +373,7 @@ class VideoPipeline:
             embedding_model=self._text.model,
             created_at=time.time(),
             version=new_version(),
-            metadata=dict(item.metadata),
+            metadata=dict(metadata),
             transcript=transcript,
             video=video,
             shots=tuple(domain_shots),

@@ -43,6 +43,7 @@ __all__ = [
     "Face",
     "FaceDetector",
     "FaceModelError",
+    "FramePass",
     "FrameSignals",
     "ShotDetector",
     "ShotSignals",
@@ -53,6 +54,7 @@ __all__ = [
     "describe",
     "encode_jpeg",
     "frame_signals",
+    "frame_tags",
     "motion_between",
     "motion_thumbnail",
     "refine_cut",
@@ -561,6 +563,85 @@ class _OpenShot:
         )
 
 
+class FramePass:
+    """The streaming pass over sampled frames: push frames as they come, `finish` at the end.
+
+    `analyze_frames` runs it over a whole video; the live path pushes each
+    frame as it arrives and reports its signals at once. Face detection is
+    skipped on a sample that did not change since the previous one of the
+    same shot (slides, still shots): the count carries over.
+    """
+
+    def __init__(
+        self, *, faces: FaceDetector, sample_fps: float, keyframes: bool = False, keyframe_max_px: int = 320
+    ) -> None:
+        self._faces = faces
+        self._sample_fps = sample_fps
+        self._keyframes = keyframes
+        self._keyframe_max_px = keyframe_max_px
+        self._detector = ShotDetector(sample_fps=sample_fps)
+        self._shots: list[VisualShot] = []
+        self._video = SignalTotals()
+        self._current: _OpenShot | None = None
+        self._previous_thumb: npt.NDArray[np.int16] | None = None
+        self._previous_sig: tuple[float, npt.NDArray[np.uint8]] | None = None
+        self._previous_t = 0.0
+        self._previous_faces: tuple[Face, ...] = ()
+        self.analyzed = 0
+
+    @property
+    def last_t_s(self) -> float:
+        return self._previous_t
+
+    def push(self, frame: SampledFrame) -> FrameSignals:
+        """Analyse the next sample (times increasing); returns its signals."""
+        t_s, image, trail = frame.t_s, frame.image, frame.trail
+        cut = self._detector.push(image)
+        if self._current is None:
+            self._current = _OpenShot(0, 0.0)
+        elif cut:
+            boundary = refine_cut(self._previous_sig, trail, (self._previous_t, t_s))
+            self._shots.append(self._close(boundary))
+            self._current = _OpenShot(self._current.index + 1, boundary)
+            self._previous_thumb = None
+        thumb = motion_thumbnail(image)
+        motion = motion_between(self._previous_thumb, thumb) if self._previous_thumb is not None else None
+        found = self._previous_faces if motion is not None and motion < 0.005 else self._faces.detect(image)
+        signals = frame_signals(image, t_s=t_s, faces=found, motion=motion)
+        self._current.add(signals, image)
+        self._video.add(signals)
+        self._previous_thumb, self._previous_faces, self._previous_t = thumb, found, t_s
+        self._previous_sig = trail[-1] if trail else None
+        self.analyzed += 1
+        return signals
+
+    def finish(self, end_s: float | Callable[[float], float] | None = None) -> VisualResult:
+        """Close the last shot: at `end_s` (a time, or a function of the last sample's
+        time), by default one sample interval after the last sample."""
+        if self._current is None:
+            return VisualResult((), self._video.summary(), (), 0)
+        previous_t = self._previous_t
+        if end_s is None:
+            last = previous_t + 1.0 / self._sample_fps
+        else:
+            last = max(end_s(previous_t) if callable(end_s) else end_s, previous_t)
+        shots = [*self._shots, self._close(last)]
+        return VisualResult(
+            tuple(shots), self._video.summary(), video_tags(shots, self._video.summary(), end_s=last), self.analyzed
+        )
+
+    def _close(self, end_s: float) -> VisualShot:
+        assert self._current is not None
+        return self._current.close(end_s, keyframes=self._keyframes, keyframe_max_px=self._keyframe_max_px)
+
+
+def frame_tags(s: FrameSignals) -> tuple[Tag, ...]:
+    """`visual.*` tags of one frame on its own (a shot of one sample, at the frame's time)."""
+    totals = SignalTotals()
+    totals.add(s)
+    return visual_tags(totals.summary(), start_s=s.t_s, end_s=s.t_s)
+
+
 def analyze_frames(
     frames: Iterable[SampledFrame],
     *,
@@ -577,47 +658,13 @@ def analyze_frames(
     last sample's time called once the frames ran out (default: one sample
     interval after the last sample).
     `on_frame(t_s)` runs after each sample (progress, cancellation).
-    Face detection is skipped on a sample that did not change since the
-    previous one of the same shot (slides, still shots): the count carries over.
     """
-    detector = ShotDetector(sample_fps=sample_fps)
-    shots: list[VisualShot] = []
-    video = SignalTotals()
-    current: _OpenShot | None = None
-    previous_thumb: npt.NDArray[np.int16] | None = None
-    previous_sig: tuple[float, npt.NDArray[np.uint8]] | None = None
-    previous_t = 0.0
-    previous_faces: tuple[Face, ...] = ()
-    analyzed = 0
+    frame_pass = FramePass(faces=faces, sample_fps=sample_fps, keyframes=keyframes, keyframe_max_px=keyframe_max_px)
     for frame in frames:
-        t_s, image, trail = frame.t_s, frame.image, frame.trail
-        cut = detector.push(image)
-        if current is None:
-            current = _OpenShot(0, 0.0)
-        elif cut:
-            boundary = refine_cut(previous_sig, trail, (previous_t, t_s))
-            shots.append(current.close(boundary, keyframes=keyframes, keyframe_max_px=keyframe_max_px))
-            current = _OpenShot(current.index + 1, boundary)
-            previous_thumb = None
-        thumb = motion_thumbnail(image)
-        motion = motion_between(previous_thumb, thumb) if previous_thumb is not None else None
-        found = previous_faces if motion is not None and motion < 0.005 else faces.detect(image)
-        signals = frame_signals(image, t_s=t_s, faces=found, motion=motion)
-        current.add(signals, image)
-        video.add(signals)
-        previous_thumb, previous_faces, previous_t = thumb, found, t_s
-        previous_sig = trail[-1] if trail else None
-        analyzed += 1
+        frame_pass.push(frame)
         if on_frame is not None:
-            on_frame(t_s)
-    if current is None:
-        return VisualResult((), video.summary(), (), 0)
-    if end_s is None:
-        last = previous_t + 1.0 / sample_fps
-    else:
-        last = max(end_s(previous_t) if callable(end_s) else end_s, previous_t)
-    shots.append(current.close(last, keyframes=keyframes, keyframe_max_px=keyframe_max_px))
-    return VisualResult(tuple(shots), video.summary(), video_tags(shots, video.summary(), end_s=last), analyzed)
+            on_frame(frame.t_s)
+    return frame_pass.finish(end_s)
 
 
 def video_tags(shots: Sequence[VisualShot], overall: ShotSignals, *, end_s: float) -> tuple[Tag, ...]:

@@ -32,6 +32,17 @@ from understanding_client.errors import (
     Unimplemented,
     UploadSourceError,
 )
+from understanding_client.live import (
+    AudioChunk,
+    FileSource,
+    Frame,
+    LiveEvent,
+    LiveFinal,
+    LivePartial,
+    LiveSignals,
+    LiveStatus,
+    LiveSummary,
+)
 from understanding_client.retry import NO_RETRY, RetryPolicy
 from understanding_client.types import (
     Analysis,
@@ -73,6 +84,7 @@ __all__ = [
     "Analysis",
     "AsyncAdminClient",
     "AsyncClient",
+    "AudioChunk",
     "Cancelled",
     "CategoryResult",
     "Chunk",
@@ -82,6 +94,8 @@ __all__ = [
     "Decision",
     "Evidence",
     "FailedPrecondition",
+    "FileSource",
+    "Frame",
     "InternalError",
     "InvalidArgument",
     "Job",
@@ -90,6 +104,12 @@ __all__ = [
     "JobProgress",
     "JobState",
     "Language",
+    "LiveEvent",
+    "LiveFinal",
+    "LivePartial",
+    "LiveSignals",
+    "LiveStatus",
+    "LiveSummary",
     "Media",
     "Modality",
     "ModelRef",

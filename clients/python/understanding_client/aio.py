@@ -7,7 +7,7 @@ between retries, `async for` over streams, and upload files read in a thread.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
@@ -15,9 +15,12 @@ import grpc.aio
 
 from understanding_client import _calls
 from understanding_client import _requests as rq
+from understanding_client import live as _live
 from understanding_client._calls import Attempts, Call, Deadline, StreamCall
 from understanding_client._channel import _DEFAULT, _Base
 from understanding_client.client import _ADMIN_STUB, _UNDERSTANDING_STUB
+from understanding_client.errors import from_rpc_error
+from understanding_client.live import AudioChunk, Frame, LiveEvent
 from understanding_client.types import (
     Analysis,
     Job,
@@ -350,6 +353,45 @@ class AsyncClient(_Async):
     async def delete_media(self, media_id: str, *, timeout: float | None = _DEFAULT) -> int:
         """See `Client.delete_media`."""
         return await self._run(_calls.delete_media(media_id), timeout)
+
+    # ------------------------------------------------------------ live
+    async def live(
+        self,
+        source: AsyncIterable[AudioChunk | Frame],
+        *,
+        media_id: str,
+        language: str = "",
+        opus: bool = False,
+        signals: Sequence[str] = (),
+        policy: str = "",
+        metadata: Mapping[str, str] | None = None,
+        partials: bool = True,
+        dry_run: bool = False,
+        timeout: float | None = None,
+    ) -> AsyncIterator[LiveEvent]:
+        """Stream `source` (audio chunks and frames, e.g. a `FileSource`) to AnalyzeLive and yield the
+        events as they arrive, the `LiveSummary` last. Never retried: a live stream cannot be replayed.
+        Leaving the loop early cancels the stream (the server still indexes what it analysed)."""
+        config = _live.config_request(
+            media_id=media_id,
+            language=language,
+            opus=opus,
+            signals=signals,
+            policy=policy,
+            metadata=metadata,
+            partials=partials,
+            dry_run=dry_run,
+        )
+        call = self._stub.AnalyzeLive(_live.live_requests(config, source), metadata=self._metadata, timeout=timeout)
+        try:
+            async for message in call:
+                event = _live.live_event(message)
+                if event is not None:
+                    yield event
+        except grpc.RpcError as rpc_error:
+            raise from_rpc_error(rpc_error, "AnalyzeLive") from rpc_error
+        finally:
+            call.cancel()
 
 
 class AsyncAdminClient(_Async):

@@ -1,0 +1,335 @@
+"""AnalyzeLive end to end over gRPC: a real server process, real Whisper and VAD, real recorded
+speech played at real time with JPEG frames, the embedded store.
+
+Waits are for events (or a deadline), never fixed sleeps; no timing is asserted
+(the latency figures are benchmarks/live_bench.py's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import pathlib
+import re
+import signal
+import time
+import wave
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import grpc
+import jiwer
+import pytest
+
+from tests.fixtures.real_speech import conversation
+from tests.support import live
+from tests.support.server import ServerProcess
+from understanding.v1 import common_pb2, events_pb2, live_pb2
+from understanding.v1 import understanding_pb2 as pb
+
+TENANT = "e2e-live"
+MD = [("x-tenant-id", TENANT)]
+
+
+def words(text: str) -> str:
+    return " ".join(re.sub(r"[^\w' ]", " ", text.lower()).split())
+
+
+def pcm_of(path: pathlib.Path) -> bytes:
+    with wave.open(str(path)) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16000, 1, 2)
+        return w.readframes(w.getnframes())
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    proc = ServerProcess(
+        tmp_path_factory.mktemp("live"),
+        env={
+            "UNDERSTANDING_LIVE_MAX_STREAMS": "2",
+            "UNDERSTANDING_LIVE_IDLE_TIMEOUT_S": "3",
+            "UNDERSTANDING_LIVE_RETRY_AFTER_S": "7",
+        },
+    ).start()
+    try:
+        proc.wait_serving(timeout_s=300)
+        yield proc
+    finally:
+        assert proc.stop() == 0, proc.log()
+
+
+def wait_for_media(server: ServerProcess, media_id: str, deadline_s: float = 120.0) -> pb.GetMediaResponse:
+    end = time.monotonic() + deadline_s
+    while True:
+        try:
+            return server.stub.GetMedia(pb.GetMediaRequest(media_id=media_id), metadata=MD, timeout=10)
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.NOT_FOUND or time.monotonic() > end:
+                raise
+        time.sleep(0.2)
+
+
+async def test_real_speech_and_frames_at_real_time(server: ServerProcess) -> None:
+    recording = conversation()
+    pcm = pcm_of(recording.wav)
+    frames = [(float(t), live.jpeg(40 + 6 * t)) for t in range(0, 30)]
+    requests = live.paced(pcm, frames=frames, first=live.config("live-conversation", language=""))
+    got = await live.run(server.target, requests, tenant=TENANT)
+    assert got.code == grpc.StatusCode.OK, got.details
+
+    partials, finals, statuses = got.of("partial"), got.of("final"), got.of("status")
+    assert partials, "no partial hypothesis while people spoke"
+    assert finals
+    for final in finals:
+        assert final.segment.words and final.language.code == "en"
+        assert final.segment.start_s >= recording.speech_start_s - 1.0
+    for p in partials:  # a stable prefix is never taken back
+        later = " ".join(f.segment.text for f in finals if f.segment.index >= p.segment_index)
+        assert words(later).startswith(words(p.stable_text))
+    heard = " ".join(f.segment.text for f in finals)
+    error_rate = jiwer.wer(words(recording.reference), words(heard))
+    assert error_rate < 0.5, heard  # real telephone speech: a sanity bound, the benchmark reports the figure
+
+    frame_signals = [s for s in got.of("signals") if s.source == "frame"]
+    assert frame_signals and all(s.models for s in frame_signals)
+    assert any(t.label.startswith("visual.") for s in frame_signals for t in s.tags)
+    assert statuses and statuses[-1].frames_received == len(frames)
+    assert statuses[-1].frames_analyzed + sum(d.frames for d in statuses[-1].drops) == len(frames)
+    assert max(s.received_s for s in statuses) == pytest.approx(30.0, abs=0.2)
+
+    last = got.events[-1][1]
+    assert last.WhichOneof("event") == "summary"
+    summary = last.summary
+    assert summary.reason == live_pb2.LIVE_END_REASON_CLIENT and summary.indexed
+    analysis = summary.analysis
+    assert analysis.modality == common_pb2.MODALITY_VIDEO and analysis.media_id == "live-conversation"
+    assert [s.text for s in analysis.transcript.segments] == [f.segment.text for f in finals]
+    assert analysis.video.frames_analyzed == statuses[-1].frames_analyzed and analysis.shots
+    assert summary.points == len(analysis.chunks) >= 1
+
+    media = wait_for_media(server, "live-conversation")
+    assert media.version == analysis.version and len(media.points) == summary.points
+    events = [events_pb2.AnalysisEvent.FromString(raw) for raw in server.outbox()]
+    assert any(e.analysis.media_id == "live-conversation" and e.analysis.version == analysis.version for e in events)
+
+
+async def _bad(server: ServerProcess, *messages: live_pb2.LiveRequest) -> live.Received:
+    """Send `messages`; while the server is full (earlier streams still being indexed), retry as told."""
+
+    async def requests() -> AsyncIterator[live_pb2.LiveRequest]:
+        for message in messages:
+            yield message
+
+    deadline = time.monotonic() + 120
+    while True:
+        got = await live.run(server.target, requests(), tenant=TENANT, timeout_s=60)
+        if got.code != grpc.StatusCode.RESOURCE_EXHAUSTED or time.monotonic() > deadline:
+            return got
+        await asyncio.sleep(int(got.trailers.get("retry-after-ms", "1000")) / 1000 / 10)
+
+
+SILENCE = b"\x00\x00" * 1600
+
+
+@pytest.mark.parametrize(
+    ("messages", "code", "fragment"),
+    [
+        (
+            [live_pb2.LiveRequest(audio=live_pb2.LiveAudio(data=SILENCE))],
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "config: the first message must be `config`, not `audio`",
+        ),
+        ([], grpc.StatusCode.INVALID_ARGUMENT, "config: the stream must start with `config`"),
+        ([live.config("bad-1", audio_format=0)], grpc.StatusCode.INVALID_ARGUMENT, "config.audio_format"),
+        ([live.config("bad 2")], grpc.StatusCode.INVALID_ARGUMENT, "config.media_id"),
+        ([live.config("bad-3", language="xx")], grpc.StatusCode.INVALID_ARGUMENT, "config.language"),
+        (
+            [live.config("bad-4", policy="strict")],
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "config.policy: no moderation policy 'strict'",
+        ),
+        (
+            [live.config("bad-5"), live.config("bad-5")],
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "config: the stream already has its config",
+        ),
+        (
+            [live.config("bad-6"), live_pb2.LiveRequest(audio=live_pb2.LiveAudio(data=b"\x00\x01\x02"))],
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "audio.data: 3 bytes are not whole 16-bit PCM samples",
+        ),
+        (
+            [live.config("bad-7"), live_pb2.LiveRequest(audio=live_pb2.LiveAudio(data=b"OggS\x00\x02" + bytes(200)))],
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "audio.data: looks like an Ogg file, but the config announced raw 16-bit PCM",
+        ),
+        (
+            [
+                live.config("bad-8", audio_format=live_pb2.LIVE_AUDIO_FORMAT_OPUS),
+                *[live_pb2.LiveRequest(audio=live_pb2.LiveAudio(data=b"\xff" * 640))]
+                * 12,  # PCM-like bytes libopus rejects
+            ],
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "audio.data: the first 10 packets are not Opus",
+        ),
+        (
+            [
+                live.config("bad-9"),
+                live_pb2.LiveRequest(audio=live_pb2.LiveAudio(data=SILENCE, capture_time_us=5_000_000)),
+                live_pb2.LiveRequest(audio=live_pb2.LiveAudio(data=SILENCE, capture_time_us=4_000_000)),
+            ],
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "audio.capture_time_us: capture time went backwards by 1100 ms",
+        ),
+    ],
+)
+async def test_bad_input_gets_a_precise_status(
+    server: ServerProcess, messages: list[Any], code: grpc.StatusCode, fragment: str
+) -> None:
+    got = await _bad(server, *messages)
+    assert got.code == code and fragment in got.details, got.details
+
+
+async def test_frames_that_are_not_images_or_out_of_order_are_dropped_and_reported(server: ServerProcess) -> None:
+    good = live.jpeg(100)
+    got = await _bad(
+        server,
+        live.config("drops-1"),
+        live_pb2.LiveRequest(audio=live_pb2.LiveAudio(data=SILENCE, capture_time_us=1_000_000)),
+        live_pb2.LiveRequest(frame=live_pb2.LiveFrame(jpeg=b"<html>not an image</html>", capture_time_us=1_000_000)),
+        live_pb2.LiveRequest(frame=live_pb2.LiveFrame(jpeg=good, capture_time_us=3_000_000)),
+        live_pb2.LiveRequest(frame=live_pb2.LiveFrame(jpeg=good, capture_time_us=2_000_000)),
+        live_pb2.LiveRequest(end=live_pb2.LiveEnd()),
+    )
+    assert got.code == grpc.StatusCode.OK, got.details
+    summary = got.of("summary")[0]
+    drops = {d.reason: d.frames for d in summary.status.drops}
+    assert drops == {live_pb2.LIVE_DROP_REASON_FRAME_UNDECODABLE: 1, live_pb2.LIVE_DROP_REASON_FRAME_OUT_OF_ORDER: 1}
+    assert summary.status.frames_received == 3 and summary.status.frames_analyzed == 1
+    # the server is healthy afterwards: another stream runs normally
+    again = await _bad(server, live.config("drops-2"), live_pb2.LiveRequest(end=live_pb2.LiveEnd()))
+    assert again.code == grpc.StatusCode.OK and again.of("summary")[0].reason == live_pb2.LIVE_END_REASON_CLIENT
+
+
+async def _once(*messages: live_pb2.LiveRequest) -> AsyncIterator[live_pb2.LiveRequest]:
+    for message in messages:
+        yield message
+    yield live_pb2.LiveRequest(end=live_pb2.LiveEnd())
+
+
+async def test_beyond_the_stream_limit_resource_exhausted_with_retry_after(server: ServerProcess) -> None:
+    release = asyncio.Event()
+    admitted = [asyncio.Event(), asyncio.Event()]
+
+    async def hold(i: int) -> live.Received:
+        """A stream that stays open until released; retried while earlier streams still hold the slots."""
+
+        async def requests() -> AsyncIterator[live_pb2.LiveRequest]:
+            yield live.config(f"hold-{i}")
+            yield live_pb2.LiveRequest(audio=live_pb2.LiveAudio(data=SILENCE))
+            await release.wait()
+            yield live_pb2.LiveRequest(end=live_pb2.LiveEnd())
+
+        while True:
+            got = live.Received()
+            async with grpc.aio.insecure_channel(server.target) as channel:
+                from understanding.v1 import understanding_pb2_grpc
+
+                call = understanding_pb2_grpc.UnderstandingStub(channel).AnalyzeLive(requests(), metadata=MD)
+                with contextlib.suppress(grpc.RpcError):
+                    async for event in call:
+                        admitted[i].set()  # the first status: it holds a slot
+                        got.events.append((0.0, event))
+                got.code = await call.code()
+            if got.code != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                return got
+            await asyncio.sleep(0.5)
+
+    holders = [asyncio.create_task(hold(i)) for i in range(2)]
+    try:
+        await asyncio.wait_for(asyncio.gather(*(a.wait() for a in admitted)), 180)
+        got = await live.run(server.target, _once(live.config("one-too-many")), tenant=TENANT, timeout_s=60)
+        assert got.code == grpc.StatusCode.RESOURCE_EXHAUSTED, got.details
+        assert "already runs 2 live streams (limit 2)" in got.details
+        assert got.trailers.get("retry-after-ms") == "7000"
+    finally:
+        release.set()
+        held = await asyncio.gather(*holders)
+    assert all(h.code == grpc.StatusCode.OK for h in held)
+
+
+async def test_an_idle_stream_ends_with_a_summary_and_is_indexed(server: ServerProcess) -> None:
+    recording = conversation()
+    pcm = pcm_of(recording.wav)[: 16000 * 2 * 12]  # 12 s: a few words at 6.7 s, then the client goes quiet
+
+    async def quiet_after() -> AsyncIterator[live_pb2.LiveRequest]:
+        async for request in live.paced(pcm, end=False, first=live.config("live-idle"), speed=2.0):
+            yield request
+        await asyncio.sleep(3600)  # holds the stream open, sending nothing
+        yield live_pb2.LiveRequest(end=live_pb2.LiveEnd())  # pragma: no cover
+
+    got = await live.run(server.target, quiet_after(), tenant=TENANT, timeout_s=300)
+    assert got.code == grpc.StatusCode.OK, got.details
+    summary = got.of("summary")[0]
+    assert summary.reason == live_pb2.LIVE_END_REASON_IDLE_TIMEOUT and summary.indexed
+    assert summary.analysis.modality == common_pb2.MODALITY_SPEECH
+    assert summary.analysis.transcript.segments  # what was said before the silence
+    assert wait_for_media(server, "live-idle").version == summary.analysis.version
+
+
+async def test_a_client_that_cancels_still_gets_what_it_said_indexed(server: ServerProcess) -> None:
+    recording = conversation()
+    pcm = pcm_of(recording.wav)[: 16000 * 2 * 14]
+    async with grpc.aio.insecure_channel(server.target) as channel:
+        from understanding.v1 import understanding_pb2_grpc
+
+        call = understanding_pb2_grpc.UnderstandingStub(channel).AnalyzeLive(
+            live.paced(pcm, end=False, first=live.config("live-cancel"), speed=2.0), metadata=MD
+        )
+        async for event in call:
+            if event.WhichOneof("event") == "final":
+                call.cancel()  # something was understood: now hang up without `end`
+                break
+    media = wait_for_media(server, "live-cancel")
+    assert media.points and media.modality == common_pb2.MODALITY_SPEECH
+
+
+async def test_sigterm_drains_a_live_stream_then_indexes_it(tmp_path: pathlib.Path) -> None:
+    proc = ServerProcess(tmp_path / "drain").start()
+    try:
+        proc.wait_serving(timeout_s=300)
+        pcm = pcm_of(conversation().wav)
+        first_final = asyncio.Event()
+
+        async def requests() -> AsyncIterator[live_pb2.LiveRequest]:
+            async for request in live.paced(pcm, end=False, first=live.config("live-drain")):
+                yield request
+            await asyncio.sleep(3600)  # pragma: no cover - the server ends the stream first
+            yield live_pb2.LiveRequest(end=live_pb2.LiveEnd())
+
+        async def watch() -> live.Received:
+            got = live.Received()
+            async with grpc.aio.insecure_channel(proc.target) as channel:
+                from understanding.v1 import understanding_pb2_grpc
+
+                call = understanding_pb2_grpc.UnderstandingStub(channel).AnalyzeLive(requests(), metadata=MD)
+                async for event in call:
+                    got.events.append((0.0, event))
+                    if event.WhichOneof("event") == "final":
+                        first_final.set()
+                got.code = await call.code()
+            return got
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.wait_for(first_final.wait(), 300)
+        assert proc.proc is not None
+        proc.proc.send_signal(signal.SIGTERM)
+        got = await asyncio.wait_for(watcher, 300)
+        assert got.code == grpc.StatusCode.OK
+        summary = got.of("summary")[0]
+        assert summary.reason == live_pb2.LIVE_END_REASON_SERVER_SHUTDOWN and summary.indexed and summary.points >= 1
+        assert await asyncio.to_thread(proc.proc.wait, 120) == 0
+        indexed = [events_pb2.AnalysisEvent.FromString(raw) for raw in proc.outbox()]
+        assert any(e.analysis.media_id == "live-drain" for e in indexed)
+    finally:
+        proc.stop()

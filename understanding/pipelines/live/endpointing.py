@@ -1,0 +1,76 @@
+"""Endpointing: where an utterance starts and ends, from per-window speech probabilities.
+
+An utterance starts once `min_speech_s` of speech has been heard (so a click
+or a cough does not wake the recogniser) and ends after `end_silence_s` of
+silence: short enough that the final segment follows the speaker closely,
+long enough not to cut at the pause between two words. Hysteresis as in
+Silero's own splitter: speech at `threshold`, silence only below
+`neg_threshold`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Boundary", "Endpointer", "EndpointSettings"]
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSettings:
+    window_s: float = 512 / 16000
+    threshold: float = 0.5
+    neg_threshold: float = 0.35
+    min_speech_s: float = 0.2
+    end_silence_s: float = 0.5
+    pad_s: float = 0.2  # kept before the first and after the last speech window
+
+
+@dataclass(frozen=True, slots=True)
+class Boundary:
+    kind: str  # "start" or "end"
+    t_s: float  # stream time, padded outwards
+
+
+class Endpointer:
+    """Feed probabilities in order (one per window); get utterance boundaries."""
+
+    def __init__(self, settings: EndpointSettings | None = None) -> None:
+        self.settings = settings or EndpointSettings()
+        self._t = 0.0  # start time of the next window
+        self.speaking = False
+        self._speech_start: float | None = None  # first speech window of a candidate start
+        self._speech_run = 0.0
+        self._silence_start: float | None = None
+
+    @property
+    def position_s(self) -> float:
+        """Stream time up to which audio has been classified."""
+        return self._t
+
+    def push(self, probabilities: list[float] | tuple[float, ...]) -> list[Boundary]:
+        s = self.settings
+        out: list[Boundary] = []
+        for p in probabilities:
+            t, self._t = self._t, self._t + s.window_s
+            if not self.speaking:
+                if p >= s.threshold:
+                    if self._speech_start is None:
+                        self._speech_start = t
+                    self._speech_run += s.window_s
+                    if self._speech_run >= s.min_speech_s:
+                        self.speaking = True
+                        self._silence_start = None
+                        out.append(Boundary("start", max(0.0, self._speech_start - s.pad_s)))
+                elif p < s.neg_threshold:
+                    self._speech_start, self._speech_run = None, 0.0
+                continue
+            if p >= s.threshold:
+                self._silence_start = None
+            elif p < s.neg_threshold:
+                if self._silence_start is None:
+                    self._silence_start = t
+                if self._t - self._silence_start >= s.end_silence_s:
+                    out.append(Boundary("end", self._silence_start + s.pad_s))
+                    self.speaking = False
+                    self._speech_start, self._speech_run, self._silence_start = None, 0.0, None
+        return out

@@ -1,0 +1,470 @@
+"""One live stream: audio and frames in, events out, and at the end what it understood.
+
+The api feeds a session (`audio`, `frame`, `end`) and forwards
+`session.events` to the client; the session decides what runs and what is
+dropped:
+
+- Audio is never dropped while frames can be: when speech recognition
+  falls `behind_s` behind, frames are sampled at half the rate (a quarter
+  at twice that); a frame that arrives while the previous one still waits
+  replaces it. Only a recogniser that falls `overflow_s` behind loses audio
+  (see `asr.py`). Every drop is counted and reported in a status event.
+- Decoding runs one job at a time per stream in a worker thread (Whisper's
+  own workers are shared by every stream and upload); frames are analysed
+  in another, so a frame's result does not wait for a decode.
+- Status events go out every `status_interval_s` and right after a drop.
+
+`wait()` returns a `LiveResult`: the transcript of every final segment and
+the frame pass's shots, for the core to assemble, index and publish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from understanding.domain import (
+    Action,
+    AudioFormat,
+    DropReason,
+    EndReason,
+    InvalidInput,
+    Language,
+    LiveConfig,
+    LiveFinal,
+    LivePartial,
+    LiveSignals,
+    LiveStatus,
+    ModelRef,
+    Segment,
+    Transcript,
+    UnderstandingError,
+)
+from understanding.media.video import SampledFrame
+from understanding.pipelines.live.asr import AsrSettings, DecodeJob, StreamingAsr
+from understanding.pipelines.live.channel import EventChannel
+from understanding.pipelines.live.signals import DecisionPublisher, Policy, SignalStep
+from understanding.pipelines.live.timeline import Timeline
+from understanding.pipelines.visual import FaceDetector, FramePass, VisualResult
+
+__all__ = ["LiveResult", "LiveSession", "LiveSettings", "StreamDecoding", "Vad"]
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+# Containers a client may send by mistake instead of raw PCM or Opus packets.
+_CONTAINER_MAGIC = {
+    b"OggS": "an Ogg",
+    b"RIFF": "a WAV",
+    b"\x1aE\xdf\xa3": "a WebM/Matroska",
+    b"fLaC": "a FLAC",
+    b"ID3": "an MP3",
+}
+_NOT_OPUS_AFTER = 10  # undecodable packets before any good one: the audio is not Opus at all
+
+
+class Vad(Protocol):
+    def push(self, samples: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]: ...
+
+
+class StreamDecoding(Protocol):
+    """Decoding of the stream's untrusted bytes (media.sandbox.StreamDecoder)."""
+
+    def image(self, data: bytes) -> tuple[npt.NDArray[np.uint8], int, int]: ...
+
+    def opus(self, packet: bytes) -> npt.NDArray[np.float32]: ...
+
+    def close(self) -> None: ...
+
+
+Recognize = Callable[[DecodeJob], Transcript]
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSettings:
+    asr: AsrSettings = field(default_factory=AsrSettings)
+    frame_fps: float = 1.0  # frames analysed per second at most
+    behind_s: float = 2.0  # recognition this far behind: frames at half rate (twice as far: a quarter)
+    status_interval_s: float = 1.0
+    max_ahead_s: float = 5.0  # a client further ahead of real time is read at real time
+    event_capacity: int = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class LiveResult:
+    """What a finished stream understood, for the core to assemble into an `Analysis`."""
+
+    transcript: Transcript
+    visual: VisualResult | None
+    frame_size: tuple[int, int]
+    frames_received: int
+    duration_s: float
+    status: LiveStatus
+    reason: EndReason
+
+
+@dataclass(slots=True)
+class _Frame:
+    t_s: float
+    data: bytes
+    received: float  # clock time
+
+
+class LiveSession:
+    def __init__(
+        self,
+        config: LiveConfig,
+        settings: LiveSettings,
+        *,
+        tenant: str,
+        recognize: Recognize,
+        model: ModelRef,
+        vad: Vad,
+        decoder: StreamDecoding,
+        faces: FaceDetector,
+        signals: SignalStep,
+        policy: Policy | None = None,
+        publisher: DecisionPublisher | None = None,
+        trace_id: str = "",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.settings = settings
+        self.tenant = tenant
+        self.events = EventChannel(settings.event_capacity)
+        self._recognize = recognize
+        self._model = model
+        self._vad = vad
+        self._decoder = decoder
+        self._signals = signals
+        self._policy = policy
+        self._publisher = publisher
+        self._trace_id = trace_id
+        self._clock = clock
+        self._asr = StreamingAsr(settings.asr, language=config.language)
+        self._timeline = Timeline()
+        self._frames = FramePass(faces=faces, sample_fps=settings.frame_fps)
+        self._finals: list[Segment] = []
+        self._final_language: Language | None = None
+        self._pending_frame: _Frame | None = None
+        self._last_frame_s: float | None = None  # last frame accepted (any reason to drop comes later)
+        self._last_sampled_s: float | None = None
+        self._frame_size = (0, 0)
+        self._frames_received = 0
+        self._dropped_frames: dict[DropReason, int] = {}
+        self._dropped_audio_s: dict[DropReason, float] = {}
+        self._opus_ok = False
+        self._opus_failed = 0
+        self._started_at: float | None = None  # clock time of the first media message
+        self._last_status_at = 0.0
+        self._audio_wake = asyncio.Event()
+        self._frame_wake = asyncio.Event()
+        self._ended: EndReason | None = None
+        self.ended_event = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._error: BaseException | None = None
+        self._first_audio = True
+        self.paced = False
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._decode_loop(), name="live-decode"),
+            asyncio.create_task(self._frame_loop(), name="live-frames"),
+            asyncio.create_task(self._status_loop(), name="live-status"),
+        ]
+
+    @property
+    def ended(self) -> EndReason | None:
+        return self._ended
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
+
+    def end(self, reason: EndReason) -> None:
+        """No more input: finish the open utterance and the waiting frame (first reason wins)."""
+        if self._ended is None:
+            self._ended = reason
+            self.ended_event.set()
+            self._asr.finish()
+            self._audio_wake.set()
+            self._frame_wake.set()
+
+    async def wait(self) -> LiveResult:
+        """Wait for the analysis of everything received (after `end`); raises what a loop raised."""
+        try:
+            await asyncio.gather(*self._tasks[:2])
+        finally:
+            await self._stop_tasks()
+            self._decoder.close()
+        status = self.status()
+        self.events.put(status)
+        visual = self._frames.finish(max(self.duration_s, self._frames.last_t_s)) if self._frames.analyzed else None
+        return LiveResult(
+            transcript=self.transcript(),
+            visual=visual,
+            frame_size=self._frame_size,
+            frames_received=self._frames_received,
+            duration_s=self.duration_s,
+            status=status,
+            reason=self._ended or EndReason.CLIENT_GONE,
+        )
+
+    async def abort(self) -> None:
+        """Stop at once (an error, or nobody to index for); nothing more is analysed."""
+        self.end(self._ended or EndReason.CLIENT_GONE)
+        await self._stop_tasks()
+        self._decoder.close()
+
+    async def _stop_tasks(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # ------------------------------------------------------------ input
+    @property
+    def received_anything(self) -> bool:
+        """Whether any audio was accepted or any frame analysed (else there is nothing to index)."""
+        return self._timeline.audio_end_s > 0 or self._frames.analyzed > 0 or self._pending_frame is not None
+
+    @property
+    def duration_s(self) -> float:
+        """Media time received so far (audio, or the last frame's time if later)."""
+        return max(self._timeline.audio_end_s, self._last_frame_s or 0.0)
+
+    @property
+    def ahead_s(self) -> float:
+        """How far the client is ahead of real time (media received vs time since its first media)."""
+        if self._started_at is None:
+            return 0.0
+        return self.duration_s - (self._clock() - self._started_at)
+
+    def pace_wait_s(self) -> float:
+        """How long to hold back reading so the client stays within `max_ahead_s` of real time."""
+        return max(0.0, self.ahead_s - self.settings.max_ahead_s)
+
+    def _media_arrived(self) -> None:
+        if self._started_at is None:
+            self._started_at = self._clock()
+        self._raise_if_failed()
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    async def audio(self, data: bytes, capture_time_us: int) -> None:
+        """One `LiveAudio`: decode, place on the clock, run the VAD, wake the recogniser."""
+        self._media_arrived()
+        if self._first_audio:
+            self._first_audio = False
+            self._check_not_container(data)
+        if self.config.audio_format is AudioFormat.PCM_S16LE_16K_MONO:
+            if len(data) % 2:
+                raise InvalidInput(
+                    f"{len(data)} bytes are not whole 16-bit PCM samples (LIVE_AUDIO_FORMAT_PCM_S16LE_16K_MONO)",
+                    field="audio.data",
+                )
+            samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+        else:
+            decoded = await self._opus(data)
+            if decoded is None:
+                return
+            samples = decoded
+        gap_s = self._timeline.audio(capture_time_us, samples.size / SAMPLE_RATE)
+        if gap_s > 0:
+            samples = np.concatenate([np.zeros(int(round(gap_s * SAMPLE_RATE)), np.float32), samples])
+        before = self._asr.dropped_audio_s
+        self._asr.push(samples, self._vad.push(samples))
+        if self._asr.dropped_audio_s > before:
+            self._drop_audio(DropReason.AUDIO_BEHIND, self._asr.dropped_audio_s - before)
+        self._audio_wake.set()
+
+    def _check_not_container(self, data: bytes) -> None:
+        for magic, name in _CONTAINER_MAGIC.items():
+            if data.startswith(magic):
+                expected = (
+                    "raw 16-bit PCM"
+                    if self.config.audio_format is AudioFormat.PCM_S16LE_16K_MONO
+                    else "raw Opus packets"
+                )
+                raise InvalidInput(
+                    f"looks like {name} file, but the config announced {expected}: send the decoded stream, not a container",
+                    field="audio.data",
+                )
+
+    async def _opus(self, packet: bytes) -> npt.NDArray[np.float32] | None:
+        try:
+            samples = await asyncio.to_thread(self._decoder.opus, packet)
+        except InvalidInput:
+            self._opus_failed += 1
+            if not self._opus_ok and self._opus_failed >= _NOT_OPUS_AFTER:
+                raise InvalidInput(
+                    f"the first {self._opus_failed} packets are not Opus, but the config announced "
+                    "LIVE_AUDIO_FORMAT_OPUS",
+                    field="audio.data",
+                ) from None
+            self._drop_audio(DropReason.AUDIO_UNDECODABLE, 0.02)  # one lost packet, usually 20 ms
+            return None
+        self._opus_ok = True
+        return samples
+
+    def frame(self, data: bytes, capture_time_us: int) -> None:
+        """One `LiveFrame`: drop it if it is out of order or over the rate, else queue it (replacing a waiting one)."""
+        self._media_arrived()
+        self._frames_received += 1
+        t_s = self._timeline.frame(capture_time_us)
+        if self._last_frame_s is not None and t_s <= self._last_frame_s:
+            self._drop_frame(DropReason.FRAME_OUT_OF_ORDER)
+            return
+        self._last_frame_s = t_s
+        interval = 1.0 / self.settings.frame_fps
+        behind = self._asr.behind_s
+        reason = DropReason.FRAME_RATE
+        if behind >= self.settings.behind_s:
+            interval *= 4 if behind >= 2 * self.settings.behind_s else 2
+            reason = DropReason.FRAME_BEHIND
+        # 10% slack: a camera at exactly 1 fps must not lose every other frame to jitter.
+        if self._last_sampled_s is not None and t_s - self._last_sampled_s < interval * 0.9:
+            self._drop_frame(reason)
+            return
+        self._last_sampled_s = t_s
+        if self._pending_frame is not None:
+            self._drop_frame(DropReason.FRAME_BEHIND)
+        self._pending_frame = _Frame(t_s, data, self._clock())
+        self._frame_wake.set()
+
+    # ------------------------------------------------------------ loops
+    async def _decode_loop(self) -> None:
+        try:
+            while True:
+                job = self._asr.next_job()
+                if job is None:
+                    if self._ended is not None and not self._asr.speaking and self._asr.next_job() is None:
+                        return
+                    self._audio_wake.clear()
+                    await self._audio_wake.wait()
+                    continue
+                transcript = await asyncio.to_thread(self._recognize, job)
+                for event in self._asr.on_result(job, transcript):
+                    if isinstance(event, LivePartial):
+                        if self.config.partials:
+                            self.events.put(event)
+                        continue
+                    self._finals.append(event.segment)
+                    self._final_language = event.language
+                    self.events.put(event)
+                    await self._after_final(event)
+        except BaseException as exc:
+            self._fail(exc)
+            raise
+
+    async def _after_final(self, final: LiveFinal) -> None:
+        signals = await self._signals.transcript(final)
+        if signals is not None:
+            await self._report(signals)
+
+    async def _frame_loop(self) -> None:
+        try:
+            while True:
+                frame, self._pending_frame = self._pending_frame, None
+                if frame is None:
+                    if self._ended is not None:
+                        return
+                    self._frame_wake.clear()
+                    await self._frame_wake.wait()
+                    continue
+                await self._analyse_frame(frame)
+        except BaseException as exc:
+            self._fail(exc)
+            raise
+
+    async def _analyse_frame(self, frame: _Frame) -> None:
+        try:
+            image, width, height = await asyncio.to_thread(self._decoder.image, frame.data)
+        except UnderstandingError as exc:
+            log.info("live frame dropped", extra={"reason": exc.message, "frame_s": round(frame.t_s, 3)})
+            self._drop_frame(DropReason.FRAME_UNDECODABLE)
+            return
+        if self._frame_size == (0, 0):
+            self._frame_size = (width, height)
+        signals = await asyncio.to_thread(self._frames.push, SampledFrame(frame.t_s, image))
+        found = await self._signals.frame(image, signals)
+        if found is not None:
+            await self._report(found)
+
+    async def _report(self, signals: LiveSignals) -> None:
+        self.events.put(signals)
+        if self._policy is None:
+            return
+        decision = self._policy.decide(signals)
+        if decision is None:
+            return
+        self.events.put(decision)
+        if decision.action is not Action.ALLOW and self._publisher is not None:
+            await self._publisher.publish(self.tenant, self.config.media_id, decision, trace_id=self._trace_id)
+
+    async def _status_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.status_interval_s)
+            if self._started_at is not None:
+                self._send_status()
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._error is None and not isinstance(exc, asyncio.CancelledError):
+            self._error = exc
+            self.end(self._ended or EndReason.CLIENT_GONE)
+            self.events.close()
+
+    # ------------------------------------------------------------ status
+    def _drop_frame(self, reason: DropReason) -> None:
+        self._dropped_frames[reason] = self._dropped_frames.get(reason, 0) + 1
+        self._status_soon()
+
+    def _drop_audio(self, reason: DropReason, seconds: float) -> None:
+        self._dropped_audio_s[reason] = self._dropped_audio_s.get(reason, 0.0) + seconds
+        self._status_soon()
+
+    def _status_soon(self) -> None:
+        if self._clock() - self._last_status_at >= 0.25:  # at most 4 a second; the ticker sends the rest
+            self._send_status()
+
+    def _send_status(self) -> None:
+        self._last_status_at = self._clock()
+        self.events.put(self.status())
+
+    def status(self) -> LiveStatus:
+        pending = self._pending_frame
+        frame_wait = self._clock() - pending.received if pending is not None else 0.0
+        ahead = self.ahead_s
+        return LiveStatus(
+            received_s=self._timeline.audio_end_s,
+            transcribed_s=self._asr.transcribed_s,
+            behind_s=max(self._asr.behind_s, frame_wait),
+            ahead_s=max(0.0, ahead),
+            paced=self.paced,
+            frames_received=self._frames_received,
+            frames_analyzed=self._frames.analyzed,
+            dropped_frames=dict(self._dropped_frames),
+            dropped_audio_s=dict(self._dropped_audio_s),
+        )
+
+    def transcript(self) -> Transcript:
+        language = self._final_language or Language(self.config.language or "", 1.0 if self.config.language else 0.0)
+        return Transcript(
+            segments=tuple(self._finals),
+            language=language,
+            duration_s=self._timeline.audio_end_s,
+            task="transcribe",
+            model=self._model,
+        )
