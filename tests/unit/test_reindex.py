@@ -49,7 +49,7 @@ def test_a_default_configured_server_follows_the_alias_to_the_recorded_model(tmp
     model_dir = tmp_path / "new-model"
     model_dir.mkdir()
     settings = Settings.from_env({}, data_dir=str(tmp_path), qdrant_url="")
-    assert StoreOpener(settings).serving_model_spec() == "packaged"  # no alias yet
+    assert StoreOpener(settings).serving_model_spec() == "multilingual"  # no alias yet: the default
     root = tmp_path / "qdrant-edge"
     write_alias(root, "understanding", "understanding__new-model__2", DIM, model_path=str(model_dir))
     assert read_alias(root, "understanding").model_path == str(model_dir)  # type: ignore[union-attr]
@@ -59,9 +59,10 @@ def test_a_default_configured_server_follows_the_alias_to_the_recorded_model(tmp
     assert StoreOpener(explicit).serving_model_spec() == "/elsewhere"
     # A recorded directory that is gone is not followed.
     model_dir.rmdir()
-    assert StoreOpener(settings).serving_model_spec() == "packaged"
+    assert StoreOpener(settings).serving_model_spec() == "multilingual"
+    # `packaged` was MiniLM's name before the multilingual default: such a deployment keeps MiniLM.
     write_alias(root, "understanding", "understanding__all__1", DIM, model_path="packaged")
-    assert StoreOpener(settings).serving_model_spec() == "packaged"
+    assert StoreOpener(settings).serving_model_spec() == "minilm"
 
 
 def test_a_mismatch_names_the_model_the_alias_was_switched_to(tmp_path: pathlib.Path) -> None:

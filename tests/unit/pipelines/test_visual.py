@@ -372,7 +372,9 @@ async def test_pipeline_builds_shots_chunks_and_transcript(
     assert a.transcript is not None and transcriber.calls == 1
     assert [s.transcript_text for s in a.shots] == ["", "", "The red train is leaving the station.", ""]
     assert [c.index for c in a.chunks] == [0, 1, 2, 3]
-    assert a.chunks[2].text == "The red train is leaving the station." and a.chunks[2].language == Language("en", 0.97)
+    assert a.chunks[2].text == "The red train is leaving the station."
+    # A confident chunk keeps its own detected language (code-switching), else the media's.
+    assert a.chunks[2].language is not None and a.chunks[2].language.code == "en"
     assert a.chunks[1].text.startswith("a dark scene")
     assert a.chunks[1].language is None
     assert a.chunks[3].extra == {"keyframe_s": a.shots[3].keyframe_s, "face_count": 2}
