@@ -43,6 +43,7 @@ from understanding.domain.options import (
     VideoOptions,
     language_code,
 )
+from understanding.domain.visual import BodyPart, Box, ImageInfo, ImageOptions, TextLine
 
 __all__ = [
     "CATEGORIES",
@@ -50,12 +51,16 @@ __all__ = [
     "SPEECH_LANGUAGES",
     "Analysis",
     "AnalysisOptions",
+    "BodyPart",
+    "Box",
     "Cancelled",
     "CategoryResult",
     "Chunk",
     "Conflict",
     "Decision",
     "Evidence",
+    "ImageInfo",
+    "ImageOptions",
     "InvalidInput",
     "Job",
     "JobError",
@@ -76,6 +81,7 @@ __all__ = [
     "SpeechOptions",
     "SpeechTask",
     "Tag",
+    "TextLine",
     "Transcript",
     "Unauthenticated",
     "Unavailable",

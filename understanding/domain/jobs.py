@@ -54,6 +54,9 @@ class JobSpec:
                 "return_keyframes": video.return_keyframes,
                 "skip_audio": video.skip_audio,
             }
+        image = self.options.image
+        if image.skip_ocr or image.skip_nudity:  # absent when default: older hashes hold
+            options["image"] = {"skip_ocr": image.skip_ocr, "skip_nudity": image.skip_nudity}
         doc = {
             "modality": self.modality.value,
             "media_id": self.media_id,
