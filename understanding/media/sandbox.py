@@ -53,6 +53,7 @@ import numpy.typing as npt
 from understanding import domain
 from understanding.domain import Cancelled, InvalidInput, LimitExceeded, UnderstandingError, VideoInfo
 from understanding.media import audio as _audio
+from understanding.media import image as _image
 from understanding.media import video as _video
 
 __all__ = ["MediaDecoder", "SandboxSettings"]
@@ -66,6 +67,7 @@ _context_lock = threading.Lock()
 _context: Any = None
 _POLL_S = 0.2  # how often a waiting parent looks at the caller's `cancelled`
 _PROBE_CPU_S = 60  # a probe reads headers; a minute of CPU is already hostile
+_IMAGE_CPU_S = 120  # a 50-megapixel JPEG decodes in ~1 s; two minutes is a hostile file
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +181,23 @@ class MediaDecoder:
                     return
         finally:
             stream.close()  # kills the child if the caller stopped early
+
+    # ------------------------------------------------------------ images
+    def decode_image(
+        self,
+        path: pathlib.Path,
+        limits: _image.ImageLimits | None = None,
+        *,
+        cancelled: threading.Event | None = None,
+    ) -> _image.DecodedImage:
+        """`media.image.decode_image`: header checks, then the first frame, in a child."""
+        if not self.settings.isolate:
+            return _image.decode_image(path, limits)
+        _must_exist(path)
+        decoded: _image.DecodedImage = self._run(
+            "image", (str(path), limits), {}, cancelled=cancelled, cpu_s=_IMAGE_CPU_S
+        )
+        return decoded
 
     # ------------------------------------------------------------ plumbing
     def _run(
@@ -429,6 +448,10 @@ def _task_audio_offset_s(conn: Any, path: str) -> float:
     return _video.audio_offset_s(pathlib.Path(path))
 
 
+def _task_image(conn: Any, path: str, limits: _image.ImageLimits | None) -> _image.DecodedImage:
+    return _image.decode_image(pathlib.Path(path), limits)
+
+
 def _task_frames(conn: Any, path: str, **kwargs: Any) -> dict[str, Any]:
     stats = _video.DecodeStats()
     for frame in _video.sample_frames(pathlib.Path(path), stats=stats, **kwargs):
@@ -443,4 +466,5 @@ _TASKS: dict[str, Any] = {
     "probe_video": _task_probe_video,
     "audio_offset_s": _task_audio_offset_s,
     "frames": _task_frames,
+    "image": _task_image,
 }
