@@ -70,6 +70,7 @@ def analysis_options(header: pb.UploadHeader, *, video: bool) -> AnalysisOptions
     return AnalysisOptions(
         speech=speech_options(header.speech),
         video=codec.video_options_from_pb(header.video) if video else AnalysisOptions().video,
+        image=codec.image_options_from_pb(header.image),
     )
 
 

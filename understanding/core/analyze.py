@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 
 from understanding.domain import Analysis, InvalidInput, MediaRequest, Modality
+from understanding.pipelines.image import ImageInput, ImagePipeline
 from understanding.pipelines.speech import SpeechInput, SpeechPipeline
 from understanding.pipelines.text import TextInput, TextPipeline
 from understanding.pipelines.video import VideoInput, VideoPipeline
@@ -22,11 +23,18 @@ Progress = Callable[[str, float], None]
 
 class Analyzer:
     def __init__(
-        self, *, text: TextPipeline, speech: SpeechPipeline, video: VideoPipeline, sink: ResultSink | None
+        self,
+        *,
+        text: TextPipeline,
+        speech: SpeechPipeline,
+        video: VideoPipeline,
+        sink: ResultSink | None,
+        image: ImagePipeline | None = None,
     ) -> None:
         self._text = text
         self._speech = speech
         self._video = video
+        self._image = image
         self._sink = sink
 
     async def analyze(
@@ -87,8 +95,14 @@ class Analyzer:
         if request.modality is Modality.VIDEO:
             return await self._video.analyze(
                 tenant,
-                VideoInput(request.media_id, request.path, options.speech, options.video, request.metadata),
+                VideoInput(
+                    request.media_id, request.path, options.speech, options.video, request.metadata, options.image
+                ),
                 progress,
                 cancelled,
+            )
+        if request.modality is Modality.IMAGE and self._image is not None:
+            return await self._image.analyze(
+                tenant, ImageInput(request.media_id, request.path, options.image, request.metadata), progress, cancelled
             )
         raise InvalidInput(f"modality {request.modality.value} cannot be analyzed", field="spec.modality")

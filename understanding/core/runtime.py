@@ -23,6 +23,7 @@ from understanding.core.embedding import EmbeddingFactory, EmbeddingSwitch, Serv
 from understanding.core.media import MediaCatalog
 from understanding.core.reindex import OnlineReindex
 from understanding.core.search import Searcher
+from understanding.core.visual import VisualModelUnit, screening_settings
 from understanding.domain import JobState
 from understanding.faults import FaultInjector
 from understanding.jobs.blobs import BlobStore
@@ -33,9 +34,11 @@ from understanding.jobs.store import SqliteJobStore
 from understanding.media.sandbox import MediaDecoder, SandboxSettings
 from understanding.models.language import LanguageDetector
 from understanding.models.whisper import Transcriber, resolve_whisper_model
+from understanding.pipelines.image import ImagePipeline, ImageSettings
 from understanding.pipelines.speech import SpeechPipeline
 from understanding.pipelines.text import TextPipeline
 from understanding.pipelines.video import VideoPipeline, VideoSettings
+from understanding.pipelines.visual import FaceDetector
 from understanding.sinks.outbox import Outbox
 from understanding.sinks.relay import OutboxRelay
 from understanding.sinks.results import ResultSink
@@ -110,6 +113,7 @@ class Core:
         catalog: MediaCatalog | None,
         jobs: JobService | KafkaJobService | None,
         reindex: OnlineReindex | None,
+        visual: VisualModelUnit | None = None,
     ) -> None:
         self.settings = settings
         self.factory = factory
@@ -123,6 +127,7 @@ class Core:
         self.catalog = catalog
         self.jobs = jobs
         self.reindex = reindex
+        self.visual = visual
 
     @property
     def spool_dir(self) -> pathlib.Path:
@@ -196,6 +201,9 @@ class Core:
         speech = SpeechPipeline(
             transcriber=transcriber, text=text, max_duration_s=settings.max_media_duration_s, decoder=decoder
         )
+        visual = VisualModelUnit(settings, on_batch=telemetry.on_batch if telemetry is not None else None)
+        screening = screening_settings(settings)
+        faces = FaceDetector()  # one BlazeFace for video frames and images
         video = VideoPipeline(
             speech=speech,
             text=text,
@@ -205,8 +213,24 @@ class Core:
                 max_duration_s=settings.max_media_duration_s,
                 max_frames=settings.video_max_frames,
             ),
+            faces=faces,
+            models=visual.models,
+            screening=screening,
         )
-        analyzer = Analyzer(text=text, speech=speech, video=video, sink=sink)
+        image = ImagePipeline(
+            decoder=decoder,
+            text=text,
+            faces=faces,
+            models=visual.models,
+            settings=ImageSettings(
+                max_pixels=settings.image_max_pixels,
+                max_side=settings.image_max_side,
+                chunk_max_words=settings.chunk_max_words,
+                chunk_overlap_words=settings.chunk_overlap_words,
+            ),
+            screening=screening,
+        )
+        analyzer = Analyzer(text=text, speech=speech, video=video, image=image, sink=sink)
         blobs = BlobStore(settings.blob_path)
         searcher = catalog = jobs = reindex = None
         if role == "serve":
@@ -231,6 +255,7 @@ class Core:
             catalog=catalog,
             jobs=jobs,
             reindex=reindex,
+            visual=visual,
         )
 
     @staticmethod
@@ -257,6 +282,8 @@ class Core:
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         await self.embedding.current.batcher.start()
+        if self.visual is not None:
+            await self.visual.start()
         if self.sink is not None:
             await self.sink.start()
         if self.relay is not None:
@@ -265,12 +292,15 @@ class Core:
             await self.jobs.start()
 
     async def stop(self) -> None:
-        """Reverse order: jobs, reindex, batchers, sink, relay (flushes for up to 5 s), stores."""
+        """Reverse order: jobs, reindex, batchers (embedding, picture models), sink, relay (flushes for
+        up to 5 s), stores."""
         if self.jobs is not None:
             await self.jobs.stop()
         if self.reindex is not None:
             await self.reindex.stop()
         await self.embedding.current.batcher.stop()
+        if self.visual is not None:
+            await self.visual.stop()
         if self.sink is not None:
             await self.sink.stop()
         if self.relay is not None:
@@ -295,6 +325,8 @@ class Core:
     def batcher_queues(self) -> Mapping[str, int]:
         embed = self.embedding.current.batcher
         queues = {embed.name: embed.queued}
+        if self.visual is not None:
+            queues.update({b.name: b.queued for b in self.visual.batchers})
         if self.sink is not None:
             queues.update({b.name: b.queued for b in self.sink.batchers})
         return queues

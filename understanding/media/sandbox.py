@@ -160,15 +160,22 @@ class MediaDecoder:
         limits: _video.VideoLimits | None = None,
         stats: _video.DecodeStats | None = None,
         cancelled: threading.Event | None = None,
+        detail_max_side: int = 0,
     ) -> Iterator[_video.SampledFrame]:
         """`media.video.sample_frames`, frames streamed from the child; `stats` kept current."""
         if not self.settings.isolate:
             yield from _video.sample_frames(
-                path, sample_fps=sample_fps, width=width, limits=limits, stats=stats, cancelled=cancelled
+                path,
+                sample_fps=sample_fps,
+                width=width,
+                limits=limits,
+                stats=stats,
+                cancelled=cancelled,
+                detail_max_side=detail_max_side,
             )
             return
         _must_exist(path)
-        kwargs = {"sample_fps": sample_fps, "width": width, "limits": limits}
+        kwargs = {"sample_fps": sample_fps, "width": width, "limits": limits, "detail_max_side": detail_max_side}
         stream = self._messages("frames", (str(path),), kwargs, cancelled=cancelled)
         try:
             for message in stream:

@@ -570,13 +570,15 @@ def analyze_frames(
     keyframes: bool = False,
     keyframe_max_px: int = 320,
     on_frame: Callable[[float], None] | None = None,
+    on_sample: Callable[[SampledFrame, bool], None] | None = None,
 ) -> VisualResult:
     """One streaming pass: shots, their signals, tags and keyframes.
 
     `frames` are what `media.video.sample_frames` yields. `end_s` closes the last shot: a time, or a function of the
     last sample's time called once the frames ran out (default: one sample
     interval after the last sample).
-    `on_frame(t_s)` runs after each sample (progress, cancellation).
+    `on_frame(t_s)` runs after each sample (progress, cancellation); `on_sample(frame,
+    new_shot)` before its analysis, with whether it starts a shot (the moderation checks).
     Face detection is skipped on a sample that did not change since the
     previous one of the same shot (slides, still shots): the count carries over.
     """
@@ -599,6 +601,8 @@ def analyze_frames(
             shots.append(current.close(boundary, keyframes=keyframes, keyframe_max_px=keyframe_max_px))
             current = _OpenShot(current.index + 1, boundary)
             previous_thumb = None
+        if on_sample is not None:
+            on_sample(frame, current.totals.samples == 0)
         thumb = motion_thumbnail(image)
         motion = motion_between(previous_thumb, thumb) if previous_thumb is not None else None
         found = previous_faces if motion is not None and motion < 0.005 else faces.detect(image)
