@@ -356,8 +356,10 @@ class VideoPipeline:
             findings, [(s.start_s, s.end_s) for s in shots], max_lines=self._screening.max_lines_per_shot
         )
         # What is said, then what is shown as text; a shot with neither is described.
-        texts = ["\n".join(part for part in (said, found.ocr_text) if part) for said, found in zip(spoken, seen, strict=True)]
-        windows = [Window(text or shot.description, shot.start_s, shot.end_s) for shot, text in zip(shots, texts)]
+        texts = ["\n".join(p for p in (said, found.ocr_text) if p) for said, found in zip(spoken, seen, strict=True)]
+        windows = [
+            Window(text or shot.description, shot.start_s, shot.end_s) for shot, text in zip(shots, texts, strict=True)
+        ]
         # One call per shot so a long monologue's pieces map back to its shot; the micro-batcher batches them.
         embedded = await asyncio.gather(*(self._text.embed_windows([w]) for w in windows))
         chunks: list[Chunk] = []
