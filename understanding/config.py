@@ -43,7 +43,8 @@ class Settings:
         100, "Concurrent RPCs (HTTP/2 streams) one client connection may open (`grpc.max_concurrent_streams`)."
     )
     tenant_max_upload_streams: int = _setting(
-        32, "Concurrent upload RPCs (Transcribe, AnalyzeVideo, UploadMedia, SubmitJob) per tenant; 0 = no limit."
+        32, "Concurrent upload RPCs (Transcribe, AnalyzeVideo, AnalyzeImage, UploadMedia, SubmitJob) per tenant; "
+        "0 = no limit."
     )
     rate_limit_rps: float = _setting(0.0, "Per-tenant RPCs per second (token bucket); 0 = no rate limit.")
     rate_limit_burst: int = _setting(0, "Per-tenant burst above the rate (bucket size); 0 = max(1, rate_limit_rps).")
@@ -206,6 +207,55 @@ class Settings:
         60.0,
         "On SIGTERM, how long live streams get to finish (last decode, indexing, summary) before the "
         "server stops; then shutdown_grace_s for the other RPCs.",
+    )
+    # --- images and frames (moderation models)
+    image_max_pixels: int = _setting(
+        50_000_000,
+        "Largest image accepted, in pixels (width*height as its header states); larger ones are refused before "
+        "any pixel is decoded (RESOURCE_EXHAUSTED, field `image.resolution`).",
+    )
+    image_max_side: int = _setting(
+        4096, "Images are decoded (JPEG: straight at 1/2-1/8 scale) to at most this long side for the models."
+    )
+    nudity_model: str = _setting(
+        "open-nsfw",
+        "`open-nsfw` (Yahoo open_nsfw, BSD-2-Clause weights: one score per picture), `nudenet` (NudeNet 320n: "
+        "body parts with boxes; AGPL-3.0, an optional extra: `UNDERSTANDING_EXTRAS=nudity make setup`), or `off`.",
+    )
+    ocr_model: str = _setting("pp-ocrv4", "`pp-ocrv4` (PP-OCRv4 mobile from rapidocr-onnxruntime, Apache-2.0) or `off`.")
+    visual_model_threads: int = _setting(
+        0, "Intra-op threads of each picture model (nudity, OCR); 0 = ONNX Runtime's default (one per core)."
+    )
+    nudity_max_batch: int = _setting(8, "Nudity micro-batcher: most pictures per forward pass.")
+    ocr_box_threshold: float = _setting(
+        0.5,
+        "OCR gate: mean text probability a detected region needs to be read at all (higher: fewer regions, "
+        "less recognition work, small or faint text missed).",
+    )
+    ocr_min_line_score: float = _setting(0.5, "OCR lines with a lower mean character confidence are dropped.")
+    ocr_max_lines: int = _setting(
+        64, "Most text lines read per image or frame (the most confident, largest first): bounds a frame full of text."
+    )
+    frame_nudity_interval_s: float = _setting(
+        1.0, "Video: a shot's first sampled frame, then one every this many seconds, go through the nudity model."
+    )
+    frame_ocr_interval_s: float = _setting(
+        2.0,
+        "Video: a shot's first sampled frame, then one every this many seconds, go through OCR, unless the frame "
+        "is nearly identical to the last one read in the shot (see frame_ocr_reuse_max_change).",
+    )
+    frame_ocr_reuse_max_change: float = _setting(
+        0.03,
+        "Video: a frame whose 64x36 grey thumbnail differs from the last frame read in its shot by less than this "
+        "(mean absolute change, 0..1) is not read again: its text is already there.",
+    )
+    frame_detail_max_side: int = _setting(
+        1280,
+        "Video: the picture models see sampled frames at up to this long side (on-screen text is unreadable at "
+        "the 320 px analysis size); boxes are reported in the video's pixels.",
+    )
+    nudity_signal_min_score: float = _setting(
+        0.1, "Nudity scores below this are not passed to moderation as signals (they stay in the analysis)."
     )
     # --- vector store
     qdrant_url: str = _setting("", "Remote Qdrant URL; empty uses the embedded store.")

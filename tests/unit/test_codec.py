@@ -15,7 +15,11 @@ from understanding.domain import (
     SPEECH_LANGUAGES,
     Analysis,
     AnalysisOptions,
+    BodyPart,
+    Box,
     Chunk,
+    ImageInfo,
+    ImageOptions,
     InvalidInput,
     Job,
     JobError,
@@ -28,6 +32,7 @@ from understanding.domain import (
     Shot,
     SpeechOptions,
     Tag,
+    TextLine,
     Transcript,
     VideoInfo,
     VideoOptions,
@@ -50,7 +55,24 @@ def _analysis() -> Analysis:
             language=Language("en", 0.75), duration_s=1.0, task="transcribe", model=ModelRef("whisper", "base"),
         ),
         video=VideoInfo(2.0, 25.0, 64, 48, "h264", True, 50, 4),
-        shots=(Shot(0, 0.0, 2.0, 1.0, (Tag("x.y", "x", 0.5),), 1, "goal", b"\xff\xd8jpeg"),),
+        shots=(Shot(0, 0.0, 2.0, 1.0, (Tag("x.y", "x", 0.5),), 1, "goal", b"\xff\xd8jpeg", ocr_text="CALL 555",
+                    nudity_score=0.25, nudity_frame_s=1.5, text_lines=(TextLine("CALL 555", 0.75, Box(1, 2, 30, 8), 1.5),),
+                    nudity_parts=(BodyPart("FACE_FEMALE", 0.5, Box(4, 4, 16, 16), 1.5),)),),
+        visual_models=(ModelRef("open-nsfw", "0.1.0+ab"), ModelRef("pp-ocrv4-mobile", "1.4.4+cd")),
+    )  # fmt: skip
+
+
+def _image_analysis() -> Analysis:
+    line = TextLine("Lighthouse keepers", 0.875, Box(10.5, 20.25, 300.0, 24.0))
+    part = BodyPart("FACE_FEMALE", 0.625, Box(40, 50, 60, 70))
+    return Analysis(
+        tenant="t", media_id="img-1", modality=Modality.IMAGE, language=Language("en", 0.5), tags=(),
+        chunks=(Chunk(index=0, text="Lighthouse keepers", embedding=np.ones(4, np.float32) / 2,
+                      extra={"ocr_text": "Lighthouse keepers", "nudity_score": 0.0625}),),
+        embedding_model=ModelRef("mini", "1"), created_at=3.0, version=3_000_000,
+        image=ImageInfo(640, 360, "jpeg", "CMYK", frame_count=3, face_count=1, nudity_score=0.0625,
+                        nudity_parts=(part,), ocr_text="Lighthouse keepers", text_lines=(line,)),
+        visual_models=(ModelRef("nudenet-320n", "3.4.2+ef"),),
     )  # fmt: skip
 
 
@@ -63,6 +85,34 @@ def test_public_analysis_round_trips_with_embeddings_and_keyframes() -> None:
     assert back.chunks[0].text == expected_chunk.text and back.chunks[0].tags == expected_chunk.tags
     assert back.shots == analysis.shots and back.transcript == analysis.transcript and back.video == analysis.video
     assert (back.tenant, back.media_id, back.version, back.metadata) == ("t", "m", 12_500_000, {"k": "v"})
+
+
+def test_images_and_visual_findings_round_trip_publicly_and_in_records() -> None:
+    image = _image_analysis()
+    public = codec.analysis_pb(image)
+    assert public.modality == codec.MODALITY_TO_PROTO[Modality.IMAGE] and public.image.color_mode == "CMYK"
+    back = codec.analysis_from_pb(public)
+    assert back.image == image.image and back.visual_models == image.visual_models
+    _, exact = records.decode_result(records.encode_result(_job(), image))
+    assert exact.image == image.image and exact.visual_models == image.visual_models
+    assert exact.chunks[0].extra == {"ocr_text": "Lighthouse keepers", "nudity_score": 0.0625}
+    video = _analysis()
+    assert codec.analysis_from_pb(codec.analysis_pb(video)).image is None
+    _, exact_video = records.decode_result(records.encode_result(_job(), video))
+    assert exact_video.shots[0].text_lines == video.shots[0].text_lines
+    assert exact_video.shots[0].nudity_parts == video.shots[0].nudity_parts
+
+
+def test_image_options_travel_in_job_records_and_change_the_fingerprint_only_when_set() -> None:
+    plain = _job().spec
+    skipping = JobSpec(**{**{f: getattr(plain, f) for f in JobSpec.__slots__},
+                          "options": AnalysisOptions(plain.options.speech, plain.options.video, ImageOptions(skip_ocr=True))})  # fmt: skip
+    assert records.job_spec_from_record(records.job_spec_record(skipping)).options.image == ImageOptions(skip_ocr=True)
+    assert skipping.fingerprint() != plain.fingerprint()
+    # Default image options leave the hashed document as earlier releases wrote it.
+    assert plain.fingerprint() == JobSpec(**{**{f: getattr(plain, f) for f in JobSpec.__slots__},
+                                             "options": AnalysisOptions(plain.options.speech, plain.options.video)}).fingerprint()  # fmt: skip
+    assert codec.image_options_from_pb(codec.image_options_pb(ImageOptions(True, True))) == ImageOptions(True, True)
 
 
 def test_speech_options_cross_the_edge_both_ways() -> None:

@@ -76,6 +76,8 @@ def _hit_pb(point: StoredPoint, *, matched: tuple[str, ...] = (), group_hits: in
         decision=_decision_pb(p.get("moderation_decision")),
         moderation_categories=[str(c) for c in p.get("moderation_categories") or ()],
         chunk_moderation_categories=[str(c) for c in p.get("chunk_moderation_categories") or ()],
+        ocr_text=str(p.get("ocr_text", "")),
+        nudity_score=float(p.get("nudity_score", 0.0)),
     )
     if with_vector and point.vector is not None:
         hit.vector.extend(float(x) for x in point.vector)
@@ -223,6 +225,12 @@ class UnderstandingServicer:
             )
         )
 
+    async def AnalyzeImage(self, requests: AsyncIterator[pb.UploadRequest], call: Call) -> pb.AnalyzeImageResponse:
+        analysis, header = await self._analyze_upload(requests, call, Modality.IMAGE, "img-")
+        return pb.AnalyzeImageResponse(
+            analysis=codec.analysis_pb(analysis, with_embeddings=header.text.return_embeddings)
+        )
+
     # ------------------------------------------------------------ jobs
     async def UploadMedia(self, requests: AsyncIterator[pb.UploadRequest], call: Call) -> pb.UploadMediaResponse:
         ports = self._ports
@@ -289,7 +297,9 @@ class UnderstandingServicer:
 
     def _job_spec(self, spec: pb.JobSpec) -> JobSpec:
         if spec.modality not in codec.MODALITY_FROM_PROTO:
-            raise InvalidInput("must be MODALITY_TEXT, MODALITY_SPEECH or MODALITY_VIDEO", field="spec.modality")
+            raise InvalidInput(
+                "must be MODALITY_TEXT, MODALITY_SPEECH, MODALITY_VIDEO or MODALITY_IMAGE", field="spec.modality"
+            )
         modality = codec.MODALITY_FROM_PROTO[spec.modality]
         if spec.idempotency_key and (len(spec.idempotency_key) > 128 or not spec.idempotency_key.isprintable()):
             raise InvalidInput("must be at most 128 printable characters", field="spec.idempotency_key")

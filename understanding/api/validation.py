@@ -71,6 +71,7 @@ def analysis_options(header: pb.UploadHeader, *, video: bool) -> AnalysisOptions
         speech=speech_options(header.speech),
         video=codec.video_options_from_pb(header.video) if video else AnalysisOptions().video,
         moderation=codec.moderation_options_from_pb(header.moderation),
+        image=codec.image_options_from_pb(header.image),
     )
 
 

@@ -14,10 +14,14 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from understanding.domain import (
     Analysis,
+    BodyPart,
+    Box,
     CategoryResult,
     Chunk,
     Decision,
     Evidence,
+    ImageInfo,
+    ImageOptions,
     InvalidInput,
     Job,
     Language,
@@ -29,6 +33,7 @@ from understanding.domain import (
     Shot,
     SpeechOptions,
     Tag,
+    TextLine,
     Transcript,
     VideoInfo,
     VideoOptions,
@@ -45,6 +50,7 @@ MODALITY_TO_PROTO = {
     Modality.TEXT: common_pb2.MODALITY_TEXT,
     Modality.SPEECH: common_pb2.MODALITY_SPEECH,
     Modality.VIDEO: common_pb2.MODALITY_VIDEO,
+    Modality.IMAGE: common_pb2.MODALITY_IMAGE,
 }
 MODALITY_FROM_PROTO = {v: k for k, v in MODALITY_TO_PROTO.items()}
 
@@ -125,6 +131,33 @@ def video_pb(info: VideoInfo) -> common_pb2.VideoInfo:
     )
 
 
+def box_pb(box: Box) -> common_pb2.Box:
+    return common_pb2.Box(x=box.x, y=box.y, width=box.width, height=box.height)
+
+
+def text_line_pb(line: TextLine) -> common_pb2.TextLine:
+    return common_pb2.TextLine(text=line.text, score=line.score, box=box_pb(line.box), frame_s=line.frame_s)
+
+
+def body_part_pb(part: BodyPart) -> common_pb2.BodyPart:
+    return common_pb2.BodyPart(label=part.label, score=part.score, box=box_pb(part.box), frame_s=part.frame_s)
+
+
+def image_pb(info: ImageInfo) -> common_pb2.ImageInfo:
+    return common_pb2.ImageInfo(
+        width=info.width,
+        height=info.height,
+        format=info.format,
+        color_mode=info.color_mode,
+        frame_count=info.frame_count,
+        face_count=info.face_count,
+        nudity_score=info.nudity_score,
+        nudity_parts=[body_part_pb(p) for p in info.nudity_parts],
+        ocr_text=info.ocr_text,
+        text_lines=[text_line_pb(line) for line in info.text_lines],
+    )
+
+
 def shot_pb(shot: Shot, *, with_keyframe: bool) -> common_pb2.Shot:
     return common_pb2.Shot(
         index=shot.index,
@@ -135,6 +168,11 @@ def shot_pb(shot: Shot, *, with_keyframe: bool) -> common_pb2.Shot:
         tags=tags_pb(shot.tags),
         transcript_text=shot.transcript_text,
         face_count=shot.face_count,
+        ocr_text=shot.ocr_text,
+        nudity_score=shot.nudity_score,
+        nudity_frame_s=shot.nudity_frame_s,
+        text_lines=[text_line_pb(line) for line in shot.text_lines],
+        nudity_parts=[body_part_pb(p) for p in shot.nudity_parts],
     )
 
 
@@ -152,7 +190,10 @@ def analysis_pb(
         version=analysis.version,
         metadata=dict(analysis.metadata),
         shots=[shot_pb(s, with_keyframe=with_keyframes) for s in analysis.shots],
+        visual_models=[model_pb(m) for m in analysis.visual_models],
     )
+    if analysis.image is not None:
+        msg.image.CopyFrom(image_pb(analysis.image))
     if analysis.language is not None:
         msg.language.CopyFrom(language_pb(analysis.language))
     if analysis.transcript is not None:
@@ -272,6 +313,33 @@ def transcript_from_pb(msg: common_pb2.Transcript) -> Transcript:
     )
 
 
+def box_from_pb(msg: common_pb2.Box) -> Box:
+    return Box(msg.x, msg.y, msg.width, msg.height)
+
+
+def text_line_from_pb(msg: common_pb2.TextLine) -> TextLine:
+    return TextLine(text=msg.text, score=msg.score, box=box_from_pb(msg.box), frame_s=msg.frame_s)
+
+
+def body_part_from_pb(msg: common_pb2.BodyPart) -> BodyPart:
+    return BodyPart(label=msg.label, score=msg.score, box=box_from_pb(msg.box), frame_s=msg.frame_s)
+
+
+def image_from_pb(msg: common_pb2.ImageInfo) -> ImageInfo:
+    return ImageInfo(
+        width=msg.width,
+        height=msg.height,
+        format=msg.format,
+        color_mode=msg.color_mode,
+        frame_count=msg.frame_count,
+        face_count=msg.face_count,
+        nudity_score=msg.nudity_score,
+        nudity_parts=tuple(body_part_from_pb(p) for p in msg.nudity_parts),
+        ocr_text=msg.ocr_text,
+        text_lines=tuple(text_line_from_pb(line) for line in msg.text_lines),
+    )
+
+
 def analysis_from_pb(msg: common_pb2.Analysis) -> Analysis:
     """The inverse of `analysis_pb(..., with_embeddings=True, with_keyframes=True)`, up to what
     the public message leaves out (the chunks' extra payload: see `codec.records`)."""
@@ -314,10 +382,17 @@ def analysis_from_pb(msg: common_pb2.Analysis) -> Analysis:
                 face_count=s.face_count,
                 transcript_text=s.transcript_text,
                 keyframe_jpeg=s.keyframe_jpeg,
+                ocr_text=s.ocr_text,
+                nudity_score=s.nudity_score,
+                nudity_frame_s=s.nudity_frame_s,
+                text_lines=tuple(text_line_from_pb(line) for line in s.text_lines),
+                nudity_parts=tuple(body_part_from_pb(p) for p in s.nudity_parts),
             )
             for s in msg.shots
         ),
         moderation=moderation_from_pb(msg.moderation) if msg.HasField("moderation") else None,
+        image=image_from_pb(msg.image) if msg.HasField("image") else None,
+        visual_models=tuple(model_from_pb(m) for m in msg.visual_models),
     )
 
 
@@ -507,3 +582,11 @@ def moderation_options_from_pb(msg: understanding_pb2.ModerationOptions) -> Mode
 
 def moderation_options_pb(options: ModerationOptions) -> understanding_pb2.ModerationOptions:
     return understanding_pb2.ModerationOptions(policy=options.policy or "", redact_pii=options.redact_pii)
+
+
+def image_options_from_pb(msg: understanding_pb2.ImageOptions) -> ImageOptions:
+    return ImageOptions(skip_ocr=msg.skip_ocr, skip_nudity=msg.skip_nudity)
+
+
+def image_options_pb(options: ImageOptions) -> understanding_pb2.ImageOptions:
+    return understanding_pb2.ImageOptions(skip_ocr=options.skip_ocr, skip_nudity=options.skip_nudity)

@@ -19,10 +19,13 @@ from understanding import codec
 from understanding.domain import (
     Analysis,
     AnalysisOptions,
+    BodyPart,
+    Box,
     CategoryResult,
     Chunk,
     Decision,
     Evidence,
+    ImageInfo,
     Job,
     JobError,
     JobSpec,
@@ -36,6 +39,7 @@ from understanding.domain import (
     Signal,
     SpeechOptions,
     Tag,
+    TextLine,
     Transcript,
     VideoInfo,
     VideoOptions,
@@ -57,6 +61,7 @@ def job_spec_record(spec: JobSpec) -> records_pb2.JobSpecRecord:
         speech=codec.speech_options_pb(spec.options.speech),
         video=codec.video_options_pb(spec.options.video),
         moderation=codec.moderation_options_pb(spec.options.moderation),
+        image=codec.image_options_pb(spec.options.image),
     )
 
 
@@ -72,6 +77,7 @@ def job_spec_from_record(msg: records_pb2.JobSpecRecord) -> JobSpec:
             speech=codec.speech_options_from_pb(msg.speech),
             video=codec.video_options_from_pb(msg.video),
             moderation=codec.moderation_options_from_pb(msg.moderation),
+            image=codec.image_options_from_pb(msg.image),
         ),
         metadata=dict(msg.metadata),
     )
@@ -153,6 +159,60 @@ def _language_from(msg: records_pb2.LanguageRecord) -> Language:
     return Language(code=msg.code, probability=msg.probability)
 
 
+def _box_record(b: Box) -> records_pb2.BoxRecord:
+    return records_pb2.BoxRecord(x=b.x, y=b.y, width=b.width, height=b.height)
+
+
+def _box_from(b: records_pb2.BoxRecord) -> Box:
+    return Box(b.x, b.y, b.width, b.height)
+
+
+def _line_record(line: TextLine) -> records_pb2.TextLineRecord:
+    return records_pb2.TextLineRecord(text=line.text, score=line.score, box=_box_record(line.box), frame_s=line.frame_s)
+
+
+def _line_from(r: records_pb2.TextLineRecord) -> TextLine:
+    return TextLine(text=r.text, score=r.score, box=_box_from(r.box), frame_s=r.frame_s)
+
+
+def _part_record(part: BodyPart) -> records_pb2.BodyPartRecord:
+    return records_pb2.BodyPartRecord(label=part.label, score=part.score, box=_box_record(part.box), frame_s=part.frame_s)
+
+
+def _part_from(r: records_pb2.BodyPartRecord) -> BodyPart:
+    return BodyPart(label=r.label, score=r.score, box=_box_from(r.box), frame_s=r.frame_s)
+
+
+def _image_record(i: ImageInfo) -> records_pb2.ImageRecord:
+    return records_pb2.ImageRecord(
+        width=i.width,
+        height=i.height,
+        format=i.format,
+        color_mode=i.color_mode,
+        frame_count=i.frame_count,
+        face_count=i.face_count,
+        nudity_score=i.nudity_score,
+        nudity_parts=[_part_record(p) for p in i.nudity_parts],
+        ocr_text=i.ocr_text,
+        text_lines=[_line_record(line) for line in i.text_lines],
+    )
+
+
+def _image_from(r: records_pb2.ImageRecord) -> ImageInfo:
+    return ImageInfo(
+        width=r.width,
+        height=r.height,
+        format=r.format,
+        color_mode=r.color_mode,
+        frame_count=r.frame_count,
+        face_count=r.face_count,
+        nudity_score=r.nudity_score,
+        nudity_parts=tuple(_part_from(p) for p in r.nudity_parts),
+        ocr_text=r.ocr_text,
+        text_lines=tuple(_line_from(line) for line in r.text_lines),
+    )
+
+
 def analysis_record(a: Analysis) -> records_pb2.AnalysisRecord:
     msg = records_pb2.AnalysisRecord(
         tenant=a.tenant,
@@ -187,10 +247,18 @@ def analysis_record(a: Analysis) -> records_pb2.AnalysisRecord:
                 face_count=s.face_count,
                 transcript_text=s.transcript_text,
                 keyframe_jpeg=s.keyframe_jpeg,
+                ocr_text=s.ocr_text,
+                nudity_score=s.nudity_score,
+                nudity_frame_s=s.nudity_frame_s,
+                text_lines=[_line_record(line) for line in s.text_lines],
+                nudity_parts=[_part_record(p) for p in s.nudity_parts],
             )
             for s in a.shots
         ],
+        visual_models=[codec.model_pb(m) for m in a.visual_models],
     )
+    if a.image is not None:
+        msg.image.CopyFrom(_image_record(a.image))
     if a.transcript is not None:
         t = a.transcript
         msg.transcript.CopyFrom(
@@ -305,6 +373,11 @@ def analysis_from_record(msg: records_pb2.AnalysisRecord) -> Analysis:
                 face_count=s.face_count,
                 transcript_text=s.transcript_text,
                 keyframe_jpeg=s.keyframe_jpeg,
+                ocr_text=s.ocr_text,
+                nudity_score=s.nudity_score,
+                nudity_frame_s=s.nudity_frame_s,
+                text_lines=tuple(_line_from(line) for line in s.text_lines),
+                nudity_parts=tuple(_part_from(p) for p in s.nudity_parts),
             )
             for s in msg.shots
         ),
@@ -313,6 +386,8 @@ def analysis_from_record(msg: records_pb2.AnalysisRecord) -> Analysis:
             for x in msg.signals
         ),
         moderation=_moderation_from(msg.moderation) if msg.HasField("moderation") else None,
+        image=_image_from(msg.image) if msg.HasField("image") else None,
+        visual_models=tuple(codec.model_from_pb(m) for m in msg.visual_models),
     )
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from understanding.core.moderate import Moderator
 from understanding.domain import Analysis, InvalidInput, MediaRequest, Modality, ModerationOptions
+from understanding.pipelines.image import ImageInput, ImagePipeline
 from understanding.pipelines.speech import SpeechInput, SpeechPipeline
 from understanding.pipelines.text import TextInput, TextPipeline
 from understanding.pipelines.video import VideoInput, VideoPipeline
@@ -30,10 +31,12 @@ class Analyzer:
         video: VideoPipeline,
         sink: ResultSink | None,
         moderator: Moderator | None = None,
+        image: ImagePipeline | None = None,
     ) -> None:
         self._text = text
         self._speech = speech
         self._video = video
+        self._image = image
         self._sink = sink
         self.moderator = moderator
 
@@ -107,8 +110,14 @@ class Analyzer:
         if request.modality is Modality.VIDEO:
             return await self._video.analyze(
                 tenant,
-                VideoInput(request.media_id, request.path, options.speech, options.video, request.metadata),
+                VideoInput(
+                    request.media_id, request.path, options.speech, options.video, request.metadata, options.image
+                ),
                 progress,
                 cancelled,
+            )
+        if request.modality is Modality.IMAGE and self._image is not None:
+            return await self._image.analyze(
+                tenant, ImageInput(request.media_id, request.path, options.image, request.metadata), progress, cancelled
             )
         raise InvalidInput(f"modality {request.modality.value} cannot be analyzed", field="spec.modality")

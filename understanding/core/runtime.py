@@ -25,6 +25,7 @@ from understanding.core.media import MediaCatalog
 from understanding.core.moderate import Moderator
 from understanding.core.reindex import OnlineReindex
 from understanding.core.search import Searcher
+from understanding.core.visual import VisualModelUnit, screening_settings
 from understanding.domain import JobState
 from understanding.faults import FaultInjector
 from understanding.jobs.blobs import BlobStore
@@ -37,12 +38,14 @@ from understanding.media.sandbox import MediaDecoder, SandboxSettings
 from understanding.models.language import LanguageDetector
 from understanding.models.offensive import ProfanityCheckModel
 from understanding.models.whisper import Transcriber, resolve_whisper_model
+from understanding.pipelines.image import ImagePipeline, ImageSettings
 from understanding.pipelines.live import AsrSettings, EndpointSettings, LiveSettings
 from understanding.pipelines.policy import PolicyError, PolicySet, load_policy
 from understanding.pipelines.speech import SpeechPipeline
 from understanding.pipelines.text import TextPipeline
 from understanding.pipelines.text_signals import TextSignals
 from understanding.pipelines.video import VideoPipeline, VideoSettings
+from understanding.pipelines.visual import FaceDetector
 from understanding.sinks.outbox import Outbox
 from understanding.sinks.relay import OutboxRelay
 from understanding.sinks.results import ResultSink
@@ -126,6 +129,7 @@ class Core:
         jobs: JobService | KafkaJobService | None,
         reindex: OnlineReindex | None,
         live: LiveStreams | None = None,
+        visual: VisualModelUnit | None = None,
     ) -> None:
         self.settings = settings
         self.factory = factory
@@ -140,6 +144,7 @@ class Core:
         self.jobs = jobs
         self.reindex = reindex
         self.live = live
+        self.visual = visual
 
     @property
     def spool_dir(self) -> pathlib.Path:
@@ -219,6 +224,9 @@ class Core:
         speech = SpeechPipeline(
             transcriber=transcriber, text=text, max_duration_s=settings.max_media_duration_s, decoder=decoder
         )
+        visual = VisualModelUnit(settings, on_batch=telemetry.on_batch if telemetry is not None else None)
+        screening = screening_settings(settings)
+        faces = FaceDetector()  # one BlazeFace for video frames and images
         video = VideoPipeline(
             speech=speech,
             text=text,
@@ -228,13 +236,29 @@ class Core:
                 max_duration_s=settings.max_media_duration_s,
                 max_frames=settings.video_max_frames,
             ),
+            faces=faces,
+            models=visual.models,
+            screening=screening,
         )
         moderator = None
         if policies is not None:
             offensive = ProfanityCheckModel()
             offensive.warm_up()
             moderator = Moderator(policies=policies, signals=TextSignals(offensive=offensive), text=text)
-        analyzer = Analyzer(text=text, speech=speech, video=video, sink=sink, moderator=moderator)
+        image = ImagePipeline(
+            decoder=decoder,
+            text=text,
+            faces=faces,
+            models=visual.models,
+            settings=ImageSettings(
+                max_pixels=settings.image_max_pixels,
+                max_side=settings.image_max_side,
+                chunk_max_words=settings.chunk_max_words,
+                chunk_overlap_words=settings.chunk_overlap_words,
+            ),
+            screening=screening,
+        )
+        analyzer = Analyzer(text=text, speech=speech, video=video, image=image, sink=sink, moderator=moderator)
         blobs = BlobStore(settings.blob_path)
         searcher = catalog = jobs = reindex = live = None
         if role == "serve":
@@ -261,6 +285,7 @@ class Core:
             jobs=jobs,
             reindex=reindex,
             live=live,
+            visual=visual,
         )
 
     @staticmethod
@@ -287,6 +312,8 @@ class Core:
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         await self.embedding.current.batcher.start()
+        if self.visual is not None:
+            await self.visual.start()
         if self.sink is not None:
             await self.sink.start()
         if self.relay is not None:
@@ -295,12 +322,15 @@ class Core:
             await self.jobs.start()
 
     async def stop(self) -> None:
-        """Reverse order: jobs, reindex, batchers, sink, relay (flushes for up to 5 s), stores."""
+        """Reverse order: jobs, reindex, batchers (embedding, picture models), sink, relay (flushes for
+        up to 5 s), stores."""
         if self.jobs is not None:
             await self.jobs.stop()
         if self.reindex is not None:
             await self.reindex.stop()
         await self.embedding.current.batcher.stop()
+        if self.visual is not None:
+            await self.visual.stop()
         if self.sink is not None:
             await self.sink.stop()
         if self.relay is not None:
@@ -325,6 +355,8 @@ class Core:
     def batcher_queues(self) -> Mapping[str, int]:
         embed = self.embedding.current.batcher
         queues = {embed.name: embed.queued}
+        if self.visual is not None:
+            queues.update({b.name: b.queued for b in self.visual.batchers})
         if self.sink is not None:
             queues.update({b.name: b.queued for b in self.sink.batchers})
         return queues

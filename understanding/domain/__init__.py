@@ -66,6 +66,7 @@ from understanding.domain.options import (
     VideoOptions,
     language_code,
 )
+from understanding.domain.visual import BodyPart, Box, ImageInfo, ImageOptions, TextLine
 
 __all__ = [
     "CATEGORIES",
@@ -86,12 +87,16 @@ __all__ = [
     "SPEECH_LANGUAGES",
     "Analysis",
     "AnalysisOptions",
+    "BodyPart",
+    "Box",
     "Cancelled",
     "CategoryResult",
     "Chunk",
     "Conflict",
     "Decision",
     "Evidence",
+    "ImageInfo",
+    "ImageOptions",
     "InvalidInput",
     "Job",
     "JobError",
@@ -113,6 +118,7 @@ __all__ = [
     "SpeechOptions",
     "SpeechTask",
     "Tag",
+    "TextLine",
     "Transcript",
     "Unauthenticated",
     "Unavailable",

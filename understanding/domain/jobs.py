@@ -58,6 +58,9 @@ class JobSpec:
         moderation = self.options.moderation
         if moderation.policy is not None or moderation.redact_pii:  # absent when default: older hashes hold
             options["moderation"] = {"policy": moderation.policy or "", "redact_pii": moderation.redact_pii}
+        image = self.options.image
+        if image.skip_ocr or image.skip_nudity:  # absent when default: older hashes hold
+            options["image"] = {"skip_ocr": image.skip_ocr, "skip_nudity": image.skip_nudity}
         doc = {
             "modality": self.modality.value,
             "media_id": self.media_id,

@@ -13,6 +13,7 @@ import numpy.typing as npt
 
 if TYPE_CHECKING:
     from understanding.domain.moderation import Moderation, Signal
+    from understanding.domain.visual import BodyPart, ImageInfo, TextLine
 
 Vector = npt.NDArray[np.float32]
 
@@ -25,6 +26,7 @@ class Modality(enum.Enum):
     TEXT = "text"
     SPEECH = "speech"
     VIDEO = "video"
+    IMAGE = "image"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +120,13 @@ class Shot:
     face_count: int = 0
     transcript_text: str = ""
     keyframe_jpeg: bytes = b""
+    # What the moderation models saw on the shot's sampled frames (domain/visual.py): the text
+    # read on screen (joined into the shot's chunk text), and the best nudity score with its frame.
+    ocr_text: str = ""
+    nudity_score: float = 0.0
+    nudity_frame_s: float = 0.0
+    text_lines: tuple[TextLine, ...] = ()
+    nudity_parts: tuple[BodyPart, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +150,10 @@ class Analysis:
     # (the analyze use case fills it). Typed in domain/moderation.py.
     signals: tuple[Signal, ...] = ()
     moderation: Moderation | None = None
+    # An image's facts and findings (modality IMAGE), and the picture models that looked at
+    # the media (nudity, OCR), so a re-analysis can be planned when one changes.
+    image: ImageInfo | None = None
+    visual_models: tuple[ModelRef, ...] = ()
 
 
 def point_id(tenant: str, media_id: str, modality: Modality, chunk_index: int) -> str:

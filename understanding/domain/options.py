@@ -15,6 +15,7 @@ from typing import Literal
 from understanding.domain.errors import InvalidInput
 from understanding.domain.media import Modality
 from understanding.domain.moderation import ModerationOptions
+from understanding.domain.visual import ImageOptions
 
 # ISO 639-1 codes (plus haw, yue) that Whisper transcribes; tests check this
 # list against faster-whisper's own so it cannot drift.
@@ -85,6 +86,7 @@ class AnalysisOptions:
     speech: SpeechOptions = field(default_factory=SpeechOptions)
     video: VideoOptions = field(default_factory=VideoOptions)
     moderation: ModerationOptions = field(default_factory=ModerationOptions)
+    image: ImageOptions = field(default_factory=ImageOptions)  # images, and a video's frames
 
 
 @dataclass(frozen=True, slots=True)

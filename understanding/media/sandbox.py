@@ -53,6 +53,7 @@ import numpy.typing as npt
 from understanding import domain
 from understanding.domain import Cancelled, InvalidInput, LimitExceeded, UnderstandingError, VideoInfo
 from understanding.media import audio as _audio
+from understanding.media import image as _image
 from understanding.media import live as _live
 from understanding.media import video as _video
 
@@ -67,6 +68,7 @@ _context_lock = threading.Lock()
 _context: Any = None
 _POLL_S = 0.2  # how often a waiting parent looks at the caller's `cancelled`
 _PROBE_CPU_S = 60  # a probe reads headers; a minute of CPU is already hostile
+_IMAGE_CPU_S = 120  # a 50-megapixel JPEG decodes in ~1 s; two minutes is a hostile file
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,15 +161,22 @@ class MediaDecoder:
         limits: _video.VideoLimits | None = None,
         stats: _video.DecodeStats | None = None,
         cancelled: threading.Event | None = None,
+        detail_max_side: int = 0,
     ) -> Iterator[_video.SampledFrame]:
         """`media.video.sample_frames`, frames streamed from the child; `stats` kept current."""
         if not self.settings.isolate:
             yield from _video.sample_frames(
-                path, sample_fps=sample_fps, width=width, limits=limits, stats=stats, cancelled=cancelled
+                path,
+                sample_fps=sample_fps,
+                width=width,
+                limits=limits,
+                stats=stats,
+                cancelled=cancelled,
+                detail_max_side=detail_max_side,
             )
             return
         _must_exist(path)
-        kwargs = {"sample_fps": sample_fps, "width": width, "limits": limits}
+        kwargs = {"sample_fps": sample_fps, "width": width, "limits": limits, "detail_max_side": detail_max_side}
         stream = self._messages("frames", (str(path),), kwargs, cancelled=cancelled)
         try:
             for message in stream:
@@ -185,6 +194,23 @@ class MediaDecoder:
     def stream_decoder(self, limits: _live.FrameLimits, *, opus: bool) -> StreamDecoder:
         """A decoder for one live stream's frames (and Opus packets): one child for the whole stream."""
         return StreamDecoder(self.settings, limits, opus=opus)
+
+    # ------------------------------------------------------------ images
+    def decode_image(
+        self,
+        path: pathlib.Path,
+        limits: _image.ImageLimits | None = None,
+        *,
+        cancelled: threading.Event | None = None,
+    ) -> _image.DecodedImage:
+        """`media.image.decode_image`: header checks, then the first frame, in a child."""
+        if not self.settings.isolate:
+            return _image.decode_image(path, limits)
+        _must_exist(path)
+        decoded: _image.DecodedImage = self._run(
+            "image", (str(path), limits), {}, cancelled=cancelled, cpu_s=_IMAGE_CPU_S
+        )
+        return decoded
 
     # ------------------------------------------------------------ plumbing
     def _run(
@@ -579,6 +605,10 @@ def _task_audio_offset_s(conn: Any, path: str) -> float:
     return _video.audio_offset_s(pathlib.Path(path))
 
 
+def _task_image(conn: Any, path: str, limits: _image.ImageLimits | None) -> _image.DecodedImage:
+    return _image.decode_image(pathlib.Path(path), limits)
+
+
 def _task_frames(conn: Any, path: str, **kwargs: Any) -> dict[str, Any]:
     stats = _video.DecodeStats()
     for frame in _video.sample_frames(pathlib.Path(path), stats=stats, **kwargs):
@@ -593,4 +623,5 @@ _TASKS: dict[str, Any] = {
     "probe_video": _task_probe_video,
     "audio_offset_s": _task_audio_offset_s,
     "frames": _task_frames,
+    "image": _task_image,
 }

@@ -40,6 +40,7 @@ __all__ = [
     "VideoLimits",
     "analysis_size",
     "audio_offset_s",
+    "detail_size",
     "probe_video",
     "sample_frames",
 ]
@@ -83,6 +84,9 @@ class SampledFrame:
     t_s: float
     image: npt.NDArray[np.uint8]
     trail: tuple[tuple[float, npt.NDArray[np.uint8]], ...] = ()
+    # The same frame at up to `detail_max_side` px (when asked for): what the moderation
+    # models (OCR, nudity) look at, since on-screen text is unreadable at the analysis size.
+    detail: npt.NDArray[np.uint8] | None = None
 
 
 @dataclass(slots=True)
@@ -151,6 +155,16 @@ def audio_offset_s(path: pathlib.Path) -> float:
         return 0.0
 
 
+def detail_size(width: int, height: int, max_side: int, sample_aspect: float = 1.0) -> tuple[int, int]:
+    """Display-aspect size whose long side is at most `max_side` (never upscaled), even dimensions."""
+    display_w = width * (sample_aspect if sample_aspect > 0 else 1.0)
+    if display_w <= 0 or height <= 0:
+        return max(2, max_side), max(2, max_side)
+    scale = min(1.0, max_side / max(display_w, height))
+    out_w, out_h = round(display_w * scale), round(height * scale)
+    return max(2, out_w - out_w % 2), max(2, out_h - out_h % 2)
+
+
 def analysis_size(width: int, height: int, target_width: int, sample_aspect: float = 1.0) -> tuple[int, int]:
     """Display-aspect size at most `target_width` wide (never upscaled), even dimensions."""
     display_w = width * (sample_aspect if sample_aspect > 0 else 1.0)
@@ -169,8 +183,12 @@ def sample_frames(
     limits: VideoLimits | None = None,
     stats: DecodeStats | None = None,
     cancelled: threading.Event | None = None,
+    detail_max_side: int = 0,
 ) -> Iterator[SampledFrame]:
     """Yield one downscaled BGR frame every `1 / sample_fps` seconds of the video, in order.
+
+    With `detail_max_side`, each sample also carries the frame at up to that many pixels
+    on its long side (`SampledFrame.detail`, converted straight from the decoded frame).
 
     Each sample is the first decoded frame at or after its grid time (with
     non-reference frames skipped, up to a couple of frames later). Raises
@@ -199,6 +217,7 @@ def sample_frames(
         last_key_t: float | None = None
         gop_s = 0.0
         size: tuple[int, int] | None = None
+        detail: tuple[int, int] | None = None
         source: tuple[int, int, int] | None = None
         seekable = True
         seeked_from: float | None = None
@@ -247,15 +266,22 @@ def sample_frames(
                         if rotation in (90, 270):  # `width` is the displayed width: size the upright picture
                             upright = analysis_size(frame.height, frame.width, width, 1.0 / sar if sar else 1.0)
                             size = (upright[1], upright[0])
+                            turned = detail_size(frame.height, frame.width, detail_max_side, 1.0 / sar if sar else 1.0)
+                            detail = (turned[1], turned[0])
                         else:
                             size = analysis_size(frame.width, frame.height, width, sar)
-                    assert size is not None
+                            detail = detail_size(frame.width, frame.height, detail_max_side, sar)
+                    assert size is not None and detail is not None
                     bgr = frame.to_ndarray(width=size[0], height=size[1], format="bgr24", interpolation="AREA")
                     image = _rotate(cast("npt.NDArray[np.uint8]", bgr), rotation)
+                    big: npt.NDArray[np.uint8] | None = None
+                    if detail_max_side > 0:
+                        big_bgr = frame.to_ndarray(width=detail[0], height=detail[1], format="bgr24", interpolation="AREA")
+                        big = _rotate(cast("npt.NDArray[np.uint8]", big_bgr), rotation)
                     stats.frames_sampled += 1
                     while next_t <= t + 1e-6:
                         next_t += interval
-                    sample = SampledFrame(t, image, tuple(trail))
+                    sample = SampledFrame(t, image, tuple(trail), big)
                     trail.clear()
                     yield sample
                 if seek_to is None:

@@ -64,6 +64,9 @@ class OcrOptions:
     unclip_ratio: float = 1.6  # DB region growth (the model predicts shrunk text kernels)
     min_region_px: float = 4.0  # regions thinner than this (in input pixels) are noise
     min_line_score: float = 0.5  # mean character confidence to keep a line
+    # Letters/digits a line needs to be kept: a lone glyph is mostly a shape read as text (a
+    # disc or ring as "O", dots as "."; ~0.5-0.7 confidence), and cannot be searched anyway.
+    min_line_chars: int = 2
     max_lines: int = 64  # per image (a page of print has ~40-60); the rest are counted in `skipped`
     max_line_width: int = 2400  # recogniser strip width cap (px at 48 px height, ~100 characters)
     rec_batch_size: int = 8
@@ -181,9 +184,10 @@ class PaddleOcr:
         strips = [self._strip(image, quad) for quad, _ in kept]
         texts = self._recognize([s for s, _ in strips])
         lines = []
-        for (quad, _), (_, angle), (text, score) in zip(kept, strips, texts):
+        for (quad, _), (_, angle), (text, score) in zip(kept, strips, texts, strict=True):
             text = text.strip()
-            if text and score >= self.options.min_line_score:
+            chars = sum(1 for ch in text if ch.isalnum())
+            if chars >= self.options.min_line_chars and score >= self.options.min_line_score:
                 points = tuple((float(x), float(y)) for x, y in quad)
                 lines.append(TextLine(text, score, points, angle))  # type: ignore[arg-type]
         ordered, rows = _reading_order(lines)

@@ -14,6 +14,12 @@ mostly blue"), so text search still finds it.
 Keyframe JPEGs are encoded only when `VideoInput.return_keyframes` is set
 (`Shot.keyframe_jpeg` is empty otherwise; `keyframe_s` is always set): they
 cost encoding time and would otherwise travel in every job result.
+
+The moderation models (nudity, OCR) look at sampled frames while the frame
+pass goes on (pipelines/screening.py: which frames, at what size, cached per
+shot). The text read on screen is joined into its shot's chunk text after what
+is said, so it is embedded, tagged and found by search; nudity scores and the
+contact details found in that text become the analysis's signals.
 """
 
 from __future__ import annotations
@@ -32,10 +38,13 @@ import numpy as np
 from understanding.domain import (
     Analysis,
     Chunk,
+    ImageOptions,
     InvalidInput,
     Language,
     Modality,
+    ModelRef,
     Shot,
+    Signal,
     SpeechOptions,
     Tag,
     Transcript,
@@ -44,6 +53,16 @@ from understanding.domain import (
     VideoOptions,
 )
 from understanding.media.video import DecodeStats, VideoLimits
+from understanding.pipelines.screening import (
+    FrameFindings,
+    FrameScreener,
+    ScreeningSettings,
+    ShotFindings,
+    VisualModels,
+    contact_signals,
+    nudity_signals,
+    shot_findings,
+)
 from understanding.pipelines.speech import Progress, SpeechPipeline
 from understanding.pipelines.text import TextPipeline, Window, new_version
 from understanding.pipelines.visual import FaceDetector, VisualResult, VisualShot, analyze_frames
@@ -75,6 +94,7 @@ class VideoInput:
     speech_options: SpeechOptions = field(default_factory=SpeechOptions)
     options: VideoOptions = field(default_factory=VideoOptions)  # sample_fps None -> settings.sample_fps
     metadata: Mapping[str, str] = field(default_factory=dict)
+    image_options: ImageOptions = field(default_factory=ImageOptions)  # which picture models see the frames
 
 
 class _Stop(threading.Event):
@@ -168,12 +188,16 @@ class VideoPipeline:
         text: TextPipeline,
         settings: VideoSettings,
         faces: FaceDetector | None = None,
+        models: VisualModels | None = None,
+        screening: ScreeningSettings | None = None,
     ) -> None:
         self._speech = speech
         self._text = text
         self._settings = settings
         self._faces = faces if faces is not None else FaceDetector()
         self._faces.warm_up()
+        self._models = models or VisualModels()
+        self._screening = screening or ScreeningSettings()
 
     @property
     def settings(self) -> VideoSettings:
@@ -214,8 +238,17 @@ class VideoPipeline:
                 progress("analyze", overall)
 
         stats = DecodeStats()
+        longest = max(info.width, info.height)
+        screener = FrameScreener(
+            self._models,
+            self._screening,
+            item.image_options,
+            asyncio.get_running_loop(),
+            scale=lambda image: max(image.shape[:2]) / longest if longest else 1.0,
+            stop=stop,
+        )
         visual_task = asyncio.ensure_future(
-            asyncio.to_thread(self._visual_pass, item, info, sample_fps, limits, stats, report, stop)
+            asyncio.to_thread(self._visual_pass, item, info, sample_fps, limits, stats, report, stop, screener)
         )
         audio_task = asyncio.ensure_future(self._transcript(item, report, stop)) if with_audio else None
         tasks = [visual_task, *([audio_task] if audio_task is not None else [])]
@@ -226,8 +259,10 @@ class VideoPipeline:
                 raise error
             visual = visual_task.result()
             transcript = audio_task.result() if audio_task is not None else None
+            findings = await screener.results()
         except BaseException:
             stop.set()  # stop the other half at its next frame / segment, and wait for it
+            screener.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
         if progress:
@@ -240,6 +275,8 @@ class VideoPipeline:
             stats=stats,
             visual=visual,
             transcript=transcript,
+            findings=findings,
+            visual_models=self._models.refs(item.image_options) if findings else (),
         )
         log.info(
             "video analysed",
@@ -250,6 +287,8 @@ class VideoPipeline:
                 "shots": len(analysis.shots),
                 "frames_decoded": stats.frames_decoded,
                 "frames_analyzed": visual.frames_analyzed,
+                "frames_screened": len(findings),
+                "frames_read_reused": screener.reused,
                 "truncated": stats.truncated,
             },
         )
@@ -264,6 +303,7 @@ class VideoPipeline:
         stats: DecodeStats,
         report: Progress,
         stop: threading.Event,
+        screener: FrameScreener,
     ) -> VisualResult:
         frames = self._speech.decoder.sample_frames(
             item.path,
@@ -272,6 +312,7 @@ class VideoPipeline:
             limits=limits,
             stats=stats,
             cancelled=stop,
+            detail_max_side=self._screening.detail_max_side if screener.enabled else 0,
         )
 
         def end_of_video(last_sample_s: float) -> float:
@@ -292,6 +333,7 @@ class VideoPipeline:
             keyframes=item.options.return_keyframes,
             keyframe_max_px=self._settings.keyframe_max_px,
             on_frame=on_frame,
+            on_sample=screener.offer if screener.enabled else None,
         )
         report("frames", 1.0)
         return result
@@ -321,27 +363,40 @@ class VideoPipeline:
         stats: DecodeStats,
         visual: VisualResult,
         transcript: Transcript | None,
+        findings: Sequence[FrameFindings] = (),
+        visual_models: tuple[ModelRef, ...] = (),
     ) -> Analysis:
         """One `Analysis` from the frame pass and the transcript: a chunk per shot (also for live streams)."""
         shots = visual.shots
         spoken = align_transcript([(s.start_s, s.end_s) for s in shots], transcript)
         language: Language | None = transcript.language if transcript is not None and transcript.segments else None
+        seen = shot_findings(
+            findings, [(s.start_s, s.end_s) for s in shots], max_lines=self._screening.max_lines_per_shot
+        )
+        # What is said, then what is shown as text; a shot with neither is described.
+        texts = ["\n".join(p for p in (said, found.ocr_text) if p) for said, found in zip(spoken, seen, strict=True)]
         windows = [
-            Window(text or shot.description, shot.start_s, shot.end_s) for shot, text in zip(shots, spoken, strict=True)
+            Window(text or shot.description, shot.start_s, shot.end_s) for shot, text in zip(shots, texts, strict=True)
         ]
         # One call per shot so a long monologue's pieces map back to its shot; the micro-batcher batches them.
         embedded = await asyncio.gather(*(self._text.embed_windows([w]) for w in windows))
         chunks: list[Chunk] = []
         domain_shots: list[Shot] = []
-        speech_pieces: list[Chunk] = []
-        for shot, text, pieces in zip(shots, spoken, embedded, strict=True):
+        text_pieces: list[Chunk] = []
+        signals: list[Signal] = []
+        for shot, said, text, found, pieces in zip(shots, spoken, texts, seen, embedded, strict=True):
             text_tags = _merge_tags(pieces, shot.start_s, shot.end_s) if text else ()
             if text:
-                speech_pieces.extend(pieces)
+                text_pieces.extend(pieces)
             tags = shot.tags + text_tags
             if not pieces:  # never for non-empty text; a description is never empty
                 raise RuntimeError(f"no embedding for shot {shot.index}")
             vector = _mean_unit([p.embedding for p in pieces])
+            extra: dict[str, object] = {"keyframe_s": float(shot.keyframe_s), "face_count": int(shot.face_count)}
+            if found.ocr_text:
+                extra["ocr_text"] = found.ocr_text
+            if found.frames_checked:
+                extra["nudity_score"] = float(found.nudity_score)
             chunks.append(
                 Chunk(
                     index=shot.index,
@@ -351,10 +406,11 @@ class VideoPipeline:
                     start_s=shot.start_s,
                     end_s=shot.end_s,
                     language=(pieces[0].language or language) if text else None,
-                    extra={"keyframe_s": float(shot.keyframe_s), "face_count": int(shot.face_count)},
+                    extra=extra,
                 )
             )
-            domain_shots.append(_shot(shot, tags, text))
+            domain_shots.append(_shot(shot, tags, said, found))
+            signals += self._signals(shot, found, text, said, language)
         end_s = shots[-1].end_s if shots else info.duration_s
         video = dataclasses.replace(
             info,
@@ -362,7 +418,7 @@ class VideoPipeline:
             frames_decoded=stats.frames_decoded,
             frames_analyzed=visual.frames_analyzed,
         )
-        text_tags = self._text.overall_tags(speech_pieces, end_s=video.duration_s) if speech_pieces else ()
+        text_tags = self._text.overall_tags(text_pieces, end_s=video.duration_s) if text_pieces else ()
         return Analysis(
             tenant=tenant,
             media_id=media_id,
@@ -377,10 +433,45 @@ class VideoPipeline:
             transcript=transcript,
             video=video,
             shots=tuple(domain_shots),
+            signals=tuple(signals),
+            visual_models=visual_models,
         )
 
+    def _signals(
+        self, shot: VisualShot, found: ShotFindings, text: str, said: str, language: Language | None
+    ) -> list[Signal]:
+        """The shot's nudity and on-screen contact-detail signals (evidence: frame time, box, span)."""
+        models = self._models
+        signals: list[Signal] = []
+        if found.frames_checked and models.nudity_model is not None:
+            signals += nudity_signals(
+                found.nudity_score,
+                found.nudity_parts,
+                frame_s=found.nudity_frame_s,
+                modality=Modality.VIDEO,
+                model=models.nudity_model,
+                min_score=self._screening.nudity_min_score,
+                start_s=shot.start_s,
+                end_s=shot.end_s,
+                chunk_index=shot.index,
+            )
+        if found.ocr_text and models.ocr_model is not None:
+            hint = language.code if language is not None else self._text.detect_language(found.ocr_text).code
+            offset = len(said) + 1 if said else 0  # the OCR text follows what is said in the chunk text
+            signals += contact_signals(
+                found.text_lines,
+                found.ocr_text,
+                modality=Modality.VIDEO,
+                model=models.ocr_model,
+                chunks=[(shot.index, offset, text)],
+                language=hint if hint != "und" else None,
+                start_s=shot.start_s,
+                end_s=shot.end_s,
+            )
+        return signals
 
-def _shot(shot: VisualShot, tags: tuple[Tag, ...], text: str) -> Shot:
+
+def _shot(shot: VisualShot, tags: tuple[Tag, ...], text: str, found: ShotFindings) -> Shot:
     return Shot(
         index=shot.index,
         start_s=shot.start_s,
@@ -390,4 +481,9 @@ def _shot(shot: VisualShot, tags: tuple[Tag, ...], text: str) -> Shot:
         face_count=shot.face_count,
         transcript_text=text,
         keyframe_jpeg=shot.keyframe_jpeg,
+        ocr_text=found.ocr_text,
+        nudity_score=found.nudity_score,
+        nudity_frame_s=found.nudity_frame_s,
+        text_lines=found.text_lines,
+        nudity_parts=found.nudity_parts,
     )

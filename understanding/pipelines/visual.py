@@ -593,8 +593,11 @@ class FramePass:
     def last_t_s(self) -> float:
         return self._previous_t
 
-    def push(self, frame: SampledFrame) -> FrameSignals:
-        """Analyse the next sample (times increasing); returns its signals."""
+    def push(
+        self, frame: SampledFrame, *, on_sample: Callable[[SampledFrame, bool], None] | None = None
+    ) -> FrameSignals:
+        """Analyse the next sample (times increasing); returns its signals. `on_sample(frame,
+        new_shot)` runs before the analysis, with whether the sample starts a shot."""
         t_s, image, trail = frame.t_s, frame.image, frame.trail
         cut = self._detector.push(image)
         if self._current is None:
@@ -604,6 +607,8 @@ class FramePass:
             self._shots.append(self._close(boundary))
             self._current = _OpenShot(self._current.index + 1, boundary)
             self._previous_thumb = None
+        if on_sample is not None:
+            on_sample(frame, self._current.totals.samples == 0)
         thumb = motion_thumbnail(image)
         motion = motion_between(self._previous_thumb, thumb) if self._previous_thumb is not None else None
         found = self._previous_faces if motion is not None and motion < 0.005 else self._faces.detect(image)
@@ -651,17 +656,19 @@ def analyze_frames(
     keyframes: bool = False,
     keyframe_max_px: int = 320,
     on_frame: Callable[[float], None] | None = None,
+    on_sample: Callable[[SampledFrame, bool], None] | None = None,
 ) -> VisualResult:
     """One streaming pass: shots, their signals, tags and keyframes.
 
     `frames` are what `media.video.sample_frames` yields. `end_s` closes the last shot: a time, or a function of the
     last sample's time called once the frames ran out (default: one sample
     interval after the last sample).
-    `on_frame(t_s)` runs after each sample (progress, cancellation).
+    `on_frame(t_s)` runs after each sample (progress, cancellation); `on_sample(frame,
+    new_shot)` before its analysis, with whether it starts a shot (the moderation checks).
     """
     frame_pass = FramePass(faces=faces, sample_fps=sample_fps, keyframes=keyframes, keyframe_max_px=keyframe_max_px)
     for frame in frames:
-        frame_pass.push(frame)
+        frame_pass.push(frame, on_sample=on_sample)
         if on_frame is not None:
             on_frame(frame.t_s)
     return frame_pass.finish(end_s)

@@ -13,6 +13,7 @@ from understanding.core.analyze import Analyzer
 from understanding.core.embedding import EmbeddingSwitch
 from understanding.domain import (
     AnalysisOptions,
+    ImageOptions,
     InvalidInput,
     Job,
     JobSpec,
@@ -54,7 +55,7 @@ class Sink:
 
 
 def analyzer(sink: Sink | None = None) -> tuple[Analyzer, dict[str, Recorder]]:
-    pipelines = {name: Recorder(name) for name in ("text", "speech", "video")}
+    pipelines = {name: Recorder(name) for name in ("text", "speech", "video", "image")}
     return Analyzer(sink=sink, **pipelines), pipelines  # type: ignore[arg-type]
 
 
@@ -70,6 +71,11 @@ async def test_each_modality_reaches_its_pipeline_with_its_typed_options(tmp_pat
     assert pipelines["speech"].calls[0][1].options == SpeechOptions(language="ko")
     item = pipelines["video"].calls[0][1]
     assert item.speech_options.language == "ko" and item.options == VideoOptions(sample_fps=1.0, skip_audio=True)
+    skip_ocr = AnalysisOptions(image=ImageOptions(skip_ocr=True))
+    image = await use_case.analyze("t", MediaRequest(Modality.IMAGE, "m4", path=media, options=skip_ocr))
+    assert image.kind == "image" and pipelines["image"].calls[0][1].options == ImageOptions(skip_ocr=True)
+    await use_case.analyze("t", MediaRequest(Modality.VIDEO, "m5", path=media, options=skip_ocr))
+    assert pipelines["video"].calls[1][1].image_options == ImageOptions(skip_ocr=True)  # frames follow the image options
 
 
 async def test_indexing_is_skipped_for_a_dry_run_and_the_version_can_be_pinned() -> None:

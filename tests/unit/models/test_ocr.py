@@ -9,6 +9,7 @@ import pytest
 import skimage.data
 from PIL import Image, ImageDraw, ImageFont
 
+from tests.fixtures import video as vfx
 from understanding.models.ocr import OcrOptions, PaddleOcr
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
@@ -81,6 +82,16 @@ def test_frames_without_text_skip_recognition(ocr: PaddleOcr) -> None:
     (result,) = ocr.predict([flat])
     assert result.lines == () and result.regions == 0
     assert ocr.predict([]) == []
+
+
+def test_shapes_read_as_a_lone_glyph_are_not_text(ocr: PaddleOcr) -> None:
+    """The faint discs of the video fixture's night shot read as "O" with ~0.6 confidence (a silent
+    shot would be embedded as "O" instead of its description); a line needs two letters or digits."""
+    frame = np.ascontiguousarray(vfx._frame(5.0))
+    (result,) = ocr.predict([frame])
+    assert result.lines == () and result.regions >= 1
+    (loose,) = PaddleOcr(OcrOptions(min_line_chars=1), threads=1).predict([frame])
+    assert loose.lines and all(len(line.text) == 1 for line in loose.lines), loose.lines
 
 
 def test_work_per_frame_is_capped() -> None:
