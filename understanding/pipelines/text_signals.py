@@ -64,6 +64,9 @@ class TextUnit:
     language: str | None = None
     embedding: Vector | None = None
     segments: tuple[Segment, ...] = ()  # the window's segments, when its text is their join
+    # False where the picture pipelines already report the contact details of this text
+    # (OCR lines, with their boxes): the text detectors then add only the other signals.
+    contacts: bool = True
 
 
 def _segments_of(text: str, start_s: float, end_s: float, segments: Sequence[Segment]) -> tuple[Segment, ...]:
@@ -78,24 +81,37 @@ def text_units(analysis: Analysis) -> list[TextUnit]:
     text of video shots (a silent shot's chunk is a description of its pictures: skipped)."""
     default_language = analysis.language.code if analysis.language is not None else None
     segments = analysis.transcript.segments if analysis.transcript is not None else ()
-    spoken_shots = {s.index for s in analysis.shots if s.transcript_text.strip()}
+    # A shot's chunk text is what is said, then the text read on screen; the shot pipeline reports
+    # the on-screen contact details itself (with boxes), so only the spoken part is looked at here.
+    spoken_shots = {s.index: s.transcript_text for s in analysis.shots if s.transcript_text.strip()}
     units = []
     for chunk in analysis.chunks:
-        if analysis.modality is Modality.VIDEO and chunk.index not in spoken_shots:
+        text, contacts = chunk.text, True
+        if analysis.modality is Modality.VIDEO:
+            said = spoken_shots.get(chunk.index, "")
+            if not said or not chunk.text.startswith(said):
+                continue
+            text = said
+        if analysis.modality is Modality.IMAGE:
+            if chunk.index == 0:  # a description of the picture, not text the picture shows
+                continue
+            contacts = False
+        if not text.strip():
             continue
-        if not chunk.text.strip():
-            continue
-        modality = Modality.TEXT if analysis.modality is Modality.TEXT else Modality.SPEECH
+        modality = {Modality.TEXT: Modality.TEXT, Modality.IMAGE: Modality.IMAGE}.get(
+            analysis.modality, Modality.SPEECH
+        )
         units.append(
             TextUnit(
                 chunk_index=chunk.index,
-                text=chunk.text,
+                text=text,
                 modality=modality,
+                contacts=contacts,
                 start_s=chunk.start_s,
                 end_s=chunk.end_s,
                 language=chunk.language.code if chunk.language is not None else default_language,
                 embedding=chunk.embedding if len(chunk.embedding) else None,
-                segments=_segments_of(chunk.text, chunk.start_s, chunk.end_s, segments) if segments else (),
+                segments=_segments_of(text, chunk.start_s, chunk.end_s, segments) if segments else (),
             )
         )
     return units
@@ -139,7 +155,8 @@ class TextSignals:
         scores = self._offensive.score_texts([u.text for u in units], evidence_min=EVIDENCE_FLOOR)
         for unit, offensive in zip(units, scores, strict=True):
             signals.extend(self._offensive_signal(unit, offensive))
-            signals.extend(self._contact_signals(unit, find_contacts(unit.text, language=unit.language)))
+            if unit.contacts:
+                signals.extend(self._contact_signals(unit, find_contacts(unit.text, language=unit.language)))
         if tagger is not None and embedding_model is not None:
             signals.extend(self._zero_shot(units, tagger, embedding_model))
         return signals
@@ -190,11 +207,11 @@ class TextSignals:
         for unit, row in zip(scored, matrix, strict=True):
             for column, label, category in labels:
                 similarity = float(row[column])
-                score = zero_shot_score(similarity, label.threshold)
+                threshold = label.threshold_for(model.name)
+                score = zero_shot_score(similarity, threshold)
                 if score < EVIDENCE_FLOOR:
                     continue
-                detail = f"zero-shot {label.id}: similarity {similarity:.3f} (label threshold {label.threshold:.2f})"
+                detail = f"zero-shot {label.id}: similarity {similarity:.3f} (label threshold {threshold:.3f})"
                 evidence = self._evidence(unit, 0, len(unit.text), model, detail)
                 signals.append(Signal(category, round(score, 4), evidence, zero_shot=True))
         return signals
-

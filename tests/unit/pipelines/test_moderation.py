@@ -16,6 +16,7 @@ from understanding.domain import (
     Modality,
     ModelRef,
     Segment,
+    Shot,
     Signal,
     Transcript,
     Vector,
@@ -38,7 +39,9 @@ def signal(category: str, score: float, *, zero_shot: bool = False, chunk: int =
 
 def test_decision_is_the_most_severe_category() -> None:
     assert decide([], POLICY).decision is Decision.ALLOW
-    result = decide([signal("offensive", 0.6), signal("offensive", 0.95, chunk=3), signal("contact.phone", 1.0)], POLICY)
+    result = decide(
+        [signal("offensive", 0.6), signal("offensive", 0.95, chunk=3), signal("contact.phone", 1.0)], POLICY
+    )
     assert result.decision is Decision.BLOCK
     assert (result.policy, result.policy_version) == ("p", "v1")
     offensive = result.categories[0]
@@ -51,7 +54,10 @@ def test_decision_is_the_most_severe_category() -> None:
 
 def test_zero_shot_alone_is_capped_and_unknown_categories_allowed() -> None:
     result = decide([signal("hate", 0.99, zero_shot=True), signal("minors", 0.99)], POLICY)
-    assert [(c.category, c.severity) for c in result.categories] == [("hate", Decision.REVIEW), ("minors", Decision.ALLOW)]
+    assert [(c.category, c.severity) for c in result.categories] == [
+        ("hate", Decision.REVIEW),
+        ("minors", Decision.ALLOW),
+    ]
     assert result.categories[0].evidence[0].zero_shot
     # A trained model's score in the same category still blocks.
     assert decide([signal("hate", 0.99, zero_shot=True), signal("hate", 0.92)], POLICY).decision is Decision.BLOCK
@@ -151,7 +157,11 @@ def test_transcript_windows_locate_the_segment_and_speaker(detector: TextSignals
         chunks=(Chunk(index=0, text=text, embedding=_axis(7), start_s=0.0, end_s=5.5),), embedding_model=MODEL,
         created_at=0.0, version=1, transcript=Transcript(segments, Language("en", 0.9), 5.5, "transcribe", MODEL),
     )  # fmt: skip
-    phone = [s for s in detector.detect(text_units(analysis), tagger=None, embedding_model=None) if s.category == "contact.phone"]
+    phone = [
+        s
+        for s in detector.detect(text_units(analysis), tagger=None, embedding_model=None)
+        if s.category == "contact.phone"
+    ]
     assert len(phone) == 1
     evidence = phone[0].evidence
     assert evidence.modality is Modality.SPEECH and (evidence.start_s, evidence.end_s) == (2.0, 5.5)
@@ -178,13 +188,22 @@ def test_redaction_masks_every_text_and_keeps_the_evidence(detector: TextSignals
     )  # fmt: skip
     found = detector.detect(text_units(analysis), tagger=None, embedding_model=None)
     moderated = redact_analysis(
-        Analysis(**{**{f: getattr(analysis, f) for f in analysis.__dataclass_fields__}, "signals": tuple(found),
-                    "moderation": decide(found, load_policy().resolve("t"))})  # fmt: skip
+        Analysis(
+            **{
+                **{f: getattr(analysis, f) for f in analysis.__dataclass_fields__},
+                "signals": tuple(found),
+                "moderation": decide(found, load_policy().resolve("t")),
+            }
+        )  # fmt: skip
     )
     chunk = moderated.chunks[0].text
-    assert len(chunk) == len(text) and "7700" not in chunk and "example" not in chunk and chunk.startswith("Text me on ")
+    assert (
+        len(chunk) == len(text) and "7700" not in chunk and "example" not in chunk and chunk.startswith("Text me on ")
+    )
     assert moderated.transcript is not None
-    joined = " ".join(s.text for s in moderated.transcript.segments) + " ".join(w.text for s in moderated.transcript.segments for w in s.words)
+    joined = " ".join(s.text for s in moderated.transcript.segments) + " ".join(
+        w.text for s in moderated.transcript.segments for w in s.words
+    )
     assert "7700" not in joined and "900123" not in joined and "jo@" not in joined, joined
     assert moderated.transcript.segments[0].words[0].text == " Text"
     assert moderated.moderation is not None
@@ -196,3 +215,37 @@ def test_redaction_masks_every_text_and_keeps_the_evidence(detector: TextSignals
     phone_span = kinds["contact.phone"].evidence[0].span
     assert phone_span is not None and set(chunk[phone_span[0] : phone_span[1]]) <= {MASK, " "}
     assert all(not s.evidence.text for s in moderated.signals if s.category.startswith("contact."))
+
+
+def test_zero_shot_uses_the_threshold_of_the_model_that_embedded(detector: TextSignals) -> None:
+    """Per-model thresholds (taxonomy `thresholds`): the embedding model's own one scores the signal."""
+    labels = (Label("safety.hate", "safety", 0.4, ("hate",), thresholds={MODEL.name: 0.6}),)
+    tagger = Tagger(Taxonomy("t", labels), lambda texts: [_axis(0) for _ in texts])
+    analysis = text_analysis(["some text"], [np.asarray([0.7, 0, 0, 0, 0, 0, 0, 0], dtype=np.float32)])
+    (found,) = detector.detect(text_units(analysis), tagger=tagger, embedding_model=MODEL)
+    assert found.score == pytest.approx(zero_shot_score(0.7, 0.6))
+    other = detector.detect(text_units(analysis), tagger=tagger, embedding_model=ModelRef("other", "1"))
+    assert other[0].score == pytest.approx(zero_shot_score(0.7, 0.4))
+
+
+def test_picture_text_is_looked_at_once(detector: TextSignals) -> None:
+    """A shot's on-screen text and an image's OCR text carry their contact details from the picture
+    pipelines (with boxes): the text detectors look at what is said, and at OCR text for the rest."""
+    said, shown = "Nice to meet you.", "WhatsApp +44 7700 900123"
+    video = Analysis(
+        tenant="t", media_id="v", modality=Modality.VIDEO, language=Language("en", 0.9), tags=(),
+        chunks=(Chunk(index=0, text=f"{said}\n{shown}", embedding=_axis(7)), Chunk(index=1, text=shown, embedding=_axis(7))),
+        embedding_model=MODEL, created_at=0.0, version=1,
+        shots=(Shot(0, 0.0, 2.0, 1.0, transcript_text=said, ocr_text=shown), Shot(1, 2.0, 4.0, 3.0, ocr_text=shown)),
+    )  # fmt: skip
+    assert [(u.chunk_index, u.text, u.modality) for u in text_units(video)] == [(0, said, Modality.SPEECH)]
+    image = Analysis(
+        tenant="t", media_id="i", modality=Modality.IMAGE, language=Language("en", 0.9), tags=(),
+        chunks=(Chunk(index=0, text="a bright picture", embedding=_axis(7)), Chunk(index=1, text=shown, embedding=_axis(7))),
+        embedding_model=MODEL, created_at=0.0, version=1,
+    )  # fmt: skip
+    units = text_units(image)
+    assert [(u.chunk_index, u.modality, u.contacts) for u in units] == [(1, Modality.IMAGE, False)]
+    assert not [
+        s for s in detector.detect(units, tagger=None, embedding_model=None) if s.category.startswith("contact.")
+    ]
