@@ -37,6 +37,9 @@ UNAVAILABLE = RpcError(grpc.StatusCode.UNAVAILABLE, "restarting")
 
 
 # ---------------------------------------------------------------- one surface
+ASYNC_ONLY = {"live"}
+
+
 def public_methods(cls: type) -> dict[str, Any]:
     return {name: fn for name, fn in inspect.getmembers(cls, callable) if not name.startswith("_")}
 
@@ -44,7 +47,8 @@ def public_methods(cls: type) -> dict[str, Any]:
 @pytest.mark.parametrize(("sync", "aio"), [(Client, AsyncClient), (AdminClient, AsyncAdminClient)])
 def test_the_async_shell_has_the_sync_surface(sync: type, aio: type) -> None:
     sync_methods, aio_methods = public_methods(sync), public_methods(aio)
-    assert sync_methods.keys() == aio_methods.keys()
+    # `live` exists only in the async shell: a live source is sent and read at once (README: Live streams).
+    assert sync_methods.keys() == aio_methods.keys() - ASYNC_ONLY
     for name, fn in sync_methods.items():
         ours, theirs = inspect.signature(fn), inspect.signature(aio_methods[name])
         assert ours.parameters == theirs.parameters, name
