@@ -11,6 +11,7 @@ pyannote.metrics 4.2.0 (`benchmarks/diarization_bench.py --cross-check`).
 
 from __future__ import annotations
 
+import itertools
 import pathlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -117,7 +118,7 @@ def diarization_error(
     points = sorted({t for d in (ref, hyp) for iv in d.values() for s, e in iv for t in (s, e)})
     total = missed = false_alarm = 0.0
     n_ref_hyp_min = 0.0
-    for a, b in zip(points, points[1:]):
+    for a, b in itertools.pairwise(points):
         mid = 0.5 * (a + b)
         n_ref = sum(any(s <= mid < e for s, e in iv) for iv in ref.values())
         n_hyp = sum(any(s <= mid < e for s, e in iv) for iv in hyp.values())

