@@ -102,5 +102,5 @@ def decode_channels(
 
 def _planes(frame: av.AudioFrame, channels: int) -> npt.NDArray[np.float32]:
     """(channels, samples) from a packed float frame."""
-    packed: npt.NDArray[np.float32] = frame.to_ndarray().reshape(-1, channels).T
-    return packed
+    packed = np.asarray(frame.to_ndarray(), dtype=np.float32)
+    return packed.reshape(-1, channels).T
