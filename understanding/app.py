@@ -43,6 +43,7 @@ from understanding.faults import FaultInjector
 from understanding.jobs.state_topic import JobStateLog
 from understanding.jobs.worker import JobWorker
 from understanding.metrics import Metrics
+from understanding.models.speaker import SpeakerModelError
 from understanding.models.whisper import WhisperModelError
 from understanding.sinks.outbox import Outbox
 
@@ -59,6 +60,8 @@ def _build_core(settings: Settings, metrics: Metrics | None, role: str) -> Core:
         return Core.build(settings, telemetry=metrics, role="worker" if role == "worker" else "serve")
     except WhisperModelError as error:
         raise StartupError(f"UNDERSTANDING_WHISPER_MODEL={settings.whisper_model!r}: {error}") from error
+    except SpeakerModelError as error:
+        raise StartupError(f"UNDERSTANDING_SPEAKER_MODEL={settings.speaker_model!r}: {error}") from error
     except UnderstandingError as error:
         if error.field == "model_path":
             raise StartupError(f"UNDERSTANDING_EMBEDDING_MODEL={settings.embedding_model!r}: {error.message}") from error

@@ -69,6 +69,7 @@ def _hit_pb(point: StoredPoint, *, matched: tuple[str, ...] = (), group_hits: in
         ),
         created_at=codec.timestamp(float(p.get("created_at", 0.0))),
         keyframe_s=float(p.get("keyframe_s", 0.0)),
+        speakers=[str(x) for x in p.get("speakers") or ()],
     )
     if with_vector and point.vector is not None:
         hit.vector.extend(float(x) for x in point.vector)
@@ -356,6 +357,7 @@ class UnderstandingServicer:
             # end_s 0 leaves the range open-ended
             overlaps_end_s=time_range.end_s if time_range is not None and time_range.end_s != 0 else None,
             metadata=validation.metadata(f.metadata, "filter.metadata"),
+            speakers=labels(f.speakers, "filter.speakers"),
         )
         query = SearchQuery(
             text=request.text if kind == "text" else None,

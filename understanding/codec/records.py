@@ -29,6 +29,7 @@ from understanding.domain import (
     ModelRef,
     Segment,
     Shot,
+    Speaker,
     SpeechOptions,
     Tag,
     Transcript,
@@ -161,6 +162,7 @@ def analysis_record(a: Analysis) -> records_pb2.AnalysisRecord:
                 end_s=c.end_s,
                 language=_language_record(c.language),
                 extra_json=json.dumps(dict(c.extra), separators=(",", ":")) if c.extra else "",
+                speakers=list(c.speakers),
             )
             for c in a.chunks
         ],
@@ -194,7 +196,17 @@ def analysis_record(a: Analysis) -> records_pb2.AnalysisRecord:
                         text=s.text,
                         avg_logprob=s.avg_logprob,
                         no_speech_prob=s.no_speech_prob,
-                        words=[records_pb2.WordRecord(text=w.text, start_s=w.start_s, end_s=w.end_s, probability=w.probability) for w in s.words],
+                        words=[
+                            records_pb2.WordRecord(
+                                text=w.text,
+                                start_s=w.start_s,
+                                end_s=w.end_s,
+                                probability=w.probability,
+                                speaker=w.speaker,
+                            )
+                            for w in s.words
+                        ],
+                        speaker=s.speaker,
                     )
                     for s in t.segments
                 ],
@@ -202,8 +214,15 @@ def analysis_record(a: Analysis) -> records_pb2.AnalysisRecord:
                 duration_s=t.duration_s,
                 task=t.task,
                 model=codec.model_pb(t.model),
+                speakers=[
+                    records_pb2.SpeakerRecord(label=x.label, speaking_s=x.speaking_s, turns=x.turns, channel=x.channel)
+                    for x in t.speakers
+                ],
+                speaker_method=t.speaker_method,
             )
         )
+        if t.speaker_model is not None:
+            msg.transcript.speaker_model.CopyFrom(codec.model_pb(t.speaker_model))
     if a.video is not None:
         v = a.video
         msg.video.CopyFrom(
@@ -239,6 +258,7 @@ def analysis_from_record(msg: records_pb2.AnalysisRecord) -> Analysis:
                 end_s=c.end_s,
                 language=_language_from(c.language) if c.HasField("language") else None,
                 extra=json.loads(c.extra_json) if c.extra_json else {},
+                speakers=tuple(c.speakers),
             )
             for c in msg.chunks
         ),
@@ -255,7 +275,8 @@ def analysis_from_record(msg: records_pb2.AnalysisRecord) -> Analysis:
                     text=s.text,
                     avg_logprob=s.avg_logprob,
                     no_speech_prob=s.no_speech_prob,
-                    words=tuple(Word(w.text, w.start_s, w.end_s, w.probability) for w in s.words),
+                    words=tuple(Word(w.text, w.start_s, w.end_s, w.probability, w.speaker) for w in s.words),
+                    speaker=s.speaker,
                 )
                 for s in t.segments
             ),
@@ -263,6 +284,9 @@ def analysis_from_record(msg: records_pb2.AnalysisRecord) -> Analysis:
             duration_s=t.duration_s,
             task=t.task,
             model=codec.model_from_pb(t.model),
+            speakers=tuple(Speaker(x.label, x.speaking_s, x.turns, x.channel) for x in t.speakers),
+            speaker_model=codec.model_from_pb(t.speaker_model) if t.HasField("speaker_model") else None,
+            speaker_method=t.speaker_method,
         )
         if msg.HasField("transcript")
         else None,

@@ -32,7 +32,9 @@ from understanding.jobs.service import JobService, JobSettings
 from understanding.jobs.store import SqliteJobStore
 from understanding.media.sandbox import MediaDecoder, SandboxSettings
 from understanding.models.language import LanguageDetector
+from understanding.models.speaker import SpeakerEncoder, load_speaker_encoder
 from understanding.models.whisper import Transcriber, resolve_whisper_model
+from understanding.pipelines.speakers import SpeakerSettings
 from understanding.pipelines.speech import SpeechPipeline
 from understanding.pipelines.text import TextPipeline
 from understanding.pipelines.video import VideoPipeline, VideoSettings
@@ -81,6 +83,19 @@ def job_topics(settings: Settings) -> JobTopics:
         partitions=settings.kafka_job_partitions,
         worker_group=settings.kafka_worker_group,
         indexer_group=settings.kafka_indexer_group,
+    )
+
+
+def speaker_settings(settings: Settings) -> SpeakerSettings:
+    """The speaker side of the speech pipeline; loads and warms the speaker model unless it is `off`."""
+    encoder: SpeakerEncoder | None = None
+    if settings.speaker_model.strip().lower() not in ("off", "none", ""):
+        encoder = load_speaker_encoder(settings.speaker_model, threads=settings.speaker_threads)
+        encoder.warm_up()
+    return SpeakerSettings(
+        encoder=encoder,
+        max_speakers=settings.speaker_max_speakers,
+        max_channel_audio_s=settings.speaker_max_channel_audio_s,
     )
 
 
@@ -194,7 +209,11 @@ class Core:
         )
         decoder.warm_up()
         speech = SpeechPipeline(
-            transcriber=transcriber, text=text, max_duration_s=settings.max_media_duration_s, decoder=decoder
+            transcriber=transcriber,
+            text=text,
+            max_duration_s=settings.max_media_duration_s,
+            decoder=decoder,
+            speakers=speaker_settings(settings),
         )
         video = VideoPipeline(
             speech=speech,

@@ -42,8 +42,22 @@ from understanding.domain.options import (
     VideoOptions,
     language_code,
 )
+from understanding.domain.speakers import (
+    CHANNEL_MODES,
+    MAX_SPEAKERS,
+    ChannelMode,
+    Speaker,
+    SpeakerMethod,
+    validate_num_speakers,
+)
 
 __all__ = [
+    "CHANNEL_MODES",
+    "MAX_SPEAKERS",
+    "ChannelMode",
+    "Speaker",
+    "SpeakerMethod",
+    "validate_num_speakers",
     "POINT_NAMESPACE",
     "SPEECH_LANGUAGES",
     "Analysis",

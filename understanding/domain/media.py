@@ -10,6 +10,8 @@ from typing import Mapping
 import numpy as np
 import numpy.typing as npt
 
+from understanding.domain.speakers import Speaker
+
 Vector = npt.NDArray[np.float32]
 
 # Namespace for deterministic point ids: (tenant, media id, modality, chunk index)
@@ -56,6 +58,9 @@ class Chunk:
     end_s: float = 0.0
     language: Language | None = None
     extra: Mapping[str, object] = field(default_factory=dict)
+    # Who speaks in the chunk, most talkative first: one label for a transcript
+    # window (windows break where the speaker changes), any number for a shot.
+    speakers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +69,7 @@ class Word:
     start_s: float
     end_s: float
     probability: float
+    speaker: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +81,7 @@ class Segment:
     avg_logprob: float
     no_speech_prob: float
     words: tuple[Word, ...] = ()
+    speaker: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +91,11 @@ class Transcript:
     duration_s: float
     task: str
     model: ModelRef
+    # Speakers, most talkative first; `speaker_model` is None when no model ran
+    # (per-channel speakers, diarization off); `speaker_method` is a SpeakerMethod.
+    speakers: tuple[Speaker, ...] = ()
+    speaker_model: ModelRef | None = None
+    speaker_method: str = ""
 
     @property
     def text(self) -> str:

@@ -21,6 +21,7 @@ import importlib.metadata
 import pathlib
 import pickle
 import threading
+from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
@@ -36,6 +37,7 @@ __all__ = [
     "GE2EEncoder",
     "SpeakerEncoder",
     "SpeakerModelError",
+    "embed_windows",
     "load_speaker_encoder",
     "mel_filters_slaney",
     "resolve_speaker_model",
@@ -76,6 +78,35 @@ class SpeakerEncoder(Protocol):
     def embed(self, windows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """(N, samples) windows of equal length at 16 kHz -> (N, dimension) unit vectors."""
         ...
+
+    def embed_spans(
+        self, audio: npt.NDArray[np.float32], spans: Sequence[tuple[int, int]], window: int, *, gain: float = 1.0
+    ) -> npt.NDArray[np.float32]:
+        """One unit vector per (start, end) sample span of 16 kHz `audio` scaled by `gain`.
+
+        Spans are at most `window` samples; a shorter one stands for a short
+        stretch of speech, embedded as if repeated to fill the window. Spans
+        may overlap (consecutive windows of one speech region), which lets an
+        encoder share work between them.
+        """
+        ...
+
+
+def embed_windows(
+    encoder: SpeakerEncoder,
+    audio: npt.NDArray[np.float32],
+    spans: Sequence[tuple[int, int]],
+    window: int,
+    *,
+    gain: float = 1.0,
+) -> npt.NDArray[np.float32]:
+    """`embed_spans` by embedding every span on its own as a `window`-long window (short ones repeated)."""
+    out = np.empty((len(spans), encoder.dimension), dtype=np.float32)
+    for first in range(0, len(spans), _BATCH):
+        chunk = spans[first : first + _BATCH]
+        windows = np.stack([np.resize(audio[a:b], window) for a, b in chunk]) * np.float32(gain)
+        out[first : first + len(chunk)] = encoder.embed(windows.astype(np.float32, copy=False))
+    return out
 
 
 def resolve_speaker_model(spec: str) -> pathlib.Path:
@@ -232,6 +263,12 @@ class GE2EEncoder:
         )
         power = spec.real.square() + spec.imag.square()  # (N, freq, frames)
         return torch.matmul(self._filters, power).transpose(1, 2)
+
+    def embed_spans(
+        self, audio: npt.NDArray[np.float32], spans: Sequence[tuple[int, int]], window: int, *, gain: float = 1.0
+    ) -> npt.NDArray[np.float32]:
+        """Each span embedded on its own: the LSTM state carries no context across windows anyway."""
+        return embed_windows(self, audio, spans, window, gain=gain)
 
     def embed(self, windows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """(N, samples) equal-length 16 kHz windows -> (N, 256) unit vectors.

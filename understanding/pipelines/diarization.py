@@ -21,7 +21,7 @@ Labels are stable within one media: `S1`, `S2`, ... in order of first speech
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,12 +29,13 @@ import numpy.typing as npt
 from faster_whisper.vad import VadOptions, get_speech_timestamps
 from sklearn.cluster import KMeans, SpectralClustering
 
-from understanding.domain import InvalidInput, ModelRef, Segment
+from understanding.domain import MAX_SPEAKERS, Cancelled, InvalidInput, ModelRef, Segment, validate_num_speakers
 from understanding.models.speaker import SpeakerEncoder
 
 __all__ = [
     "MAX_SPEAKERS",
     "ChannelLayout",
+    "SAMPLE_RATE",
     "ChannelSpeech",
     "Diarization",
     "DiarizationOptions",
@@ -47,11 +48,11 @@ __all__ = [
     "detect_speech",
     "diarize",
     "diarize_channels",
+    "separate_channels",
     "validate_num_speakers",
 ]
 
 SAMPLE_RATE = 16000
-MAX_SPEAKERS = 32  # an explicit hint above this is refused; automatic detection stops at `max_speakers`
 _FRAME_S = 0.02  # re-segmentation resolution
 _VAD_BLOCK = 10 * 60 * SAMPLE_RATE
 # Diarization needs pauses between turns, so it keeps shorter silences and pads
@@ -62,6 +63,7 @@ DIARIZATION_VAD = VadOptions(min_silence_duration_ms=300, speech_pad_ms=60, min_
 _MAX_CLUSTER_ITEMS = 600
 # A detected speaker needs at least this many windows (~3 s of speech at the default hop).
 _MIN_CLUSTER_ITEMS = 3
+_EMBED_BATCH = 256  # windows per encoder call (more when one region has more)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,16 +127,6 @@ class DiarizationOptions:
             raise InvalidInput(f"window_s must be within 0.5..10 s, not {self.window_s}")
         if self.hop_s is not None and not 0.05 <= self.hop_s <= 10.0:
             raise InvalidInput(f"hop_s must be within 0.05..10 s, not {self.hop_s}")
-
-
-def validate_num_speakers(value: int) -> int:
-    """A speaker-count hint must be 1..MAX_SPEAKERS (the api maps proto 0 to "detect")."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SPEAKERS:
-        raise InvalidInput(
-            f"num_speakers must be within 1..{MAX_SPEAKERS} (omit it to detect the count), not {value!r}",
-            field="speech.num_speakers",
-        )
-    return value
 
 
 # --- speech regions -------------------------------------------------------------
@@ -332,11 +324,14 @@ def diarize(
     options: DiarizationOptions = DiarizationOptions(),
     *,
     speech: Sequence[tuple[float, float]] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Diarization:
     """Speaker turns of 16 kHz mono audio.
 
     `speech` are the speech regions (seconds); None runs `detect_speech`.
     Only speech is attributed: turns never cover silence the VAD dropped.
+    `should_stop` is polled between embedding batches; when it says so,
+    `Cancelled` is raised.
     """
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim != 1:
@@ -365,11 +360,16 @@ def diarize(
     # one gain for the whole media keeps level differences between speakers.
     gain = _speech_gain(np.concatenate([audio[a:b] for a, b in spans]))
     embeddings = np.empty((len(spans), encoder.dimension), dtype=np.float32)
-    batch = 256
-    for first in range(0, len(spans), batch):
-        chunk = spans[first : first + batch]
-        windows = np.stack([np.resize(audio[a:b], window) for a, b in chunk]) * gain
-        embeddings[first : first + len(chunk)] = encoder.embed(windows.astype(np.float32))
+    first = 0
+    while first < len(spans):
+        if should_stop is not None and should_stop():
+            raise Cancelled("diarization cancelled")
+        end = min(first + _EMBED_BATCH, len(spans))
+        # The windows of one region go in one call, so an encoder can share work between them.
+        while end < len(spans) and spans[end][0] <= spans[end - 1][1]:
+            end += 1
+        embeddings[first:end] = encoder.embed_spans(audio, spans[first:end], window, gain=gain)
+        first = end
     # Windows from speech shorter than half a window are unreliable voices: they
     # do not shape the clusters, they only take the nearest one.
     reliable = np.array([b - a >= window // 2 for a, b in spans])
@@ -526,8 +526,13 @@ def _frame_levels(audio: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
     """(channels, frames) RMS level in dBFS of 50 ms frames."""
     step = int(_LEVEL_FRAME_S * SAMPLE_RATE)
     n = audio.shape[1] // step
-    frames = audio[:, : n * step].astype(np.float64).reshape(audio.shape[0], n, step)
-    power = np.mean(frames**2, axis=2)
+    power = np.empty((audio.shape[0], n), dtype=np.float64)
+    block = 1200  # frames (a minute) at a time: a float64 copy of hours of audio would double its memory
+    for c in range(audio.shape[0]):
+        for a in range(0, n, block):
+            b = min(n, a + block)
+            frames = audio[c, a * step : b * step].astype(np.float64).reshape(b - a, step)
+            power[c, a:b] = np.mean(frames * frames, axis=1)
     levels: npt.NDArray[np.float64] = 10.0 * np.log10(np.maximum(power, 1e-12))
     return levels
 
@@ -560,16 +565,8 @@ def channel_layout(
         return ChannelLayout(
             False, "shorter than one level frame", tuple(ChannelSpeech(i, -120.0, False, ()) for i in range(n_channels))
         )
-    second = max(1, round(1.0 / _LEVEL_FRAME_S))
-    smooth = (
-        np.stack([np.convolve(10 ** (lv / 10), np.ones(second) / second, mode="valid") for lv in levels])
-        if levels.shape[1] >= second
-        else 10 ** (levels / 10)
-    )
-    peak_db = 10 * np.log10(np.maximum(smooth.max(axis=1), 1e-12))
-    active = peak_db > _SILENT_DBFS
-    infos = [ChannelSpeech(i, round(float(peak_db[i]), 1), bool(active[i]), ()) for i in range(n_channels)]
-    act = np.flatnonzero(active)
+    peak_db, infos = _channel_peaks(levels)
+    act = np.flatnonzero([c.active for c in infos])
     if act.size < 2:
         return ChannelLayout(False, f"{act.size} active channel(s)", tuple(infos))
     lv = levels[act]
@@ -592,11 +589,64 @@ def channel_layout(
     if own_s.min() < _MIN_OWN_S:
         weak = int(act[int(np.argmin(own_s))])
         return ChannelLayout(False, f"channel {weak} never dominates (a copy or crosstalk of another)", tuple(infos))
-    for j, ch in enumerate(act):
-        regions = detect_speech(audio[ch], vad)
-        kept = _drop_leaks(regions, levels[ch], loudest)
-        infos[int(ch)] = ChannelSpeech(int(ch), infos[int(ch)].level_db, True, tuple(kept))
+    _participant_speech(audio, levels, infos, vad)
     return ChannelLayout(True, f"one participant per channel ({act.size} active)", tuple(infos))
+
+
+def separate_channels(
+    audio: npt.NDArray[np.float32], *, vad: VadOptions = DIARIZATION_VAD, max_channels: int = MAX_SPEAKERS
+) -> ChannelLayout:
+    """One participant per active channel of (channels, samples) audio, as the caller says it is.
+
+    No dominance test (see `channel_layout`): every channel louder than the
+    silence floor is a participant, silent channels are skipped. Speech is
+    found per channel as in `channel_layout` (crosstalk far below the loudest
+    channel is not this participant's). `distinct` is False only when no
+    channel carries sound.
+    """
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim != 2 or audio.shape[0] < 1:
+        raise InvalidInput(f"separate_channels takes (channels, samples) audio, not shape {audio.shape}")
+    if audio.shape[0] > max_channels:
+        raise InvalidInput(
+            f"audio has {audio.shape[0]} channels; at most {max_channels} can be one participant each",
+            field="speech.channels",
+        )
+    levels = _frame_levels(audio)
+    if levels.shape[1] == 0:
+        silent = tuple(ChannelSpeech(i, -120.0, False, ()) for i in range(audio.shape[0]))
+        return ChannelLayout(False, "shorter than one level frame", silent)
+    _, infos = _channel_peaks(levels)
+    active = sum(c.active for c in infos)
+    if not active:
+        return ChannelLayout(False, "no channel carries sound", tuple(infos))
+    _participant_speech(audio, levels, infos, vad)
+    return ChannelLayout(True, f"one participant per channel, as requested ({active} active)", tuple(infos))
+
+
+def _channel_peaks(levels: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], list[ChannelSpeech]]:
+    """Each channel's loudest second (dBFS) and whether it rises above the silence floor."""
+    second = max(1, round(1.0 / _LEVEL_FRAME_S))
+    smooth = (
+        np.stack([np.convolve(10 ** (lv / 10), np.ones(second) / second, mode="valid") for lv in levels])
+        if levels.shape[1] >= second
+        else 10 ** (levels / 10)
+    )
+    peak_db: npt.NDArray[np.float64] = 10 * np.log10(np.maximum(smooth.max(axis=1), 1e-12))
+    active = peak_db > _SILENT_DBFS
+    return peak_db, [ChannelSpeech(i, round(float(peak_db[i]), 1), bool(active[i]), ()) for i in range(levels.shape[0])]
+
+
+def _participant_speech(
+    audio: npt.NDArray[np.float32], levels: npt.NDArray[np.float64], infos: list[ChannelSpeech], vad: VadOptions
+) -> None:
+    """Fill in each active channel's speech: its VAD regions minus the other side's crosstalk (in place)."""
+    act = [c.index for c in infos if c.active]
+    loudest = levels[act].max(axis=0)
+    for ch in act:
+        regions = detect_speech(np.ascontiguousarray(audio[ch]), vad)
+        kept = _drop_leaks(regions, levels[ch], loudest)
+        infos[ch] = ChannelSpeech(ch, infos[ch].level_db, True, tuple(kept))
 
 
 def _drop_leaks(

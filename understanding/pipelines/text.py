@@ -44,6 +44,7 @@ class Window:
     text: str
     start_s: float = 0.0
     end_s: float = 0.0
+    speakers: tuple[str, ...] = ()  # who says it (transcript windows)
 
 
 def new_version() -> int:
@@ -105,7 +106,7 @@ class TextPipeline:
         pieces: list[Window] = []
         for window in windows:
             spans = chunk_text(window.text, max_words=self._max_words, overlap_words=self._overlap)
-            pieces.extend(Window(span.text, window.start_s, window.end_s) for span in spans)
+            pieces.extend(Window(span.text, window.start_s, window.end_s, window.speakers) for span in spans)
         if not pieces:
             return []
         texts = [p.text for p in pieces]
@@ -123,7 +124,15 @@ class TextPipeline:
         for i, (piece, vector) in enumerate(zip(pieces, vectors)):
             tags = binding.tagger.tag([vector], start_s=piece.start_s, end_s=piece.end_s)[0]
             chunks.append(
-                Chunk(index=i, text=piece.text, embedding=vector, tags=tags, start_s=piece.start_s, end_s=piece.end_s)
+                Chunk(
+                    index=i,
+                    text=piece.text,
+                    embedding=vector,
+                    tags=tags,
+                    start_s=piece.start_s,
+                    end_s=piece.end_s,
+                    speakers=piece.speakers,
+                )
             )
         return chunks
 

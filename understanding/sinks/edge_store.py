@@ -98,6 +98,8 @@ def build_filter(flt: PointFilter) -> qe.Filter:
         must.append(qe.FieldCondition("end_s", range=qe.RangeFloat(gte=flt.overlaps_start_s)))
     for key, value in flt.metadata.items():
         must.append(qe.FieldCondition(f"metadata.{key}", match=qe.MatchValue(value)))
+    if flt.speakers:
+        must.append(qe.FieldCondition("speakers", match=qe.MatchAny(list(flt.speakers))))
     must_not: list[Any] = [qe.FieldCondition("pending", match=qe.MatchValue(PENDING))]
     if flt.exclude_media_ids:
         must_not.append(qe.FieldCondition("media_id", match=qe.MatchAny(list(flt.exclude_media_ids))))

@@ -81,6 +81,8 @@ def build_filter(flt: PointFilter) -> models.Filter:
         must.append(models.FieldCondition(key="end_s", range=models.Range(gte=flt.overlaps_start_s)))
     for key, value in flt.metadata.items():
         must.append(models.FieldCondition(key=f"metadata.{key}", match=models.MatchValue(value=value)))
+    if flt.speakers:
+        must.append(models.FieldCondition(key="speakers", match=models.MatchAny(any=list(flt.speakers))))
     must_not: list[Any] = [_NOT_PENDING]
     if flt.exclude_media_ids:
         must_not.append(models.FieldCondition(key="media_id", match=models.MatchAny(any=list(flt.exclude_media_ids))))

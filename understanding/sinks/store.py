@@ -39,6 +39,7 @@ KEYWORD_FIELDS = (
     "embedding_model",
     "point_id",
     "tag_items[].label",
+    "speakers",
 )
 FLOAT_FIELDS = ("start_s", "end_s", "created_at", "tag_items[].score")
 INTEGER_FIELDS = ("chunk_index", "version", "pending")
@@ -98,6 +99,8 @@ class PointFilter:
     overlaps_start_s: float | None = None
     overlaps_end_s: float | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    # At least one of these speakers speaks in the point (payload `speakers`).
+    speakers: tuple[str, ...] = ()
 
 
 class VectorStore(Protocol):
@@ -224,6 +227,7 @@ def analysis_points(analysis: Analysis) -> list[PointRecord]:
             "created_at": float(analysis.created_at),
             "version": int(analysis.version),
             "metadata": dict(analysis.metadata),
+            "speakers": list(chunk.speakers),
         }
         payload.update({k: v for k, v in chunk.extra.items()})
         points.append(

@@ -32,9 +32,17 @@ class SpeechOptions:
     hotwords: str = ""
     #: 0 means the server default.
     beam_size: int = 0
+    #: Label segments, words and indexed windows with their speaker.
+    diarize: bool = True
+    #: The number of speakers when known (1..32); None detects it.
+    num_speakers: int | None = None
+    #: "auto" (one participant per channel when the channels say so), "mix" or "separate".
+    channels: str = "auto"
 
     def to_pb(self) -> pb.SpeechOptions:
-        return pb.SpeechOptions(
+        if self.channels not in _CHANNELS:
+            raise ValueError(f"channels must be one of {sorted(_CHANNELS)}, not {self.channels!r}")
+        msg = pb.SpeechOptions(
             language=self.language,
             task=pb.SPEECH_TASK_TRANSLATE if self.translate else pb.SPEECH_TASK_TRANSCRIBE,
             word_timestamps=self.word_timestamps,
@@ -42,7 +50,19 @@ class SpeechOptions:
             initial_prompt=self.initial_prompt,
             hotwords=self.hotwords,
             beam_size=self.beam_size,
+            disable_diarization=not self.diarize,
+            channels=_CHANNELS[self.channels],
         )
+        if self.num_speakers is not None:
+            msg.num_speakers = self.num_speakers  # the server checks the range (INVALID_ARGUMENT)
+        return msg
+
+
+_CHANNELS: dict[str, pb.ChannelMode] = {
+    "auto": pb.CHANNEL_MODE_AUTO,
+    "mix": pb.CHANNEL_MODE_MIX,
+    "separate": pb.CHANNEL_MODE_SEPARATE,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +244,7 @@ def search_request(
     created_after: Instant | None = None,
     created_before: Instant | None = None,
     metadata: Mapping[str, str] | None = None,
+    speakers: Iterable[str] | None = None,
     group_by_media: bool = False,
     mode: str = "auto",
     with_vectors: bool = False,
@@ -265,6 +286,7 @@ def search_request(
     if created_before is not None:
         f.created_before.CopyFrom(_timestamp(created_before))
     f.metadata.update(dict(metadata or {}))
+    f.speakers.extend(speakers or ())
     if f.ByteSize() == 0:
         request.ClearField("filter")
     return request
