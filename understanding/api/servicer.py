@@ -78,6 +78,7 @@ def _hit_pb(point: StoredPoint, *, matched: tuple[str, ...] = (), group_hits: in
         chunk_moderation_categories=[str(c) for c in p.get("chunk_moderation_categories") or ()],
         ocr_text=str(p.get("ocr_text", "")),
         nudity_score=float(p.get("nudity_score", 0.0)),
+        speakers=[str(x) for x in p.get("speakers") or ()],
     )
     if with_vector and point.vector is not None:
         hit.vector.extend(float(x) for x in point.vector)
@@ -405,6 +406,7 @@ class UnderstandingServicer:
             moderation_categories=validation.moderation_categories(
                 labels(f.moderation_categories, "filter.moderation_categories"), "filter.moderation_categories"
             ),
+            speakers=labels(f.speakers, "filter.speakers"),
         )
         query = SearchQuery(
             text=request.text if kind == "text" else None,

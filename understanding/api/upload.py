@@ -12,10 +12,10 @@ import contextlib
 import errno
 import hashlib
 import os
-import shutil
-import threading
 import pathlib
+import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Iterator
 

@@ -8,7 +8,14 @@ from collections.abc import Iterator
 from typing import Any, Mapping
 
 from understanding import codec
-from understanding.domain import CATEGORIES, AnalysisOptions, InvalidInput, LimitExceeded, SpeechOptions, UnderstandingError
+from understanding.domain import (
+    CATEGORIES,
+    AnalysisOptions,
+    InvalidInput,
+    LimitExceeded,
+    SpeechOptions,
+    UnderstandingError,
+)
 from understanding.v1 import understanding_pb2 as pb
 
 MEDIA_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")

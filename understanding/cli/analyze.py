@@ -10,9 +10,8 @@ from understanding.cli import connect, output
 from understanding.cli.detect import FileModality, detect_modality
 
 if TYPE_CHECKING:
-    from understanding_client import Analysis, Client
-
     from understanding.cli import Subcommands
+    from understanding_client import Analysis, Client
 
 
 def register(sub: Subcommands) -> None:
@@ -38,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _analyze_texts(args: argparse.Namespace, texts: list[str], media_id: str) -> int:
     from rich.table import Table
+
     from understanding_client import TextItem, UnderstandingError
 
     with connect.client(args) as client:

@@ -13,9 +13,9 @@ from understanding.cli.detect import detect_modality
 
 if TYPE_CHECKING:
     from rich.table import Table
-    from understanding_client import Client, Job
 
     from understanding.cli import Subcommands
+    from understanding_client import Client, Job
 
 _STATE_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow", "running": "cyan", "queued": "dim"}
 
@@ -184,6 +184,7 @@ def run_list(args: argparse.Namespace) -> int:
 def _watch(args: argparse.Namespace, client: Client, job_id: str, timeout: float | None) -> int:
     """Follow a job until it is terminal: a progress bar, or JSON lines with --json."""
     from rich.progress import BarColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
     from understanding_client import JobState, UnderstandingError
 
     last: Job | None = None

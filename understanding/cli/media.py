@@ -26,6 +26,7 @@ def register(sub: Subcommands) -> None:
 
 def run_get(args: argparse.Namespace) -> int:
     from rich.table import Table
+
     from understanding_client import UnderstandingError
 
     with connect.client(args) as client:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from rich.console import Console
     from rich.progress import Progress, ProgressColumn
+
     from understanding_client import Analysis, Language, ModelRef, UnderstandingError
 
 EXIT_USAGE = 2

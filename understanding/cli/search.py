@@ -32,6 +32,7 @@ def register(sub: Subcommands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rich.table import Table
+
     from understanding_client import UnderstandingError
 
     with connect.client(args) as client:

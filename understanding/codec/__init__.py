@@ -17,6 +17,7 @@ from understanding.domain import (
     BodyPart,
     Box,
     CategoryResult,
+    ChannelMode,
     Chunk,
     Decision,
     Evidence,
@@ -31,6 +32,7 @@ from understanding.domain import (
     ModerationOptions,
     Segment,
     Shot,
+    Speaker,
     SpeechOptions,
     Tag,
     TextLine,
@@ -89,6 +91,7 @@ def chunk_pb(analysis: Analysis, chunk: Chunk, *, with_embedding: bool) -> commo
         tags=tags_pb(chunk.tags),
         point_id=point_id(analysis.tenant, analysis.media_id, analysis.modality, chunk.index),
         language=language_pb(chunk.language or analysis.language),
+        speakers=list(chunk.speakers),
     )
 
 
@@ -101,21 +104,33 @@ def segment_pb(segment: Segment) -> common_pb2.Segment:
         avg_logprob=segment.avg_logprob,
         no_speech_prob=segment.no_speech_prob,
         words=[
-            common_pb2.Word(text=w.text, start_s=w.start_s, end_s=w.end_s, probability=w.probability)
+            common_pb2.Word(text=w.text, start_s=w.start_s, end_s=w.end_s, probability=w.probability, speaker=w.speaker)
             for w in segment.words
         ],
         language=language_pb(segment.language),
+        speaker=segment.speaker,
+    )
+
+
+def speaker_pb(speaker: Speaker) -> common_pb2.Speaker:
+    return common_pb2.Speaker(
+        label=speaker.label, speaking_s=speaker.speaking_s, turns=speaker.turns, channel=speaker.channel
     )
 
 
 def transcript_pb(transcript: Transcript) -> common_pb2.Transcript:
-    return common_pb2.Transcript(
+    msg = common_pb2.Transcript(
         segments=[segment_pb(s) for s in transcript.segments],
         language=language_pb(transcript.language),
         duration_s=transcript.duration_s,
         task=transcript.task,
         model=model_pb(transcript.model),
+        speakers=[speaker_pb(s) for s in transcript.speakers],
+        speaker_method=transcript.speaker_method,
     )
+    if transcript.speaker_model is not None:
+        msg.speaker_model.CopyFrom(model_pb(transcript.speaker_model))
+    return msg
 
 
 def video_pb(info: VideoInfo) -> common_pb2.VideoInfo:
@@ -291,6 +306,10 @@ def model_from_pb(msg: common_pb2.ModelRef) -> ModelRef:
     return ModelRef(name=msg.name, version=msg.version)
 
 
+def speaker_from_pb(msg: common_pb2.Speaker) -> Speaker:
+    return Speaker(label=msg.label, speaking_s=msg.speaking_s, turns=msg.turns, channel=msg.channel)
+
+
 def transcript_from_pb(msg: common_pb2.Transcript) -> Transcript:
     return Transcript(
         segments=tuple(
@@ -301,7 +320,8 @@ def transcript_from_pb(msg: common_pb2.Transcript) -> Transcript:
                 text=s.text,
                 avg_logprob=s.avg_logprob,
                 no_speech_prob=s.no_speech_prob,
-                words=tuple(Word(w.text, w.start_s, w.end_s, w.probability) for w in s.words),
+                words=tuple(Word(w.text, w.start_s, w.end_s, w.probability, w.speaker) for w in s.words),
+                speaker=s.speaker,
                 language=language_from_pb(s.language) if s.HasField("language") else None,
             )
             for s in msg.segments
@@ -310,6 +330,9 @@ def transcript_from_pb(msg: common_pb2.Transcript) -> Transcript:
         duration_s=msg.duration_s,
         task=msg.task,
         model=model_from_pb(msg.model),
+        speakers=tuple(speaker_from_pb(s) for s in msg.speakers),
+        speaker_model=model_from_pb(msg.speaker_model) if msg.HasField("speaker_model") else None,
+        speaker_method=msg.speaker_method,
     )
 
 
@@ -359,6 +382,7 @@ def analysis_from_pb(msg: common_pb2.Analysis) -> Analysis:
                 start_s=c.start_s,
                 end_s=c.end_s,
                 language=language_from_pb(c.language) if c.HasField("language") else None,
+                speakers=tuple(c.speakers),
             )
             for c in msg.chunks
         ),
@@ -408,12 +432,31 @@ _TASK_TO_PROTO = {
 }
 
 
+_CHANNELS_FROM_PROTO: dict[int, ChannelMode] = {
+    understanding_pb2.CHANNEL_MODE_UNSPECIFIED: "auto",
+    understanding_pb2.CHANNEL_MODE_AUTO: "auto",
+    understanding_pb2.CHANNEL_MODE_MIX: "mix",
+    understanding_pb2.CHANNEL_MODE_SEPARATE: "separate",
+}
+_CHANNELS_TO_PROTO = {
+    "auto": understanding_pb2.CHANNEL_MODE_AUTO,
+    "mix": understanding_pb2.CHANNEL_MODE_MIX,
+    "separate": understanding_pb2.CHANNEL_MODE_SEPARATE,
+}
+
+
 def speech_options_from_pb(msg: understanding_pb2.SpeechOptions) -> SpeechOptions:
-    """Validated domain options (raises `InvalidInput` naming `speech.<field>`)."""
+    """Validated domain options (raises `InvalidInput` naming `speech.<field>`).
+
+    An explicit `num_speakers` of 0 is refused like any value outside 1..32:
+    leaving the field out is how a caller asks to detect the count.
+    """
     from understanding.domain import InvalidInput
 
     if msg.task not in _TASK_FROM_PROTO:
         raise InvalidInput(f"unknown task {msg.task}", field="speech.task")
+    if msg.channels not in _CHANNELS_FROM_PROTO:
+        raise InvalidInput(f"unknown channel mode {msg.channels}", field="speech.channels")
     return SpeechOptions(
         language=language_code(msg.language),
         task=_TASK_FROM_PROTO[msg.task],  # type: ignore[arg-type]
@@ -422,11 +465,14 @@ def speech_options_from_pb(msg: understanding_pb2.SpeechOptions) -> SpeechOption
         initial_prompt=msg.initial_prompt or None,
         hotwords=msg.hotwords or None,
         beam_size=msg.beam_size or 5,
+        diarize=not msg.disable_diarization,
+        num_speakers=msg.num_speakers if msg.HasField("num_speakers") else None,
+        channels=_CHANNELS_FROM_PROTO[msg.channels],
     )
 
 
 def speech_options_pb(options: SpeechOptions) -> understanding_pb2.SpeechOptions:
-    return understanding_pb2.SpeechOptions(
+    msg = understanding_pb2.SpeechOptions(
         language=options.language or "",
         task=_TASK_TO_PROTO[options.task],
         word_timestamps=options.word_timestamps,
@@ -434,7 +480,12 @@ def speech_options_pb(options: SpeechOptions) -> understanding_pb2.SpeechOptions
         initial_prompt=options.initial_prompt or "",
         hotwords=options.hotwords or "",
         beam_size=options.beam_size,
+        disable_diarization=not options.diarize,
+        channels=_CHANNELS_TO_PROTO[options.channels],
     )
+    if options.num_speakers is not None:
+        msg.num_speakers = options.num_speakers
+    return msg
 
 
 def video_options_from_pb(msg: understanding_pb2.VideoOptions) -> VideoOptions:

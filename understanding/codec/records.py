@@ -37,6 +37,7 @@ from understanding.domain import (
     Segment,
     Shot,
     Signal,
+    Speaker,
     SpeechOptions,
     Tag,
     TextLine,
@@ -230,6 +231,7 @@ def analysis_record(a: Analysis) -> records_pb2.AnalysisRecord:
                 end_s=c.end_s,
                 language=_language_record(c.language),
                 extra_json=json.dumps(dict(c.extra), separators=(",", ":")) if c.extra else "",
+                speakers=list(c.speakers),
             )
             for c in a.chunks
         ],
@@ -273,10 +275,15 @@ def analysis_record(a: Analysis) -> records_pb2.AnalysisRecord:
                         no_speech_prob=s.no_speech_prob,
                         words=[
                             records_pb2.WordRecord(
-                                text=w.text, start_s=w.start_s, end_s=w.end_s, probability=w.probability
+                                text=w.text,
+                                start_s=w.start_s,
+                                end_s=w.end_s,
+                                probability=w.probability,
+                                speaker=w.speaker,
                             )
                             for w in s.words
                         ],
+                        speaker=s.speaker,
                         language=_language_record(s.language),
                     )
                     for s in t.segments
@@ -285,8 +292,15 @@ def analysis_record(a: Analysis) -> records_pb2.AnalysisRecord:
                 duration_s=t.duration_s,
                 task=t.task,
                 model=codec.model_pb(t.model),
+                speakers=[
+                    records_pb2.SpeakerRecord(label=x.label, speaking_s=x.speaking_s, turns=x.turns, channel=x.channel)
+                    for x in t.speakers
+                ],
+                speaker_method=t.speaker_method,
             )
         )
+        if t.speaker_model is not None:
+            msg.transcript.speaker_model.CopyFrom(codec.model_pb(t.speaker_model))
     if a.moderation is not None:
         msg.moderation.CopyFrom(_moderation_record(a.moderation))
     msg.signals.extend(
@@ -330,6 +344,7 @@ def analysis_from_record(msg: records_pb2.AnalysisRecord) -> Analysis:
                 end_s=c.end_s,
                 language=_language_from(c.language) if c.HasField("language") else None,
                 extra=json.loads(c.extra_json) if c.extra_json else {},
+                speakers=tuple(c.speakers),
             )
             for c in msg.chunks
         ),
@@ -346,7 +361,8 @@ def analysis_from_record(msg: records_pb2.AnalysisRecord) -> Analysis:
                     text=s.text,
                     avg_logprob=s.avg_logprob,
                     no_speech_prob=s.no_speech_prob,
-                    words=tuple(Word(w.text, w.start_s, w.end_s, w.probability) for w in s.words),
+                    words=tuple(Word(w.text, w.start_s, w.end_s, w.probability, w.speaker) for w in s.words),
+                    speaker=s.speaker,
                     language=_language_from(s.language) if s.HasField("language") else None,
                 )
                 for s in t.segments
@@ -355,6 +371,9 @@ def analysis_from_record(msg: records_pb2.AnalysisRecord) -> Analysis:
             duration_s=t.duration_s,
             task=t.task,
             model=codec.model_from_pb(t.model),
+            speakers=tuple(Speaker(x.label, x.speaking_s, x.turns, x.channel) for x in t.speakers),
+            speaker_model=codec.model_from_pb(t.speaker_model) if t.HasField("speaker_model") else None,
+            speaker_method=t.speaker_method,
         )
         if msg.HasField("transcript")
         else None,

@@ -37,10 +37,12 @@ from understanding.media.live import FrameLimits
 from understanding.media.sandbox import MediaDecoder, SandboxSettings
 from understanding.models.language import LanguageDetector
 from understanding.models.offensive import ProfanityCheckModel
+from understanding.models.speaker import SpeakerEncoder, load_speaker_encoder
 from understanding.models.whisper import Transcriber, resolve_whisper_model
 from understanding.pipelines.image import ImagePipeline, ImageSettings
 from understanding.pipelines.live import AsrSettings, EndpointSettings, LiveSettings
 from understanding.pipelines.policy import PolicyError, PolicySet, load_policy
+from understanding.pipelines.speakers import SpeakerSettings
 from understanding.pipelines.speech import SpeechPipeline
 from understanding.pipelines.text import TextPipeline
 from understanding.pipelines.text_signals import TextSignals
@@ -100,6 +102,19 @@ def load_moderation_policy(settings: Settings) -> PolicySet:
         return load_policy(settings.moderation_policy_path or None)
     except PolicyError as error:
         raise ValueError(f"UNDERSTANDING_MODERATION_POLICY_PATH: {error}") from error
+
+
+def speaker_settings(settings: Settings) -> SpeakerSettings:
+    """The speaker side of the speech pipeline; loads and warms the speaker model unless it is `off`."""
+    encoder: SpeakerEncoder | None = None
+    if settings.speaker_model.strip().lower() not in ("off", "none", ""):
+        encoder = load_speaker_encoder(settings.speaker_model, threads=settings.speaker_threads)
+        encoder.warm_up()
+    return SpeakerSettings(
+        encoder=encoder,
+        max_speakers=settings.speaker_max_speakers,
+        max_channel_audio_s=settings.speaker_max_channel_audio_s,
+    )
 
 
 def open_job_view(path: pathlib.Path) -> SqliteJobStore:
@@ -222,7 +237,11 @@ class Core:
         )
         decoder.warm_up()
         speech = SpeechPipeline(
-            transcriber=transcriber, text=text, max_duration_s=settings.max_media_duration_s, decoder=decoder
+            transcriber=transcriber,
+            text=text,
+            max_duration_s=settings.max_media_duration_s,
+            decoder=decoder,
+            speakers=speaker_settings(settings),
         )
         visual = VisualModelUnit(settings, on_batch=telemetry.on_batch if telemetry is not None else None)
         screening = screening_settings(settings)

@@ -66,6 +66,14 @@ from understanding.domain.options import (
     VideoOptions,
     language_code,
 )
+from understanding.domain.speakers import (
+    CHANNEL_MODES,
+    MAX_SPEAKERS,
+    ChannelMode,
+    Speaker,
+    SpeakerMethod,
+    validate_num_speakers,
+)
 from understanding.domain.visual import BodyPart, Box, ImageInfo, ImageOptions, TextLine
 
 __all__ = [
@@ -83,6 +91,12 @@ __all__ = [
     "EndReason",
     "DropReason",
     "AudioFormat",
+    "CHANNEL_MODES",
+    "MAX_SPEAKERS",
+    "ChannelMode",
+    "Speaker",
+    "SpeakerMethod",
+    "validate_num_speakers",
     "POINT_NAMESPACE",
     "SPEECH_LANGUAGES",
     "Analysis",

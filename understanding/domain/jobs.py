@@ -14,6 +14,9 @@ from typing import Any
 from understanding.domain.media import Modality
 from understanding.domain.options import AnalysisOptions
 
+# Speech options that did not exist when fingerprints were first computed, with their defaults.
+_SPEECH_DEFAULTS_ADDED: dict[str, object] = {"diarize": True, "num_speakers": None, "channels": "auto"}
+
 
 class JobState(enum.Enum):
     QUEUED = "QUEUED"
@@ -49,7 +52,12 @@ class JobSpec:
         options: dict[str, Any] = {"metadata": dict(self.metadata)}
         if self.modality is not Modality.TEXT:
             video = self.options.video
-            options["speech"] = dataclasses.asdict(self.options.speech)
+            speech = dataclasses.asdict(self.options.speech)
+            # Options added later are hashed only when set, so a key used before they existed still matches.
+            for name, default in _SPEECH_DEFAULTS_ADDED.items():
+                if speech.get(name) == default:
+                    del speech[name]
+            options["speech"] = speech
             options["video"] = {
                 "sample_fps": video.sample_fps or 0.0,
                 "return_keyframes": video.return_keyframes,

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from understanding.domain.speakers import Speaker
+
 if TYPE_CHECKING:
     from understanding.domain.moderation import Moderation, Signal
     from understanding.domain.visual import BodyPart, ImageInfo, TextLine
@@ -62,6 +64,9 @@ class Chunk:
     end_s: float = 0.0
     language: Language | None = None
     extra: Mapping[str, object] = field(default_factory=dict)
+    # Who speaks in the chunk, most talkative first: one label for a transcript
+    # window (windows break where the speaker changes), any number for a shot.
+    speakers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +75,7 @@ class Word:
     start_s: float
     end_s: float
     probability: float
+    speaker: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +87,7 @@ class Segment:
     avg_logprob: float
     no_speech_prob: float
     words: tuple[Word, ...] = ()
+    speaker: str = ""
     # Detected from the segment's text when confident (calls switch language), else the transcript's.
     language: Language | None = None
 
@@ -92,6 +99,11 @@ class Transcript:
     duration_s: float
     task: str
     model: ModelRef
+    # Speakers, most talkative first; `speaker_model` is None when no model ran
+    # (per-channel speakers, diarization off); `speaker_method` is a SpeakerMethod.
+    speakers: tuple[Speaker, ...] = ()
+    speaker_model: ModelRef | None = None
+    speaker_method: str = ""
 
     @property
     def text(self) -> str:

@@ -15,6 +15,7 @@ from typing import Literal
 from understanding.domain.errors import InvalidInput
 from understanding.domain.media import Modality
 from understanding.domain.moderation import ModerationOptions
+from understanding.domain.speakers import CHANNEL_MODES, ChannelMode, validate_num_speakers
 from understanding.domain.visual import ImageOptions
 
 # ISO 639-1 codes (plus haw, yue) that Whisper transcribes; tests check this
@@ -38,7 +39,13 @@ def language_code(raw: str) -> str | None:
 @dataclass(frozen=True, slots=True)
 class SpeechOptions:
     """How to transcribe. `language` None means detect from the first 30 s; `vad`
-    drops non-speech (Silero) before decoding: faster, far fewer hallucinations."""
+    drops non-speech (Silero) before decoding: faster, far fewer hallucinations.
+
+    Speakers: `diarize` labels segments and words with who spoke (on by default:
+    moderation evidence and "what did the host say" need it; measured cost in
+    benchmarks/diarization_bench.py); `num_speakers` is a hint (None: detect the
+    count); `channels` says whether each audio channel is one participant.
+    """
 
     language: str | None = None
     task: SpeechTask = "transcribe"
@@ -47,6 +54,9 @@ class SpeechOptions:
     initial_prompt: str | None = None
     hotwords: str | None = None
     beam_size: int = 5
+    diarize: bool = True
+    num_speakers: int | None = None
+    channels: ChannelMode = "auto"
 
     def __post_init__(self) -> None:
         if self.language is not None and self.language not in SPEECH_LANGUAGES:
@@ -63,6 +73,21 @@ class SpeechOptions:
             value = getattr(self, name)
             if value is not None and len(value) > MAX_PROMPT_CHARS:
                 raise InvalidInput(f"at most {MAX_PROMPT_CHARS} characters", field=f"speech.{name}")
+        if self.num_speakers is not None:
+            validate_num_speakers(self.num_speakers)
+            if not self.diarize:
+                raise InvalidInput(
+                    "a speaker-count hint needs diarization (it is disabled)", field="speech.num_speakers"
+                )
+        if self.channels not in CHANNEL_MODES:
+            raise InvalidInput(
+                f"channels must be one of {', '.join(CHANNEL_MODES)}, not {self.channels!r}", field="speech.channels"
+            )
+        if self.channels == "separate" and not self.diarize:
+            raise InvalidInput(
+                "one participant per channel is speaker attribution: it needs diarization (it is disabled)",
+                field="speech.channels",
+            )
 
 
 @dataclass(frozen=True, slots=True)

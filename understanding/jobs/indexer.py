@@ -18,10 +18,9 @@ from typing import Any
 
 from understanding import codec
 from understanding.codec import records
-from understanding.domain import Analysis, UnderstandingError
+from understanding.domain import Analysis, Job, JobError, JobState, UnderstandingError
 from understanding.jobs.blobs import BlobStore
 from understanding.jobs.kafka_io import JobTopics, consume_at_least_once
-from understanding.domain import Job, JobError, JobState
 from understanding.jobs.service import JobSettings, backoff_s, classify_error
 from understanding.jobs.state_topic import JobStateLog
 from understanding.sinks.results import ResultSink

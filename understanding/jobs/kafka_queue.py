@@ -15,12 +15,21 @@ import asyncio
 import logging
 import pathlib
 import time
+
 from understanding import codec
-from understanding.domain import LimitExceeded, PreconditionFailed, Unavailable, UnderstandingError
+from understanding.domain import (
+    Job,
+    JobError,
+    JobSpec,
+    JobState,
+    LimitExceeded,
+    PreconditionFailed,
+    Unavailable,
+    UnderstandingError,
+)
 from understanding.jobs.blobs import BlobStore
 from understanding.jobs.indexer import ResultIndexer
 from understanding.jobs.kafka_io import JobTopics, Producer, ensure_topics
-from understanding.domain import Job, JobError, JobSpec, JobState
 from understanding.jobs.service import JobReads, JobSettings
 from understanding.jobs.state_topic import JobStateLog, encode
 from understanding.jobs.store import SqliteJobStore

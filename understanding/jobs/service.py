@@ -26,13 +26,17 @@ from understanding.domain import (
     Cancelled,
     Conflict,
     InvalidInput,
+    Job,
+    JobError,
+    JobSpec,
+    JobState,
     LimitExceeded,
     NotFound,
     PreconditionFailed,
     UnderstandingError,
+    new_job_id,
 )
 from understanding.jobs.blobs import BlobStore
-from understanding.domain import Job, JobError, JobSpec, JobState, new_job_id
 from understanding.jobs.runner import AnalyzeAndIndex, media_request
 from understanding.jobs.store import SqliteJobStore
 from understanding.sinks.results import ResultSink

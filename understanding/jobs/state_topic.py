@@ -16,8 +16,8 @@ import time
 from typing import Any
 
 from understanding.codec import records
-from understanding.jobs.kafka_io import JobTopics, Producer
 from understanding.domain import Job
+from understanding.jobs.kafka_io import JobTopics, Producer
 from understanding.jobs.store import SqliteJobStore
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,7 @@ import threading
 from typing import Any, Callable, Sequence
 
 from understanding.codec import records
-from understanding.domain import Conflict
-from understanding.domain import Job, JobError, JobSpec, JobState
+from understanding.domain import Conflict, Job, JobError, JobSpec, JobState
 
 
 def _to_row(job: Job) -> dict[str, Any]:

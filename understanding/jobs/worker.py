@@ -24,11 +24,10 @@ import time
 from typing import Any, Protocol
 
 from understanding import codec
-from understanding.domain import Analysis, UnderstandingError
-from understanding.jobs.blobs import BlobStore
 from understanding.codec.records import encode_result
+from understanding.domain import Analysis, Job, JobError, JobState, UnderstandingError
+from understanding.jobs.blobs import BlobStore
 from understanding.jobs.kafka_io import JobTopics, Producer, consume_at_least_once, ensure_topics, publish_event
-from understanding.domain import Job, JobError, JobState
 from understanding.jobs.runner import Analyze, media_request
 from understanding.jobs.service import JobSettings, StageProgress, backoff_s, classify_error
 from understanding.jobs.state_topic import JobStateLog, decode

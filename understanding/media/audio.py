@@ -91,6 +91,7 @@ def decode_audio(
         stream = _audio_stream(container)
         resampler: av.AudioResampler | None = None
         source: tuple[str, str, int] | None = None
+        mix = 1  # channels averaged here (1: FFmpeg downmixes)
         try:
             for frame in container.decode(stream):
                 shape = (frame.format.name, frame.layout.name, frame.sample_rate)
@@ -98,12 +99,16 @@ def decode_audio(
                     # Some streams (AAC, MP3 joint stereo) change layout midway; a
                     # resampler accepts one input shape only, so start a new one.
                     if resampler is not None:
-                        samples.extend(resampler.resample(None))
-                    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+                        samples.extend(resampler.resample(None), mix)
+                    # FFmpeg has no downmix for channels without an order ("9 channels",
+                    # e.g. a 32-channel WAV): keep them and average them here.
+                    mix = frame.layout.nb_channels if frame.layout.name.endswith(" channels") else 1
+                    layout = "mono" if mix == 1 else frame.layout
+                    resampler = av.AudioResampler(format="flt", layout=layout, rate=sample_rate)
                     source = shape
                 assert resampler is not None
                 blocks = len(samples)
-                samples.extend(resampler.resample(frame))
+                samples.extend(resampler.resample(frame), mix)
                 if max_samples is not None and samples.total > max_samples:
                     raise _too_long(max_duration_s)
                 if max_bytes is not None and samples.total * 4 > max_bytes:
@@ -111,7 +116,7 @@ def decode_audio(
                 if on_progress is not None and len(samples) != blocks:
                     on_progress(samples.total)
             if resampler is not None:
-                samples.extend(resampler.resample(None))
+                samples.extend(resampler.resample(None), mix)
         except _DECODE_ERRORS as exc:
             if samples.total == 0:
                 raise InvalidInput(f"media is not decodable audio: {_reason(exc)}", field="chunk") from exc
@@ -162,9 +167,12 @@ class _Samples:
         """Blocks started so far."""
         return len(self._blocks)
 
-    def extend(self, frames: list[av.AudioFrame]) -> None:
+    def extend(self, frames: list[av.AudioFrame], channels: int = 1) -> None:
+        """Append packed float frames; `channels` > 1 are averaged to mono."""
         for frame in frames:
             data = frame.to_ndarray().reshape(-1)
+            if channels > 1:
+                data = data.reshape(-1, channels).mean(axis=1, dtype=np.float32)
             at = 0
             while at < data.size:
                 if self._fill == self.block:

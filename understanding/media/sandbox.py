@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import logging
 import io
+import logging
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.context
@@ -53,6 +53,7 @@ import numpy.typing as npt
 from understanding import domain
 from understanding.domain import Cancelled, InvalidInput, LimitExceeded, UnderstandingError, VideoInfo
 from understanding.media import audio as _audio
+from understanding.media import channels as _channels
 from understanding.media import image as _image
 from understanding.media import live as _live
 from understanding.media import video as _video
@@ -134,6 +135,54 @@ class MediaDecoder:
             if audio.size != count:
                 raise InvalidInput("media could not be decoded: the decoder's output is incomplete", field="chunk")
             return audio
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                out.unlink()
+
+    def probe_audio(self, path: pathlib.Path) -> _audio.AudioInfo:
+        """`media.audio.probe_audio`: container facts of the best audio stream (channels, duration), nothing decoded."""
+        if not self.settings.isolate:
+            return _audio.probe_audio(path)
+        _must_exist(path)
+        info: _audio.AudioInfo = self._run("probe_audio", (str(path),), {}, cpu_s=_PROBE_CPU_S)
+        return info
+
+    def decode_channels(
+        self,
+        path: pathlib.Path,
+        *,
+        sample_rate: int = 16000,
+        max_channels: int = _channels.MAX_CHANNELS,
+        max_duration_s: float | None = None,
+        cancelled: threading.Event | None = None,
+    ) -> npt.NDArray[np.float32]:
+        """`media.channels.decode_channels` with the expansion bound of the settings: (channels, samples).
+
+        The child writes interleaved samples to a file as it decodes (its memory
+        stays one block); the result is a (channels, samples) view of that file's
+        contents, so the parent holds the audio once.
+        """
+        s = self.settings
+        kwargs = {
+            "sample_rate": sample_rate,
+            "max_channels": max_channels,
+            "max_duration_s": max_duration_s,
+            "max_expansion": s.max_expansion,
+            "expansion_floor_bytes": s.expansion_floor_bytes,
+        }
+        if not s.isolate:
+            return _channels.decode_channels(path, **kwargs)  # type: ignore[arg-type]
+        _must_exist(path)
+        work = s.work_dir or path.parent
+        work.mkdir(parents=True, exist_ok=True)
+        out = work / f"decoded-{uuid.uuid4().hex}.f32"
+        try:
+            channels, count = self._run("channels", (str(path), str(out)), kwargs, cancelled=cancelled)
+            packed = np.fromfile(out, dtype=np.float32)
+            if channels < 1 or packed.size != channels * count:
+                raise InvalidInput("media could not be decoded: the decoder's output is incomplete", field="chunk")
+            interleaved: npt.NDArray[np.float32] = packed.reshape(count, channels).T
+            return interleaved
         finally:
             with contextlib.suppress(FileNotFoundError):
                 out.unlink()
@@ -597,6 +646,24 @@ def _task_audio(conn: Any, path: str, out: str, **kwargs: Any) -> int:
     return int(samples.size)
 
 
+def _task_probe_audio(conn: Any, path: str) -> _audio.AudioInfo:
+    return _audio.probe_audio(pathlib.Path(path))
+
+
+def _task_channels(conn: Any, path: str, out: str, **kwargs: Any) -> tuple[int, int]:
+    """Decode every channel, writing interleaved float32 as it goes; (channels, samples per channel)."""
+    channels = samples = reported = 0
+    with open(out, "wb") as handle:
+        for block in _channels.iter_channel_blocks(pathlib.Path(path), **kwargs):
+            channels = block.shape[0]
+            handle.write(np.ascontiguousarray(block.T).tobytes())
+            samples += block.shape[1]
+            if samples - reported >= _audio._Samples.block:  # every 30 s: the parent's idle timer restarts
+                conn.send(("progress", samples))
+                reported = samples
+    return channels, samples
+
+
 def _task_probe_video(conn: Any, path: str, limits: _video.VideoLimits | None) -> VideoInfo:
     return _video.probe_video(pathlib.Path(path), limits)
 
@@ -620,6 +687,8 @@ def _task_frames(conn: Any, path: str, **kwargs: Any) -> dict[str, Any]:
 _TASKS: dict[str, Any] = {
     "noop": _task_noop,
     "audio": _task_audio,
+    "probe_audio": _task_probe_audio,
+    "channels": _task_channels,
     "probe_video": _task_probe_video,
     "audio_offset_s": _task_audio_offset_s,
     "frames": _task_frames,

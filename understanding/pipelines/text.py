@@ -48,6 +48,7 @@ class Window:
     text: str
     start_s: float = 0.0
     end_s: float = 0.0
+    speakers: tuple[str, ...] = ()  # who says it (transcript windows)
 
 
 def new_version() -> int:
@@ -127,7 +128,7 @@ class TextPipeline:
         pieces: list[Window] = []
         for window in windows:
             spans = chunk_text(window.text, max_words=self._max_words, overlap_words=self._overlap)
-            pieces.extend(Window(span.text, window.start_s, window.end_s) for span in spans)
+            pieces.extend(Window(span.text, window.start_s, window.end_s, window.speakers) for span in spans)
         if not pieces:
             return []
         texts = [p.text for p in pieces]
@@ -154,6 +155,7 @@ class TextPipeline:
                     start_s=piece.start_s,
                     end_s=piece.end_s,
                     language=language,
+                    speakers=piece.speakers,
                 )
             )
         return chunks

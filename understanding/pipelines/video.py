@@ -53,6 +53,7 @@ from understanding.domain import (
     VideoOptions,
 )
 from understanding.media.video import DecodeStats, VideoLimits
+from understanding.pipelines.attribution import speakers_between
 from understanding.pipelines.screening import (
     FrameFindings,
     FrameScreener,
@@ -340,15 +341,18 @@ class VideoPipeline:
 
     async def _transcript(self, item: VideoInput, report: Progress, stop: threading.Event) -> Transcript | None:
         try:
-            audio = await self._speech.decode(item.path, stop)
+            transcript = await self._speech.transcript(
+                item.path, item.speech_options, lambda _, f: report("audio", f), stop
+            )
         except InvalidInput as exc:
+            if exc.field != "chunk":
+                raise  # the request's fault (an option), not the media's
             # A broken or empty audio track does not make the picture unusable.
             log.warning(
                 "audio track not decodable; picture only", extra={"media_id": item.media_id, "reason": exc.message}
             )
             report("audio", 1.0)
             return None
-        transcript = await self._speech.transcribe(audio, item.speech_options, lambda _, f: report("audio", f), stop)
         report("audio", 1.0)
         offset = await asyncio.to_thread(self._speech.decoder.audio_offset_s, item.path)
         return shift_transcript(transcript, offset) if abs(offset) >= _MIN_OFFSET_S else transcript
@@ -407,6 +411,7 @@ class VideoPipeline:
                     end_s=shot.end_s,
                     language=(pieces[0].language or language) if text else None,
                     extra=extra,
+                    speakers=speakers_between(transcript, shot.start_s, shot.end_s) if said else (),
                 )
             )
             domain_shots.append(_shot(shot, tags, said, found))

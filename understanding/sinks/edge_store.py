@@ -134,6 +134,8 @@ def build_filter(flt: PointFilter) -> qe.Filter:
         must.append(qe.FieldCondition("moderation_decision", match=qe.MatchAny(list(flt.moderation_decisions))))
     if flt.moderation_categories:
         must.append(qe.FieldCondition("moderation_categories", match=qe.MatchAny(list(flt.moderation_categories))))
+    if flt.speakers:
+        must.append(qe.FieldCondition("speakers", match=qe.MatchAny(list(flt.speakers))))
     must_not: list[Any] = [qe.FieldCondition("pending", match=qe.MatchValue(PENDING))]
     if flt.exclude_media_ids:
         must_not.append(qe.FieldCondition("media_id", match=qe.MatchAny(list(flt.exclude_media_ids))))

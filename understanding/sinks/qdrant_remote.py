@@ -123,6 +123,8 @@ def build_filter(flt: PointFilter) -> models.Filter:
         must.append(
             models.FieldCondition(key="moderation_categories", match=models.MatchAny(any=list(flt.moderation_categories)))
         )
+    if flt.speakers:
+        must.append(models.FieldCondition(key="speakers", match=models.MatchAny(any=list(flt.speakers))))
     must_not: list[Any] = [_NOT_PENDING]
     if flt.exclude_media_ids:
         must_not.append(models.FieldCondition(key="media_id", match=models.MatchAny(any=list(flt.exclude_media_ids))))

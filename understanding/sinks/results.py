@@ -17,9 +17,9 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from google.protobuf.message import Message
 
 from understanding import codec
-from understanding.faults import FaultInjector
-from understanding.domain import Analysis, Modality, ModelRef, Moderation, Vector
 from understanding.batching import MicroBatcher
+from understanding.domain import Analysis, Modality, ModelRef, Moderation, Vector
+from understanding.faults import FaultInjector
 from understanding.sinks.outbox import Outbox, OutboxRecord
 from understanding.sinks.relay import OutboxRelay
 from understanding.sinks.store import PointRecord, VectorStore, analysis_points

@@ -43,6 +43,7 @@ KEYWORD_FIELDS = (
     "tag_items[].label",
     "moderation_decision",
     "moderation_categories",
+    "speakers",
 )
 FLOAT_FIELDS = ("start_s", "end_s", "created_at", "tag_items[].score")
 INTEGER_FIELDS = ("chunk_index", "version", "pending")
@@ -106,6 +107,8 @@ class PointFilter:
     # media has one of these categories at REVIEW or BLOCK.
     moderation_decisions: tuple[str, ...] = ()
     moderation_categories: tuple[str, ...] = ()
+    # At least one of these speakers speaks in the point (payload `speakers`).
+    speakers: tuple[str, ...] = ()
 
 
 class VectorStore(Protocol):
@@ -234,6 +237,7 @@ def analysis_points(analysis: Analysis) -> list[PointRecord]:
             "created_at": float(analysis.created_at),
             "version": int(analysis.version),
             "metadata": dict(analysis.metadata),
+            "speakers": list(chunk.speakers),
         }
         payload.update(moderation_payload(analysis, chunk.index))
         payload.update({k: v for k, v in chunk.extra.items()})

@@ -178,6 +178,9 @@ def transcribe(
     initial_prompt: str,
     hotwords: str,
     beam_size: int,
+    diarize: bool,
+    num_speakers: int | None,
+    channels: str,
     metadata: Mapping[str, str] | None,
     filename: str | None,
     mime_type: str,
@@ -186,7 +189,9 @@ def transcribe(
     progress: ProgressCallback | None,
     moderation: ModerationOptions | None = None,
 ) -> Call[Analysis]:
-    speech = rq.SpeechOptions(language, translate, word_timestamps, vad, initial_prompt, hotwords, beam_size)
+    speech = rq.SpeechOptions(
+        language, translate, word_timestamps, vad, initial_prompt, hotwords, beam_size, diarize, num_speakers, channels
+    )
     header = rq.upload_header(
         source,
         media_id=media_id,

@@ -32,9 +32,17 @@ class SpeechOptions:
     hotwords: str = ""
     #: 0 means the server default.
     beam_size: int = 0
+    #: Label segments, words and indexed windows with their speaker.
+    diarize: bool = True
+    #: The number of speakers when known (1..32); None detects it.
+    num_speakers: int | None = None
+    #: "auto" (one participant per channel when the channels say so), "mix" or "separate".
+    channels: str = "auto"
 
     def to_pb(self) -> pb.SpeechOptions:
-        return pb.SpeechOptions(
+        if self.channels not in _CHANNELS:
+            raise ValueError(f"channels must be one of {sorted(_CHANNELS)}, not {self.channels!r}")
+        msg = pb.SpeechOptions(
             language=self.language,
             task=pb.SPEECH_TASK_TRANSLATE if self.translate else pb.SPEECH_TASK_TRANSCRIBE,
             word_timestamps=self.word_timestamps,
@@ -42,7 +50,19 @@ class SpeechOptions:
             initial_prompt=self.initial_prompt,
             hotwords=self.hotwords,
             beam_size=self.beam_size,
+            disable_diarization=not self.diarize,
+            channels=_CHANNELS[self.channels],
         )
+        if self.num_speakers is not None:
+            msg.num_speakers = self.num_speakers  # the server checks the range (INVALID_ARGUMENT)
+        return msg
+
+
+_CHANNELS: dict[str, pb.ChannelMode] = {
+    "auto": pb.CHANNEL_MODE_AUTO,
+    "mix": pb.CHANNEL_MODE_MIX,
+    "separate": pb.CHANNEL_MODE_SEPARATE,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +256,7 @@ def search_request(
     created_after: Instant | None = None,
     created_before: Instant | None = None,
     metadata: Mapping[str, str] | None = None,
+    speakers: Iterable[str] | None = None,
     group_by_media: bool = False,
     mode: str = "auto",
     with_vectors: bool = False,
@@ -281,6 +302,7 @@ def search_request(
     f.metadata.update(dict(metadata or {}))
     f.decisions.extend((d if isinstance(d, Decision) else Decision(str(d).lower())).to_pb() for d in decisions or ())
     f.moderation_categories.extend(moderation_categories or ())
+    f.speakers.extend(speakers or ())
     if f.ByteSize() == 0:
         request.ClearField("filter")
     return request

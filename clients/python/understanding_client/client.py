@@ -166,6 +166,9 @@ class Client(_Blocking):
         initial_prompt: str = "",
         hotwords: str = "",
         beam_size: int = 0,
+        diarize: bool = True,
+        num_speakers: int | None = None,
+        channels: str = "auto",
         metadata: Mapping[str, str] | None = None,
         filename: str | None = None,
         mime_type: str = "",
@@ -178,7 +181,9 @@ class Client(_Blocking):
         """Upload audio (or a video, for its audio track) in chunks and transcribe it inline.
 
         `source` is a path, bytes or a binary file object; `progress(bytes_sent, total)`
-        is called per chunk. For long media prefer `submit_job`.
+        is called per chunk. For long media prefer `submit_job`. Speakers: `diarize`
+        labels segments and words ("S1", "S2"... or "CH1", "CH2"... per channel),
+        `num_speakers` is a hint, `channels` "auto" | "mix" | "separate".
         """
         call = _calls.transcribe(
             self._source(source),
@@ -190,6 +195,9 @@ class Client(_Blocking):
             initial_prompt=initial_prompt,
             hotwords=hotwords,
             beam_size=beam_size,
+            diarize=diarize,
+            num_speakers=num_speakers,
+            channels=channels,
             metadata=metadata,
             filename=filename,
             mime_type=mime_type,

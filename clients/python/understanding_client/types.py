@@ -151,6 +151,8 @@ class Chunk:
     point_id: str
     # Present only when the request asked for embeddings.
     embedding: tuple[float, ...] = ()
+    # Who speaks in the chunk, most talkative first (one label for a transcript window).
+    speakers: tuple[str, ...] = ()
     # Detected in this chunk's text (the media's language when too short to tell).
     language: Language | None = None
     raw: common_pb2.Chunk | None = field(default=None, repr=False, compare=False)
@@ -165,6 +167,7 @@ class Chunk:
             tuple(Tag.from_pb(t) for t in m.tags),
             m.point_id,
             tuple(m.embedding),
+            tuple(m.speakers),
             language=Language.from_pb(m.language) if m.HasField("language") else None,
             raw=m,
         )
@@ -176,11 +179,13 @@ class Word:
     start_s: float
     end_s: float
     probability: float
+    # Who said it (a label of Transcript.speakers); "" without diarization.
+    speaker: str = ""
     raw: common_pb2.Word | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_pb(cls, m: common_pb2.Word) -> Word:
-        return cls(m.text, m.start_s, m.end_s, m.probability, raw=m)
+        return cls(m.text, m.start_s, m.end_s, m.probability, m.speaker, raw=m)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +197,8 @@ class Segment:
     avg_logprob: float
     no_speech_prob: float
     words: tuple[Word, ...] = ()
+    # Who said it (a label of Transcript.speakers); "" without diarization.
+    speaker: str = ""
     # Detected from the segment's text when confident (calls switch language), else the transcript's.
     language: Language | None = None
     raw: common_pb2.Segment | None = field(default=None, repr=False, compare=False)
@@ -206,9 +213,26 @@ class Segment:
             m.avg_logprob,
             m.no_speech_prob,
             tuple(Word.from_pb(w) for w in m.words),
+            m.speaker,
             language=Language.from_pb(m.language) if m.HasField("language") else None,
             raw=m,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Speaker:
+    """One speaker of a media: "S1", "S2"... (speaker model) or "CH1", "CH2"... (one per channel)."""
+
+    label: str
+    speaking_s: float
+    turns: int
+    # 1-based channel of a per-channel participant; 0 when found by the speaker model.
+    channel: int = 0
+    raw: common_pb2.Speaker | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_pb(cls, m: common_pb2.Speaker) -> Speaker:
+        return cls(m.label, m.speaking_s, m.turns, m.channel, raw=m)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +242,12 @@ class Transcript:
     duration_s: float
     task: str
     model: ModelRef | None
+    # Most talkative first; empty when diarization was off.
+    speakers: tuple[Speaker, ...] = ()
+    # The speaker model; None when none ran (per-channel participants, diarization off).
+    speaker_model: ModelRef | None = None
+    # "clustering", "channels", "single", "none", or "" (diarization off).
+    speaker_method: str = ""
     raw: common_pb2.Transcript | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -233,6 +263,9 @@ class Transcript:
             m.duration_s,
             m.task,
             ModelRef.from_pb(m.model) if m.HasField("model") else None,
+            tuple(Speaker.from_pb(x) for x in m.speakers),
+            ModelRef.from_pb(m.speaker_model) if m.HasField("speaker_model") else None,
+            m.speaker_method,
             raw=m,
         )
 
@@ -538,6 +571,8 @@ class SearchHit:
     # Only with `with_vectors=True`.
     vector: tuple[float, ...]
     keyframe_s: float
+    # Speakers heard in the point's time range.
+    speakers: tuple[str, ...] = ()
     raw: pb.SearchHit | None = field(default=None, repr=False, compare=False)
     # The media's moderation decision and categories at REVIEW/BLOCK; those with evidence in this chunk.
     decision: Decision = Decision.UNSPECIFIED
@@ -564,6 +599,7 @@ class SearchHit:
             created_at=timestamp(m.created_at, m.HasField("created_at")),
             vector=tuple(m.vector),
             keyframe_s=m.keyframe_s,
+            speakers=tuple(m.speakers),
             raw=m,
             decision=Decision.from_pb(m.decision),
             moderation_categories=tuple(m.moderation_categories),

@@ -70,6 +70,9 @@ def upload_kwargs(**overrides: Any) -> dict[str, Any]:
         "initial_prompt": "",
         "hotwords": "",
         "beam_size": 0,
+        "diarize": True,
+        "num_speakers": None,
+        "channels": "auto",
         "metadata": None,
         "filename": None,
         "mime_type": "",
@@ -394,3 +397,30 @@ def test_deadline_spans_attempts() -> None:
     remaining = _calls.Deadline(30.0).remaining()
     assert remaining is not None and 0 < remaining <= 30.0
     assert _calls.Deadline(0.0).remaining() == 0.0
+
+
+def test_speaker_options_filter_and_results() -> None:
+    speech = SpeechOptions(num_speakers=2, channels="separate").to_pb()
+    assert speech.HasField("num_speakers") and speech.num_speakers == 2
+    assert speech.channels == pb.CHANNEL_MODE_SEPARATE and not speech.disable_diarization
+    default = SpeechOptions().to_pb()
+    assert not default.HasField("num_speakers") and default.channels == pb.CHANNEL_MODE_AUTO
+    assert SpeechOptions(diarize=False).to_pb().disable_diarization
+    with pytest.raises(ValueError, match="channels"):
+        SpeechOptions(channels="stereo").to_pb()
+    header = sent(_calls.transcribe(UploadSource(b"x"), **upload_kwargs(num_speakers=3, channels="mix")))[0].header
+    assert header.speech.num_speakers == 3 and header.speech.channels == pb.CHANNEL_MODE_MIX
+    request = _calls.search("x", vector=None, example=None, top_k=1, filters={"speakers": ["CH2"]}).messages()
+    assert list(request.filter.speakers) == ["CH2"]
+    transcript = common_pb2.Transcript(
+        segments=[common_pb2.Segment(text="hi", speaker="S1", words=[common_pb2.Word(text="hi", speaker="S1")])],
+        speakers=[common_pb2.Speaker(label="S1", speaking_s=1.5, turns=1)],
+        speaker_model=common_pb2.ModelRef(name="campplus", version="1"),
+        speaker_method="clustering",
+    )
+    t = Analysis.from_pb(common_pb2.Analysis(media_id="m", transcript=transcript)).transcript
+    assert t is not None and t.speaker_method == "clustering" and t.speaker_model is not None
+    assert [(s.label, s.speaking_s, s.turns, s.channel) for s in t.speakers] == [("S1", 1.5, 1, 0)]
+    assert t.segments[0].speaker == "S1" and t.segments[0].words[0].speaker == "S1"
+    plain = Analysis.from_pb(common_pb2.Analysis(media_id="m", transcript=common_pb2.Transcript())).transcript
+    assert plain is not None and plain.speaker_model is None and plain.speakers == ()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pathlib
 import subprocess
+import wave
 
 import numpy as np
 import pytest
@@ -51,6 +52,23 @@ def test_resamples_stereo_44k_to_16k_mono(speech: pathlib.Path, media_dir: pathl
 
     assert abs(audio.size / 16000 - wav_duration(speech)) <= 0.05
     assert probe_audio(stereo).channels == 2
+
+
+@pytest.mark.parametrize("channels", [9, 32, 33])
+def test_channels_without_an_order_are_averaged_to_mono(
+    speech: pathlib.Path, tmp_path: pathlib.Path, channels: int
+) -> None:
+    """FFmpeg cannot downmix a layout without channel order ("9 channels"); the decoder averages them instead."""
+    mono = decode_audio(speech)
+    wide = tmp_path / f"{channels}ch.wav"
+    with wave.open(str(wide), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(np.repeat((mono * 32767).astype("<i2"), channels).tobytes())
+    assert probe_audio(wide).channels == channels
+    audio = decode_audio(wide)
+    assert audio.shape == mono.shape and np.abs(audio - mono).max() < 1e-3
 
 
 @pytest.mark.parametrize(

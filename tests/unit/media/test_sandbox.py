@@ -155,4 +155,27 @@ def test_stopping_frames_early_ends_the_child(shots: pathlib.Path, tmp_path: pat
     first = next(frames)
     frames.close()  # the caller stopped (an error elsewhere): the child must not linger
     assert first.image.shape[1] == 160
-    assert not decoder_children()
+    assert not [p for p in multiprocessing.active_children() if p.name.startswith("decode-")]
+
+
+def test_isolated_channels_equal_in_process(wav: pathlib.Path, media: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    """Per-channel decoding crosses the boundary as (channels, samples), with its checks and limits."""
+    from tests.fixtures.calls import write_wav
+    from understanding.media.audio import probe_audio
+    from understanding.media.channels import decode_channels
+
+    mono = decode_audio(wav)
+    stereo = write_wav(media / "stereo.wav", np.stack([mono, np.zeros_like(mono)]))
+    d = decoder(tmp_path)
+    isolated = d.decode_channels(stereo, max_duration_s=60)
+    assert isolated.shape == (2, mono.size)
+    assert np.array_equal(isolated, decode_channels(stereo, max_duration_s=60))
+    assert d.probe_audio(stereo) == probe_audio(stereo) and d.probe_audio(stereo).channels == 2
+    wide = write_wav(media / "wide.wav", np.zeros((33, 1600), dtype=np.float32))
+    with pytest.raises(InvalidInput) as err:
+        d.decode_channels(wide)
+    assert err.value.field == "speech.channels" and "33 channels" in err.value.message
+    with pytest.raises(LimitExceeded) as limit:
+        d.decode_channels(stereo, max_duration_s=1.0)
+    assert limit.value.field == "duration"
+    assert list(tmp_path.iterdir()) == []

@@ -83,6 +83,7 @@ def make_points(n: int, seed: int = 0) -> list[PointRecord]:
                     "version": 1,
                     "text": text,
                     "metadata": {"source": "feed" if i % 2 else "dm"},
+                    "speakers": [[], ["S1"], ["S2"], ["S2", "S1"]][i % 4],
                 },
             )
         )
@@ -156,6 +157,8 @@ FILTERS = [
     PointFilter(tenant="a", created_after=1020.0, created_before=1040.0),
     PointFilter(tenant="a", overlaps_start_s=10.0, overlaps_end_s=12.0),
     PointFilter(tenant="a", metadata={"source": "dm"}),
+    PointFilter(tenant="a", speakers=("S2",)),
+    PointFilter(tenant="a", speakers=("S1", "CH9")),
     PointFilter(tenant="nobody"),
 ]
 
@@ -182,6 +185,7 @@ def matches(p: PointRecord, flt: PointFilter) -> bool:
         and (flt.overlaps_end_s is None or pl["start_s"] <= flt.overlaps_end_s)
         and (flt.overlaps_start_s is None or pl["end_s"] >= flt.overlaps_start_s)
         and all(pl["metadata"].get(k2) == v for k2, v in flt.metadata.items())
+        and (not flt.speakers or any(x in pl["speakers"] for x in flt.speakers))
     )
 
 
