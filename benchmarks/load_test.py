@@ -72,7 +72,7 @@ def client(target: str, clip: bytes, seeds: dict[str, Any], deadline: float, sta
     from understanding.v1 import understanding_pb2 as pb, understanding_pb2_grpc
 
     rng = random.Random(seed)
-    names, weights = zip(*MIX.items())
+    names, weights = zip(*MIX.items(), strict=True)
     with grpc.insecure_channel(target) as channel:
         stub = understanding_pb2_grpc.UnderstandingStub(channel)
         health = health_pb2_grpc.HealthStub(channel)

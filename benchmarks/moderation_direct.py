@@ -80,7 +80,10 @@ def fortunes(folder: pathlib.Path, limit: int, rng: random.Random) -> list[str]:
 
 def offensive_sets(rng: random.Random) -> dict[str, tuple[list[str], list[str]]]:
     rustrict = DATA / "crates/rustrict"
-    lines = lambda name: [l.strip() for l in (rustrict / name).read_text(encoding="utf-8").splitlines() if l.strip()]
+
+    def lines(name: str) -> list[str]:
+        return [line.strip() for line in (rustrict / name).read_text(encoding="utf-8").splitlines() if line.strip()]
+
     positives = lines("test_positive.txt")
     false_positives = lines("false_positives.txt")
     rng.shuffle(false_positives)
@@ -254,7 +257,7 @@ def bench_contacts(args: argparse.Namespace) -> None:
     print(f"   other kinds found (handles/payments) where none were written: {other_fp}")
 
     tp = fp = fn = 0
-    for text, expected, kind in urlextract_cases():
+    for text, expected, _kind in urlextract_cases():
         found = [c.text for c in find_contacts(text) if c.kind.value in ("url", "email", "handle", "payment", "phone")]
         for value in expected:
             if any(value.rstrip("/.") in f or f in value for f in found):

@@ -66,7 +66,7 @@ def main() -> None:
     fast_ids: list[list[int]] = []
     pure_s = timed(lambda: ref_ids.extend(pure.encode(t) for t in corpus))[1]
     fast_s = timed(lambda: fast_ids.extend(fast.encode_batch(corpus)))[1]
-    same = sum(a == b for a, b in zip(ref_ids, fast_ids))
+    same = sum(a == b for a, b in zip(ref_ids, fast_ids, strict=False))
     print(
         f"\ntokenizer: {same}/{len(corpus)} identical ids; CPU ms/text package {1000 * pure_s / len(corpus):.3f}, "
         f"ours {1000 * fast_s / len(corpus):.3f}"

@@ -143,7 +143,7 @@ def render(files: dict[str, list[Item]]) -> str:
         "Events on Kafka: see [events.md](events.md).",
         "",
     ]
-    for filename, items in files.items():
+    for items in files.values():
         for service in (i for i in items if i.kind == "service"):
             out += [f"## Service `{service.name}`", "", _doc_md(service.doc), ""]
             out += ["| RPC | request | response |", "| --- | --- | --- |"]

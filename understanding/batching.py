@@ -17,8 +17,8 @@ from typing import Callable, Generic, Sequence, TypeVar
 
 from understanding.domain import LimitExceeded, Unavailable
 
-I = TypeVar("I")
-O = TypeVar("O")
+ItemT = TypeVar("ItemT")
+ResultT = TypeVar("ResultT")
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +31,9 @@ class BatcherClosed(Unavailable):
 
 
 @dataclass(slots=True)
-class _Pending(Generic[I, O]):
-    item: I
-    future: asyncio.Future[O]
+class _Pending(Generic[ItemT, ResultT]):
+    item: ItemT
+    future: asyncio.Future[ResultT]
 
 
 @dataclass(slots=True)
@@ -47,7 +47,7 @@ class BatchStats:
         return self.items / self.batches if self.batches else 0.0
 
 
-class MicroBatcher(Generic[I, O]):
+class MicroBatcher(Generic[ItemT, ResultT]):
     """Groups single items into batches for `batch_fn(items) -> outputs`.
 
     `batch_fn` must return one output per input, in order. If it raises, the
@@ -56,7 +56,7 @@ class MicroBatcher(Generic[I, O]):
 
     def __init__(
         self,
-        batch_fn: Callable[[Sequence[I]], Sequence[O]],
+        batch_fn: Callable[[Sequence[ItemT]], Sequence[ResultT]],
         *,
         name: str,
         max_batch_size: int = 32,
@@ -76,7 +76,7 @@ class MicroBatcher(Generic[I, O]):
         self._executor = executor or concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"batch-{name}"
         )
-        self._queue: asyncio.Queue[_Pending[I, O]] | None = None
+        self._queue: asyncio.Queue[_Pending[ItemT, ResultT]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._on_batch = on_batch
@@ -112,7 +112,7 @@ class MicroBatcher(Generic[I, O]):
             # other task on the loop (health checks, the RPCs of a drain) until the batch ends.
             await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
 
-    async def __aenter__(self) -> MicroBatcher[I, O]:
+    async def __aenter__(self) -> MicroBatcher[ItemT, ResultT]:
         await self.start()
         return self
 
@@ -128,10 +128,10 @@ class MicroBatcher(Generic[I, O]):
     def queued(self) -> int:
         return self._queue.qsize() if self._queue is not None else 0
 
-    async def submit(self, item: I) -> O:
+    async def submit(self, item: ItemT) -> ResultT:
         return (await self.submit_many([item]))[0]
 
-    async def submit_many(self, items: Sequence[I]) -> list[O]:
+    async def submit_many(self, items: Sequence[ItemT]) -> list[ResultT]:
         """Queue items (they may land in different batches) and wait for all."""
         if self._closed or self._queue is None:
             raise BatcherClosed(f"{self.name} batcher is not running")
@@ -140,9 +140,9 @@ class MicroBatcher(Generic[I, O]):
                 f"{self.name} queue is full ({self._max_queue} pending)", retry_after_s=0.5
             )
         loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[O]] = []
+        futures: list[asyncio.Future[ResultT]] = []
         for item in items:
-            fut: asyncio.Future[O] = loop.create_future()
+            fut: asyncio.Future[ResultT] = loop.create_future()
             futures.append(fut)
             self._queue.put_nowait(_Pending(item, fut))
         try:
@@ -153,7 +153,7 @@ class MicroBatcher(Generic[I, O]):
             raise
 
     # ------------------------------------------------------------ internals
-    async def _next_batch(self) -> list[_Pending[I, O]]:
+    async def _next_batch(self) -> list[_Pending[ItemT, ResultT]]:
         assert self._queue is not None
         first = await self._queue.get()
         batch = [first]
@@ -194,7 +194,7 @@ class MicroBatcher(Generic[I, O]):
                         p.future.set_exception(BatcherClosed(f"{self.name} batcher crashed: {error!r}"))
                 raise
             self._record(len(batch), time.perf_counter() - started)
-            for p, out in zip(batch, outputs):
+            for p, out in zip(batch, outputs, strict=True):
                 if p.future.done():
                     continue
                 if isinstance(out, _Failure):
@@ -202,14 +202,14 @@ class MicroBatcher(Generic[I, O]):
                 else:
                     p.future.set_result(out)
 
-    def _call(self, items: list[I]) -> list[O | _Failure]:
+    def _call(self, items: list[ItemT]) -> list[ResultT | _Failure]:
         """Run in the worker thread: whole batch, or item by item on failure."""
         try:
             return list(self._checked(items))
         except Exception as batch_error:
             if len(items) == 1:
                 return [_Failure(batch_error)]
-            results: list[O | _Failure] = []
+            results: list[ResultT | _Failure] = []
             for item in items:
                 try:
                     results.append(self._checked([item])[0])
@@ -217,7 +217,7 @@ class MicroBatcher(Generic[I, O]):
                     results.append(_Failure(error))
             return results
 
-    def _checked(self, items: list[I]) -> list[O]:
+    def _checked(self, items: list[ItemT]) -> list[ResultT]:
         outputs = list(self._fn(items))
         if len(outputs) != len(items):
             raise RuntimeError(f"{self.name}: batch_fn returned {len(outputs)} outputs for {len(items)} items")

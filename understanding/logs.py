@@ -16,11 +16,12 @@ import json
 import logging
 import sys
 import time
+import types
 from typing import Iterator, Mapping
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
-_context: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar("understanding_log_context", default={})
+_context: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar("understanding_log_context", default=types.MappingProxyType({}))
 
 
 def bind(**fields: str) -> contextvars.Token[Mapping[str, str]]:

@@ -365,7 +365,7 @@ def test_extreme_numbers_and_unknown_enums(server: ServerProcess, case: str) -> 
 
 def test_hostile_tenant_headers(server: ServerProcess) -> None:
     for tenant in ("../../etc", "a" * 200, "*", "tenant;drop", "%00"):
-        error = rpc_error(lambda r, **kw: server.stub.GetMedia(r, **{**kw, "metadata": [("x-tenant-id", tenant)]}), pb.GetMediaRequest(media_id="m"))
+        error = rpc_error(lambda r, tenant=tenant, **kw: server.stub.GetMedia(r, **{**kw, "metadata": [("x-tenant-id", tenant)]}), pb.GetMediaRequest(media_id="m"))
         assert_status(error, INVALID, "x-tenant-id:")
 
 

@@ -85,7 +85,7 @@ def test_facts_and_shot_boundaries(result: pb.AnalyzeVideoResponse) -> None:
     assert v.frames_analyzed == 30  # 2 per second by default
     assert v.frames_analyzed <= v.frames_decoded < fx.DURATION_S * fx.FPS  # never every frame
     assert len(a.shots) == len(fx.SHOTS)
-    for shot, spec in zip(a.shots, fx.SHOTS):
+    for shot, spec in zip(a.shots, fx.SHOTS, strict=True):
         assert abs(shot.start_s - spec.start_s) <= BOUNDARY_TOLERANCE_S, (spec.kind, shot.start_s)
         assert abs(shot.end_s - spec.end_s) <= BOUNDARY_TOLERANCE_S, (spec.kind, shot.end_s)
         assert shot.start_s < shot.keyframe_s < shot.end_s
@@ -94,7 +94,7 @@ def test_facts_and_shot_boundaries(result: pb.AnalyzeVideoResponse) -> None:
 
 def test_visual_signals_where_they_are(result: pb.AnalyzeVideoResponse) -> None:
     shots = result.analysis.shots
-    for shot, spec in zip(shots, fx.SHOTS):
+    for shot, spec in zip(shots, fx.SHOTS, strict=True):
         labels = tags_of(shot)
         assert shot.face_count == spec.faces, spec.kind
         assert ("visual.faces" in labels) == bool(spec.faces), (spec.kind, labels)
@@ -127,7 +127,7 @@ def test_transcript_is_aligned_to_its_shot(result: pb.AnalyzeVideoResponse) -> N
 def test_one_chunk_per_shot(result: pb.AnalyzeVideoResponse) -> None:
     a = result.analysis
     assert [c.index for c in a.chunks] == [s.index for s in a.shots]
-    for chunk, shot in zip(a.chunks, a.shots):
+    for chunk, shot in zip(a.chunks, a.shots, strict=True):
         assert (chunk.start_s, chunk.end_s) == pytest.approx((shot.start_s, shot.end_s), abs=1e-3)
         assert chunk.point_id
     assert "train" in a.chunks[fx.SPEECH_SHOT].text.lower()

@@ -123,9 +123,9 @@ class JobStateLog:
                 log.warning("job state view: fetch failed, retrying: %r", error)
                 await asyncio.sleep(1.0)
                 continue
-            for tp, records in batch.items():
+            for tp, fetched in batch.items():
                 jobs = []
-                for r in records:
+                for r in fetched:
                     if r.value is None:  # a tombstone: the job was purged
                         continue
                     try:
@@ -134,7 +134,7 @@ class JobStateLog:
                         log.error("undecodable job state record skipped: %r", error, extra={"offset": r.offset})
                 if jobs:
                     await asyncio.to_thread(self.store.apply, jobs, merge)
-                if records:
+                if fetched:
                     async with self._progress:
-                        self._applied[tp.partition] = records[-1].offset + 1
+                        self._applied[tp.partition] = fetched[-1].offset + 1
                         self._progress.notify_all()

@@ -147,16 +147,16 @@ class ProfanityCheckModel:
         """`score_text` for many texts with one model call; words are looked up only for texts
         scoring at least `evidence_min` (the evidence a policy shows)."""
         windows = [_windows(text) for text in texts]
-        pieces = [text[s:e] for text, spans in zip(texts, windows) for s, e in spans]
+        pieces = [text[s:e] for text, spans in zip(texts, windows, strict=True) for s, e in spans]
         plain = self.predict(pieces)
         revealed = self.predict([deobfuscate(piece) for piece in pieces])
         results: list[OffensiveScore] = []
         position = 0
-        for text, spans in zip(texts, windows):
+        for text, spans in zip(texts, windows, strict=True):
             if not spans:
                 results.append(OffensiveScore(0.0, 0, 0, (), self.model))
                 continue
-            scores = [max(a, b) for a, b in zip(plain[position : position + len(spans)], revealed[position:])]
+            scores = [max(a, b) for a, b in zip(plain[position : position + len(spans)], revealed[position:], strict=False)]
             position += len(spans)
             best = int(np.argmax(scores))
             start, end = spans[best]
@@ -166,7 +166,7 @@ class ProfanityCheckModel:
 
     def _heaviest_words(self, text: str, start: int, end: int, top: int = 3) -> tuple[Span, ...]:
         row = self._vectorizer.transform([text[start:end]])
-        tfidf = dict(zip(row.indices.tolist(), row.data.tolist()))
+        tfidf = dict(zip(row.indices.tolist(), row.data.tolist(), strict=True))
         spans = []
         for match in self._token.finditer(text, start, end):
             index = self._vocabulary.get(match.group().lower())

@@ -165,7 +165,7 @@ def load_tokenizer(cache_root: pathlib.Path) -> Any:
 def _split_unknown_runs(text: str, ids: list[int], offsets: list[tuple[int, int]]) -> list[int]:
     """One UNK per unknown character, as the package's tokenizer gives (`tokenizers` fuses a run into one)."""
     out: list[int] = []
-    for piece, (start, end) in zip(ids, offsets):
+    for piece, (start, end) in zip(ids, offsets, strict=True):
         if piece == _UNK:
             out.extend([_UNK] * max(1, sum(not ch.isspace() for ch in text[start:end])))
         else:
@@ -183,7 +183,7 @@ class UseTokenizer:
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         out = []
-        for text, encoding in zip(texts, self._tokenizer.encode_batch(list(texts), add_special_tokens=False)):
+        for text, encoding in zip(texts, self._tokenizer.encode_batch(list(texts), add_special_tokens=False), strict=True):
             ids = encoding.ids
             if _UNK in ids:
                 ids = _split_unknown_runs(text, ids, encoding.offsets)

@@ -369,7 +369,7 @@ def visual_tags(s: ShotSignals, *, start_s: float, end_s: float) -> tuple[Tag, .
         tags.append(Tag("visual.faces", GROUP, round(min(1.0, s.face_presence), 4), start_s, end_s))
         if s.face_count >= 2:
             tags.append(Tag("visual.faces.multiple", GROUP, round(min(1.0, s.face_presence), 4), start_s, end_s))
-    ranked = sorted(zip(COLOR_NAMES, s.colors), key=lambda kv: -kv[1])[:COLOR_TAGS_MAX]
+    ranked = sorted(zip(COLOR_NAMES, s.colors, strict=True), key=lambda kv: -kv[1])[:COLOR_TAGS_MAX]
     tags.extend(
         Tag(f"visual.color.{name}", GROUP, round(share, 4), start_s, end_s)
         for name, share in ranked
@@ -405,7 +405,7 @@ def describe(s: ShotSignals) -> str:
         else:
             parts.append("some motion")
     colors = [
-        name for name, share in sorted(zip(COLOR_NAMES, s.colors), key=lambda kv: -kv[1])[:2] if share >= COLOR_TAG_MIN
+        name for name, share in sorted(zip(COLOR_NAMES, s.colors, strict=True), key=lambda kv: -kv[1])[:2] if share >= COLOR_TAG_MIN
     ]
     if colors:
         parts.append("mostly " + " and ".join(colors))

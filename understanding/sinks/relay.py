@@ -134,7 +134,7 @@ class OutboxRelay:
             r = event.record
             futures.append(await producer.send(r.topic, value=r.value, key=r.key, headers=list(r.headers)))
         results = await asyncio.gather(*futures, return_exceptions=True)
-        acked = [e.seq for e, res in zip(pending, results) if not isinstance(res, BaseException)]
+        acked = [e.seq for e, res in zip(pending, results, strict=True) if not isinstance(res, BaseException)]
         # Remove what the broker acknowledged even if part of the batch failed,
         # so a retry re-sends only the rest.
         await asyncio.to_thread(self._outbox.remove, acked)

@@ -174,7 +174,7 @@ class ResultSink:
         if self._model is None or self._reembed is None or analysis.embedding_model == self._model:
             return analysis
         vectors = await self._reembed([c.text for c in analysis.chunks]) if analysis.chunks else []
-        chunks = tuple(dataclasses.replace(c, embedding=v) for c, v in zip(analysis.chunks, vectors))
+        chunks = tuple(dataclasses.replace(c, embedding=v) for c, v in zip(analysis.chunks, vectors, strict=True))
         return dataclasses.replace(analysis, chunks=chunks, embedding_model=self._model)
 
     def _write_points(self, batch: Sequence[tuple[Analysis, list[PointRecord]]]) -> list[None]:

@@ -80,7 +80,7 @@ def test_isolated_video_equals_in_process(shots: pathlib.Path, tmp_path: pathlib
     frames = list(d.sample_frames(shots, sample_fps=2.0, width=320, limits=limits, stats=stats))
     direct = list(video.sample_frames(shots, sample_fps=2.0, width=320, limits=limits, stats=direct_stats))
     assert stats == direct_stats and len(frames) == len(direct) > 0
-    assert all(a.t_s == b.t_s and np.array_equal(a.image, b.image) for a, b in zip(frames, direct))
+    assert all(a.t_s == b.t_s and np.array_equal(a.image, b.image) for a, b in zip(frames, direct, strict=True))
     assert d.audio_offset_s(shots) == video.audio_offset_s(shots)
 
 

@@ -71,7 +71,7 @@ def test_vectors_equal_the_package(cache: pathlib.Path, encoder: UseEncoder, bac
 
 
 def test_translations_are_nearer_than_an_unrelated_sentence(encoder: UseEncoder) -> None:
-    vectors = dict(zip([*TRANSLATIONS, "unrelated"], encoder.encode([*TRANSLATIONS.values(), UNRELATED])))
+    vectors = dict(zip([*TRANSLATIONS, "unrelated"], encoder.encode([*TRANSLATIONS.values(), UNRELATED]), strict=True))
     for lang in TRANSLATIONS:
         if lang != "en":
             assert float(vectors[lang] @ vectors["en"]) > float(vectors[lang] @ vectors["unrelated"]) + 0.2, lang

@@ -99,9 +99,9 @@ def test_turns_are_ordered_labelled_by_first_speech_and_summed(reference, encode
     starts = [t.start_s for t in d.turns]
     assert starts == sorted(starts)
     assert all(t.end_s > t.start_s for t in d.turns)
-    assert all(a.end_s <= b.start_s + 1e-6 for a, b in zip(d.turns, d.turns[1:]))
+    assert all(a.end_s <= b.start_s + 1e-6 for a, b in zip(d.turns, d.turns[1:], strict=False))
     assert d.turns[0].speaker == "S1"
-    assert all(a.speaker != b.speaker or b.start_s > a.end_s for a, b in zip(d.turns, d.turns[1:]))
+    assert all(a.speaker != b.speaker or b.start_s > a.end_s for a, b in zip(d.turns, d.turns[1:], strict=False))
     for summary in d.speakers:
         mine = [t for t in d.turns if t.speaker == summary.label]
         assert summary.turns == len(mine)

@@ -242,7 +242,7 @@ def test_the_fixture_shots(shots_result: tuple[VisualResult, DecodeStats]) -> No
     assert result.frames_analyzed == stats.frames_sampled == 30
     bounds = [t for s in result.shots for t in (s.start_s, s.end_s)]
     assert bounds == pytest.approx([t for spec in fx.SHOTS for t in (spec.start_s, spec.end_s)], abs=0.1)
-    for shot, spec in zip(result.shots, fx.SHOTS):
+    for shot, spec in zip(result.shots, fx.SHOTS, strict=True):
         labels = {t.label for t in shot.tags}
         assert shot.face_count == spec.faces, (spec.kind, shot.signals)
         assert ("visual.faces" in labels) == bool(spec.faces), spec.kind
