@@ -144,9 +144,9 @@ SILENCE = b"\x00\x00" * 1600
         ([live.config("bad 2")], grpc.StatusCode.INVALID_ARGUMENT, "config.media_id"),
         ([live.config("bad-3", language="xx")], grpc.StatusCode.INVALID_ARGUMENT, "config.language"),
         (
-            [live.config("bad-4", policy="strict")],
-            grpc.StatusCode.FAILED_PRECONDITION,
-            "config.policy: no moderation policy 'strict'",
+            [live.config("bad-4", policy="lenient")],
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "config.policy: unknown moderation policy 'lenient'",
         ),
         (
             [live.config("bad-5"), live.config("bad-5")],

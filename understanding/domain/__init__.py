@@ -18,14 +18,13 @@ from understanding.domain.errors import (
 )
 from understanding.domain.jobs import Job, JobError, JobSpec, JobState, new_job_id
 from understanding.domain.live import (
-    Action,
     AudioFormat,
     DropReason,
     EndReason,
     LiveConfig,
-    LiveDecision,
     LiveEvent,
     LiveFinal,
+    LiveModeration,
     LivePartial,
     LiveSignals,
     LiveStatus,
@@ -69,8 +68,7 @@ from understanding.domain.options import (
 
 __all__ = [
     "CATEGORIES",
-    "Action",
-    "LiveDecision",
+    "LiveModeration",
     "SignalKind",
     "LiveSummary",
     "LiveStatus",
