@@ -32,6 +32,7 @@ from understanding.v1 import understanding_pb2 as pb
 
 TENANT = "e2e-live"
 MD = [("x-tenant-id", TENANT)]
+ANALYSIS_TOPIC = "understanding.analysis.v1"  # the default: these servers have no broker
 
 
 def words(text: str) -> str:
@@ -112,7 +113,7 @@ async def test_real_speech_and_frames_at_real_time(server: ServerProcess) -> Non
 
     media = wait_for_media(server, "live-conversation")
     assert media.version == analysis.version and len(media.points) == summary.points
-    events = [events_pb2.AnalysisEvent.FromString(raw) for raw in server.outbox()]
+    events = [events_pb2.AnalysisEvent.FromString(raw) for raw in server.outbox(ANALYSIS_TOPIC)]
     assert any(e.analysis.media_id == "live-conversation" and e.analysis.version == analysis.version for e in events)
 
 
@@ -457,7 +458,7 @@ async def test_sigterm_drains_a_live_stream_then_indexes_it(tmp_path: pathlib.Pa
         summary = got.of("summary")[0]
         assert summary.reason == live_pb2.LIVE_END_REASON_SERVER_SHUTDOWN and summary.indexed and summary.points >= 1
         assert await asyncio.to_thread(proc.proc.wait, 120) == 0
-        indexed = [events_pb2.AnalysisEvent.FromString(raw) for raw in proc.outbox()]
+        indexed = [events_pb2.AnalysisEvent.FromString(raw) for raw in proc.outbox(ANALYSIS_TOPIC)]
         assert any(e.analysis.media_id == "live-drain" for e in indexed)
     finally:
         proc.stop()

@@ -330,6 +330,36 @@ async def test_a_review_segment_is_sent_and_published_once_when_decided_and_allo
     assert not [e for e in rest if isinstance(e, LiveModeration)]  # nor was it sent
 
 
+async def test_a_cancelled_waiter_leaves_the_analysis_running_for_the_next_one() -> None:
+    """The RPC that waits for the summary can be cancelled (the client left) while the last
+    segment is still being judged: the stream is then finished in the background, by a new waiter."""
+    release = asyncio.Event()
+
+    class SlowSignals(DigitsAreAPhone):
+        async def __call__(self, final: LiveFinal) -> Sequence[Signal]:
+            await release.wait()
+            return await super().__call__(final)
+
+    publisher = RecordingPublisher()
+    moderation = StreamModeration(policy=load_policy().resolve("t"), signals=SlowSignals(), publisher=publisher)
+    s, _ = session(
+        vad=ScriptedVad([(0.5, 2.3)]), recognize=ScriptedRecognizer(spoken(PHONE_WORDS, 0.5)), moderation=moderation
+    )
+    publisher.session = s
+    s.start()
+    await play(s, 3.5)
+    s.end(EndReason.CLIENT)
+    first = asyncio.create_task(s.wait())
+    await asyncio.wait_for(next_event(s, LiveFinal), 30)  # the final is out; its verdict is pending
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    release.set()
+    result = await asyncio.wait_for(s.wait(), 30)
+    assert [seg.text for seg in result.transcript.segments] == [" ".join(PHONE_WORDS)]
+    assert len(publisher.published) == 1 and publisher.published[0].verdict.segment_index == 0
+
+
 async def test_without_moderation_finals_are_not_judged() -> None:
     words = spoken(PHONE_WORDS, 0.5)
     s, _ = session(vad=ScriptedVad([(0.5, 2.3)]), recognize=ScriptedRecognizer(words))

@@ -17,7 +17,7 @@ dropped:
   REVIEW or BLOCK is sent to the client and published (moderation topic)
   before the next decode, so a T&S consumer can act during the call. The
   partial verdicts carry the stream's `version`, which its final analysis
-  keeps, so a consumer can tell them apart from the final one.
+  keeps, so a consumer can tie them to the stream's final verdict.
 
 `wait()` returns a `LiveResult`: the transcript of every final segment and
 the frame pass's shots, for the core to assemble, index and publish.
@@ -209,12 +209,24 @@ class LiveSession:
             self._frame_wake.set()
 
     async def wait(self) -> LiveResult:
-        """Wait for the analysis of everything received (after `end`); raises what a loop raised."""
+        """Wait for the analysis of everything received (after `end`); raises what a loop raised.
+
+        A waiter that is cancelled (its RPC ended while the last utterance was still being
+        analysed) leaves the loops running, so `wait` can be called again (the stream is then
+        finished in the background); only `abort` stops them.
+        """
+        loops = asyncio.gather(*self._tasks[:2])
+        loops.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved here or by a later wait
         try:
-            await asyncio.gather(*self._tasks[:2])
-        finally:
+            await asyncio.shield(loops)
+        except BaseException:
+            if not loops.done():  # only this waiter was cancelled
+                raise
             await self._stop_tasks()
             self._decoder.close()
+            raise
+        await self._stop_tasks()
+        self._decoder.close()
         status = self.status()
         self.events.put(status)
         visual = self._frames.finish(max(self.duration_s, self._frames.last_t_s)) if self._frames.analyzed else None
