@@ -1,5 +1,6 @@
 """AnalyzeLive end to end over gRPC: a real server process, real Whisper and VAD, real recorded
-speech played at real time with JPEG frames, the embedded store.
+speech played at real time with JPEG frames, the embedded store; moderation with the real
+moderation models and the real Kafka broker.
 
 Waits are for events (or a deadline), never fixed sleeps; no timing is asserted
 (the latency figures are benchmarks/live_bench.py's).
@@ -21,14 +22,17 @@ import grpc
 import jiwer
 import pytest
 
+from tests.fixtures import speech
 from tests.fixtures.real_speech import conversation
 from tests.support import live
+from tests.support.kafka import collect
 from tests.support.server import ServerProcess
-from understanding.v1 import common_pb2, events_pb2, live_pb2
+from understanding.v1 import common_pb2, events_pb2, live_pb2, moderation_pb2
 from understanding.v1 import understanding_pb2 as pb
 
 TENANT = "e2e-live"
 MD = [("x-tenant-id", TENANT)]
+ANALYSIS_TOPIC = "understanding.analysis.v1"  # the default: these servers have no broker
 
 
 def words(text: str) -> str:
@@ -109,8 +113,133 @@ async def test_real_speech_and_frames_at_real_time(server: ServerProcess) -> Non
 
     media = wait_for_media(server, "live-conversation")
     assert media.version == analysis.version and len(media.points) == summary.points
-    events = [events_pb2.AnalysisEvent.FromString(raw) for raw in server.outbox()]
+    events = [events_pb2.AnalysisEvent.FromString(raw) for raw in server.outbox(ANALYSIS_TOPIC)]
     assert any(e.analysis.media_id == "live-conversation" and e.analysis.version == analysis.version for e in events)
+
+
+ORDINARY = "Good morning, the weather is lovely today."
+OFFENSIVE = "You are a fucking idiot and a worthless piece of shit, shut up."
+
+
+def _moderation_events(records: list[Any], media_id: str) -> list[moderation_pb2.ModerationEvent]:
+    return [moderation_pb2.ModerationEvent.FromString(r.value) for r in records if r.key == media_id.encode()]
+
+
+async def test_moderation_decisions_reach_the_client_and_the_topic_while_the_stream_is_open(
+    tmp_path: pathlib.Path, kafka_bootstrap: str, moderation_topic: str, analysis_topic: str
+) -> None:
+    media_id = "live-moderated"
+    wav = tmp_path / "moderated.wav"
+    speech.concat_with_silence(
+        [
+            0.5,
+            speech.make_speech_wav(ORDINARY, tmp_path / "ordinary.wav"),
+            1.5,
+            speech.make_speech_wav(OFFENSIVE, tmp_path / "offensive.wav"),
+            2.0,
+        ],
+        wav,
+    )
+    pcm = pcm_of(wav)
+    # Read the topic from the start while the stream runs: the partial verdict must come before `end`.
+    partial_on_topic = asyncio.create_task(
+        collect(
+            kafka_bootstrap,
+            moderation_topic,
+            until=lambda rs: any(e.partial for e in _moderation_events(rs, media_id)),
+            timeout_s=900,
+        )
+    )
+    proc = ServerProcess(
+        tmp_path / "server",
+        env={
+            "UNDERSTANDING_KAFKA_BOOTSTRAP": kafka_bootstrap,
+            "UNDERSTANDING_KAFKA_MODERATION_TOPIC": moderation_topic,
+            "UNDERSTANDING_KAFKA_ANALYSIS_TOPIC": analysis_topic,
+            "UNDERSTANDING_LIVE_IDLE_TIMEOUT_S": "600",  # the client holds the stream open while it checks the topic
+        },
+    ).start()
+    try:
+        proc.wait_serving(timeout_s=300)
+        decided = asyncio.Event()  # a REVIEW/BLOCK event came on the stream
+        before_end: dict[str, bool] = {}
+
+        async def requests() -> AsyncIterator[live_pb2.LiveRequest]:
+            async for request in live.paced(
+                pcm, end=False, first=live.config(media_id, language="en", policy="strict")
+            ):
+                yield request
+            # Hold the stream open until the verdict is on the stream and on the broker (or a deadline).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(decided.wait(), asyncio.shield(partial_on_topic)), 300)
+            before_end["stream"] = decided.is_set()
+            before_end["topic"] = partial_on_topic.done() and any(
+                e.partial for e in _moderation_events(partial_on_topic.result(), media_id)
+            )
+            yield live_pb2.LiveRequest(end=live_pb2.LiveEnd())
+
+        got = live.Received()
+        async with grpc.aio.insecure_channel(proc.target) as channel:
+            from understanding.v1 import understanding_pb2_grpc
+
+            call = understanding_pb2_grpc.UnderstandingStub(channel).AnalyzeLive(requests(), metadata=MD, timeout=600)
+            async for event in call:
+                got.events.append((0.0, event))
+                if event.WhichOneof("event") == "moderation":
+                    decided.set()
+            got.code = await call.code()
+            got.details = await call.details() or ""
+        assert got.code == grpc.StatusCode.OK, got.details
+        assert before_end == {"stream": True, "topic": True}  # both while the stream was still open
+
+        finals = {f.segment.index: f.segment for f in got.of("final")}
+        verdicts = got.of("moderation")
+        assert verdicts and all(v.source == "transcript" for v in verdicts)
+        for v in verdicts:  # each about one final segment, its window that segment's
+            segment = finals[v.segment_index]
+            assert (v.start_s, v.end_s) == pytest.approx((segment.start_s, segment.end_s), abs=1e-3)
+            assert v.moderation.policy == "strict" and v.moderation.policy_version
+            assert v.moderation.decision in (common_pb2.DECISION_REVIEW, common_pb2.DECISION_BLOCK)
+        offensive = [v for v in verdicts if "idiot" in finals[v.segment_index].text.lower()]
+        assert len(offensive) == 1, [f.text for f in finals.values()]
+        assert offensive[0].moderation.decision == common_pb2.DECISION_BLOCK
+        category = next(c for c in offensive[0].moderation.categories if c.category == "offensive")
+        evidence = category.evidence[0]
+        assert evidence.model.name == "alt-profanity-check" and evidence.modality == common_pb2.MODALITY_SPEECH
+        text = finals[offensive[0].segment_index].text
+        assert text[evidence.span.start : evidence.span.end] == evidence.text and "idiot" in evidence.text.lower()
+        # ALLOW windows send nothing: the ordinary sentence got no verdict
+        ordinary = [i for i, seg in finals.items() if "morning" in seg.text.lower()]
+        assert ordinary, [f.text for f in finals.values()]
+        assert not [v for v in verdicts if v.segment_index in ordinary]
+
+        summary = got.of("summary")[0]
+        assert summary.reason == live_pb2.LIVE_END_REASON_CLIENT and summary.indexed
+        analysis = summary.analysis
+        assert analysis.moderation.decision == common_pb2.DECISION_BLOCK and analysis.moderation.policy == "strict"
+        assert "offensive" in {c.category for c in analysis.moderation.categories}
+
+        # On the broker: one partial event per verdict, the stream's version, then the final verdict.
+        records = await collect(
+            kafka_bootstrap,
+            moderation_topic,
+            until=lambda rs: any(not e.partial for e in _moderation_events(rs, media_id)),
+            timeout_s=300,
+        )
+        events = _moderation_events(records, media_id)
+        partials = [e for e in events if e.partial]
+        assert len(partials) == len(verdicts)
+        for e, v in zip(sorted(partials, key=lambda e: e.window_start_s), verdicts, strict=True):
+            assert (e.window_start_s, e.window_end_s) == pytest.approx((v.start_s, v.end_s))
+            assert e.moderation == v.moderation
+            assert (e.tenant, e.version, e.modality) == (TENANT, analysis.version, common_pb2.MODALITY_SPEECH)
+        (final,) = [e for e in events if not e.partial]
+        assert final.version == analysis.version and final.moderation == analysis.moderation
+        headers = dict(next(r for r in records if r.key == media_id.encode()).headers)
+        assert headers["schema"] == b"understanding.v1.ModerationEvent" and headers["tenant"] == TENANT.encode()
+    finally:
+        partial_on_topic.cancel()
+        assert proc.stop() == 0, proc.log()
 
 
 async def _bad(server: ServerProcess, *messages: live_pb2.LiveRequest) -> live.Received:
@@ -144,9 +273,9 @@ SILENCE = b"\x00\x00" * 1600
         ([live.config("bad 2")], grpc.StatusCode.INVALID_ARGUMENT, "config.media_id"),
         ([live.config("bad-3", language="xx")], grpc.StatusCode.INVALID_ARGUMENT, "config.language"),
         (
-            [live.config("bad-4", policy="strict")],
-            grpc.StatusCode.FAILED_PRECONDITION,
-            "config.policy: no moderation policy 'strict'",
+            [live.config("bad-4", policy="lenient")],
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "config.policy: unknown moderation policy 'lenient'",
         ),
         (
             [live.config("bad-5"), live.config("bad-5")],
@@ -329,7 +458,7 @@ async def test_sigterm_drains_a_live_stream_then_indexes_it(tmp_path: pathlib.Pa
         summary = got.of("summary")[0]
         assert summary.reason == live_pb2.LIVE_END_REASON_SERVER_SHUTDOWN and summary.indexed and summary.points >= 1
         assert await asyncio.to_thread(proc.proc.wait, 120) == 0
-        indexed = [events_pb2.AnalysisEvent.FromString(raw) for raw in proc.outbox()]
+        indexed = [events_pb2.AnalysisEvent.FromString(raw) for raw in proc.outbox(ANALYSIS_TOPIC)]
         assert any(e.analysis.media_id == "live-drain" for e in indexed)
     finally:
         proc.stop()

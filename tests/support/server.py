@@ -151,10 +151,12 @@ class ServerProcess:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port()}/metrics", timeout=PATIENT_RPC_S) as response:
             return str(response.read().decode())
 
-    def outbox(self) -> list[bytes]:
-        """The event payloads waiting in the server's outbox, oldest first (opened read-only)."""
+    def outbox(self, topic: str | None = None) -> list[bytes]:
+        """The event payloads waiting in the server's outbox (of one topic), oldest first (opened read-only)."""
         db = sqlite3.connect(f"file:{self.data_dir / 'outbox.sqlite3'}?mode=ro", uri=True)
         try:
+            if topic is not None:
+                return [row[0] for row in db.execute("SELECT value FROM outbox WHERE topic = ? ORDER BY seq", (topic,))]
             return [row[0] for row in db.execute("SELECT value FROM outbox ORDER BY seq")]
         finally:
             db.close()

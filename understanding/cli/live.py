@@ -32,6 +32,7 @@ def register(sub: Subcommands) -> None:
     live.add_argument(
         "--signal", action="append", choices=("safety", "topics", "visual"), help="only these signals (repeatable)"
     )
+    live.add_argument("--policy", default="", help="moderation policy (default: the tenant's)")
     live.add_argument("--no-partials", action="store_true", help="finals, signals and status only")
     live.add_argument("--dry-run", action="store_true", help="do not index the stream")
     connect.add_client_arguments(live)
@@ -68,6 +69,7 @@ async def _play(args: argparse.Namespace) -> int:
         AsyncClient,
         FileSource,
         LiveFinal,
+        LiveModeration,
         LivePartial,
         LiveSignals,
         LiveStatus,
@@ -88,6 +90,7 @@ async def _play(args: argparse.Namespace) -> int:
                 media_id=media_id,
                 language=args.language,
                 signals=args.signal or (),
+                policy=args.policy,
                 partials=not args.no_partials,
                 dry_run=args.dry_run,
                 timeout=args.timeout,
@@ -106,6 +109,12 @@ async def _play(args: argparse.Namespace) -> int:
                     )
                     tags = ", ".join(f"{t.label} {t.score:.2f}" for t in event.tags)
                     console.print(f"  [cyan]{where}[/cyan]: {tags}")
+                elif isinstance(event, LiveModeration):
+                    m = event.moderation
+                    console.print(
+                        f"  [red]{m.decision.value.upper()}[/red] {event.start_s:.2f}-{event.end_s:.2f}s "
+                        f"({m.policy} {m.policy_version}): {', '.join(m.flagged)}"
+                    )
                 elif isinstance(event, LiveStatus):
                     for drop in event.drops:
                         counted = drop.frames or round(drop.audio_s, 1)

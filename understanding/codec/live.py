@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from understanding.codec import analysis_pb, language_pb, model_pb, segment_pb, tags_pb
+from understanding.codec import analysis_pb, language_pb, model_pb, moderation_pb, segment_pb, tags_pb
 from understanding.domain import (
     AudioFormat,
     DropReason,
     EndReason,
-    LiveDecision,
     LiveEvent,
     LiveFinal,
+    LiveModeration,
     LivePartial,
     LiveSignals,
     LiveStatus,
@@ -82,7 +82,7 @@ def _signals_pb(signals: LiveSignals) -> live_pb2.LiveSignals:
 
 
 def live_event_pb(event: LiveEvent) -> live_pb2.LiveEvent | None:
-    """The wire form of an event; None for a decision (its message is Trust & Safety's to define)."""
+    """The wire form of an event (None: an event the client does not get)."""
     if isinstance(event, LivePartial):
         return live_pb2.LiveEvent(
             partial=live_pb2.LivePartial(
@@ -113,6 +113,15 @@ def live_event_pb(event: LiveEvent) -> live_pb2.LiveEvent | None:
                 status=status_pb(event.status),
             )
         )
-    if isinstance(event, LiveDecision):
-        return None
+    if isinstance(event, LiveModeration):
+        return live_pb2.LiveEvent(
+            moderation=live_pb2.LiveModeration(
+                source=event.source,
+                start_s=event.start_s,
+                end_s=event.end_s,
+                segment_index=event.segment_index or 0,
+                frame_s=event.frame_s or 0.0,
+                moderation=moderation_pb(event.moderation),
+            )
+        )
     raise TypeError(f"not a live event: {type(event).__name__}")

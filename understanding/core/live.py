@@ -10,24 +10,39 @@ A stream whose client is gone (cancel, disconnect, a reader that stalled)
 is finished in the background; `drain` (SIGTERM) ends every stream with
 SERVER_SHUTDOWN and waits for all of them, so what was analysed is indexed
 before the process stops.
+
+With moderation on (a `Moderator`), `open` resolves the stream's policy (the
+config's, else the tenant's default; an unknown name is INVALID_ARGUMENT on
+`config.policy` before any media is read), each final segment is judged with
+the moderation core's text signals and REVIEW/BLOCK verdicts are published at
+once through the result sink's outbox (`SinkPublisher`); the final analysis
+is moderated like any other media's and keeps the stream's version.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from understanding.core.analyze import Analyzer
+from understanding.core.moderate import Moderator
 from understanding.domain import (
     Analysis,
     EndReason,
+    InvalidInput,
     LimitExceeded,
     LiveConfig,
+    LiveFinal,
+    LiveModeration,
     LiveSummary,
+    Modality,
     ModelRef,
+    ModerationOptions,
     PreconditionFailed,
+    Signal,
     Unavailable,
     VideoInfo,
 )
@@ -41,7 +56,7 @@ from understanding.pipelines.live import (
     LiveResult,
     LiveSession,
     LiveSettings,
-    Policy,
+    StreamModeration,
     TaggerSignals,
     WhisperRecognizer,
 )
@@ -49,8 +64,9 @@ from understanding.pipelines.speech import SpeechPipeline
 from understanding.pipelines.text import TextPipeline
 from understanding.pipelines.video import VideoPipeline
 from understanding.pipelines.visual import FaceDetector
+from understanding.sinks.results import ResultSink
 
-__all__ = ["LiveLimits", "LiveStreams"]
+__all__ = ["LiveLimits", "LiveStreams", "ModeratorSignals", "SinkPublisher"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +85,59 @@ class LiveLimits:
     drain_s: float = 60.0
 
 
+class ModeratorSignals:
+    """A final segment's moderation signals: `Moderator.window_signals` on its text and embedding."""
+
+    def __init__(self, moderator: Moderator, text: TextPipeline) -> None:
+        self._moderator = moderator
+        self._text = text
+
+    async def __call__(self, final: LiveFinal) -> Sequence[Signal]:
+        segment = final.segment
+        if not segment.text.strip():
+            return []
+        (embedding,) = await self._text.binding.embed([segment.text])  # for the zero-shot categories
+        language = segment.language or final.language
+        return await self._moderator.window_signals(
+            segment.text,
+            start_s=segment.start_s,
+            end_s=segment.end_s,
+            chunk_index=segment.index,
+            language=language.code if language.code not in ("", "und") else None,
+            speaker=final.speaker or "",
+            embedding=embedding,
+        )
+
+
+class SinkPublisher:
+    """Partial verdicts onto the moderation topic, durably through the result sink's outbox."""
+
+    def __init__(self, sink: ResultSink) -> None:
+        self._sink = sink
+
+    async def publish(
+        self,
+        tenant: str,
+        media_id: str,
+        verdict: LiveModeration,
+        *,
+        modality: Modality,
+        version: int,
+        metadata: Mapping[str, str],
+        trace_id: str,
+    ) -> None:
+        await self._sink.publish_moderation(
+            tenant,
+            media_id,
+            verdict.moderation,
+            modality=modality,
+            version=version,
+            metadata=metadata,
+            window=(verdict.start_s, verdict.end_s),
+            trace_id=trace_id,
+        )
+
+
 class LiveStreams:
     def __init__(
         self,
@@ -83,7 +152,7 @@ class LiveStreams:
         decoder: MediaDecoder,
         analyzer: Analyzer,
         frame_limits: FrameLimits,
-        policies: Mapping[str, Policy] | None = None,
+        moderator: Moderator | None = None,
         publisher: DecisionPublisher | None = None,
     ) -> None:
         self.settings = settings
@@ -96,7 +165,7 @@ class LiveStreams:
         self._decoder = decoder
         self._analyzer = analyzer
         self._frame_limits = frame_limits
-        self._policies = dict(policies or {})
+        self._moderator = moderator
         self._publisher = publisher
         self._sessions: set[LiveSession] = set()
         self._background: set[asyncio.Task[LiveSummary | None]] = set()
@@ -118,14 +187,7 @@ class LiveStreams:
                 f"this server already runs {len(self._sessions)} live streams (limit {self.limits.max_streams})",
                 retry_after_s=self.limits.retry_after_s,
             )
-        policy = None
-        if config.policy is not None:
-            policy = self._policies.get(config.policy)
-            if policy is None:
-                available = ", ".join(sorted(self._policies)) or "none yet"
-                raise PreconditionFailed(
-                    f"no moderation policy {config.policy!r} (available: {available})", field="config.policy"
-                )
+        moderation = self._moderation(tenant, config)
         session = LiveSession(
             config,
             self.settings,
@@ -136,8 +198,7 @@ class LiveStreams:
             decoder=self._decoder.stream_decoder(self._frame_limits, opus=config.audio_format.value == "opus"),
             faces=self._video.faces,
             signals=TaggerSignals(self._text, config.signals, face_model=_FACE_MODEL),
-            policy=policy,
-            publisher=self._publisher,
+            moderation=moderation,
             trace_id=trace_id,
         )
         self._sessions.add(session)
@@ -146,11 +207,31 @@ class LiveStreams:
         log.info("live stream started", extra={"media_id": config.media_id, "active": len(self._sessions)})
         return session
 
+    def _moderation(self, tenant: str, config: LiveConfig) -> StreamModeration | None:
+        """The stream's policy resolved now, so a typo fails before any media is read."""
+        if self._moderator is None or self._publisher is None:
+            if config.policy is not None:
+                raise PreconditionFailed("moderation is disabled on this server", field="config.policy")
+            return None
+        try:
+            policy = self._moderator.policy(tenant, ModerationOptions(policy=config.policy))
+        except InvalidInput as error:  # named after the batch requests' field: say which field it is here
+            raise InvalidInput(error.message, field="config.policy") from None
+        return StreamModeration(
+            policy=policy, signals=ModeratorSignals(self._moderator, self._text), publisher=self._publisher
+        )
+
     async def finish(self, session: LiveSession, *, trace_id: str = "") -> LiveSummary:
         """Wait for the stream's analysis, index it (unless a dry run) and give the summary."""
         try:
             result = await session.wait()
             analysis = await self._assemble(session, result)
+            moderation = session.moderation
+            if self._moderator is not None and moderation is not None:
+                # The whole stream's verdict, as for any media (the final ModerationEvent).
+                options = ModerationOptions(policy=session.config.policy)
+                analysis = await self._moderator.moderate(analysis, options, moderation.policy)
+            analysis = dataclasses.replace(analysis, version=session.version)
             indexed = session.config.index
             if indexed:
                 await self._analyzer.index(analysis, trace_id=trace_id)
@@ -209,7 +290,7 @@ class LiveStreams:
             session.end(EndReason.SERVER_SHUTDOWN)
         try:
             await asyncio.wait_for(self._wait_drained(), self.limits.drain_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("live streams still running after the drain timeout", extra={"active": len(self._sessions)})
 
     async def _wait_drained(self) -> None:

@@ -20,7 +20,7 @@ from understanding.batching import BatchObserver
 from understanding.config import Settings
 from understanding.core.analyze import Analyzer
 from understanding.core.embedding import EmbeddingFactory, EmbeddingSwitch, ServingEmbedding
-from understanding.core.live import LiveLimits, LiveStreams
+from understanding.core.live import LiveLimits, LiveStreams, SinkPublisher
 from understanding.core.media import MediaCatalog
 from understanding.core.moderate import Moderator
 from understanding.core.reindex import OnlineReindex
@@ -281,8 +281,8 @@ class Core:
         blobs = BlobStore(settings.blob_path)
         searcher = catalog = jobs = reindex = live = None
         if role == "serve":
-            live = _live_streams(settings, transcriber, text, speech, video, decoder, analyzer)
             assert sink is not None and unit.store is not None
+            live = _live_streams(settings, transcriber, text, speech, video, decoder, analyzer, moderator, sink)
             searcher = Searcher(unit.store, unit.batcher.submit, detect_language=text.detect_language)
             query_side = searcher
             embedding.subscribe(lambda u: query_side.rebind(_store_of(u), u.batcher.submit))
@@ -396,6 +396,8 @@ def _live_streams(
     video: VideoPipeline,
     decoder: MediaDecoder,
     analyzer: Analyzer,
+    moderator: Moderator | None,
+    sink: ResultSink,
 ) -> LiveStreams:
     live = LiveSettings(
         asr=AsrSettings(
@@ -426,6 +428,8 @@ def _live_streams(
         decoder=decoder,
         analyzer=analyzer,
         frame_limits=FrameLimits(max_pixels=settings.video_max_pixels),
+        moderator=moderator,
+        publisher=SinkPublisher(sink),
     )
 
 

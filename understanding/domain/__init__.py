@@ -18,14 +18,13 @@ from understanding.domain.errors import (
 )
 from understanding.domain.jobs import Job, JobError, JobSpec, JobState, new_job_id
 from understanding.domain.live import (
-    Action,
     AudioFormat,
     DropReason,
     EndReason,
     LiveConfig,
-    LiveDecision,
     LiveEvent,
     LiveFinal,
+    LiveModeration,
     LivePartial,
     LiveSignals,
     LiveStatus,
@@ -78,8 +77,7 @@ from understanding.domain.visual import BodyPart, Box, ImageInfo, ImageOptions, 
 
 __all__ = [
     "CATEGORIES",
-    "Action",
-    "LiveDecision",
+    "LiveModeration",
     "SignalKind",
     "LiveSummary",
     "LiveStatus",

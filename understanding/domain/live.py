@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from understanding.domain.media import Analysis, Language, ModelRef, Segment, Tag
+from understanding.domain.moderation import Moderation
 
 
 class AudioFormat(enum.Enum):
@@ -90,24 +91,20 @@ class LiveSignals:
     text: str = ""
 
 
-class Action(enum.Enum):
-    ALLOW = "allow"
-    REVIEW = "review"
-    BLOCK = "block"
-
-
 @dataclass(frozen=True, slots=True)
-class LiveDecision:
-    """A moderation policy's verdict on one window, with the signals it is based on (the evidence).
+class LiveModeration:
+    """The moderation core's verdict (REVIEW or BLOCK) on one window of a stream, with its evidence.
 
-    Not on the wire yet: `LiveEvent` keeps ids 10-14 for the message Trust &
-    Safety defines; until then no policy exists to make one.
+    `moderation` is what `pipelines.moderation.decide` made of the window's signals under the
+    stream's policy: the same type, and the same rules, as a whole media's verdict.
     """
 
-    action: Action
-    policy: ModelRef  # policy name and version
-    evidence: LiveSignals
-    reasons: tuple[str, ...] = ()
+    source: str  # "transcript" (frames join with the visual Trust & Safety models)
+    start_s: float
+    end_s: float
+    moderation: Moderation
+    segment_index: int | None = None
+    frame_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,4 +129,4 @@ class LiveSummary:
     status: LiveStatus
 
 
-LiveEvent = LivePartial | LiveFinal | LiveSignals | LiveDecision | LiveStatus | LiveSummary
+LiveEvent = LivePartial | LiveFinal | LiveSignals | LiveModeration | LiveStatus | LiveSummary

@@ -4,6 +4,8 @@
         async for event in client.live(FileSource("call.mp4"), media_id="call-42"):
             if isinstance(event, LiveFinal):
                 print(event.segment.text)
+            elif isinstance(event, LiveModeration):  # REVIEW or BLOCK, as soon as it is decided
+                print(event.moderation.decision, event.moderation.flagged)
 
 A source is any async iterable of `AudioChunk` and `Frame` (capture times in
 seconds on one clock). `FileSource` plays a media file at real time (PyAV,
@@ -24,7 +26,7 @@ from typing import Any
 
 from understanding.v1 import live_pb2
 
-from understanding_client.types import Analysis, Language, ModelRef, Segment, Tag
+from understanding_client.types import Analysis, Language, ModelRef, Moderation, Segment, Tag
 
 __all__ = [
     "AudioChunk",
@@ -33,6 +35,7 @@ __all__ = [
     "LiveDrop",
     "LiveEvent",
     "LiveFinal",
+    "LiveModeration",
     "LivePartial",
     "LiveSignals",
     "LiveStatus",
@@ -141,6 +144,19 @@ class LiveSignals:
     models: tuple[ModelRef, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class LiveModeration:
+    """A REVIEW or BLOCK verdict on one window, sent as soon as it is made (the same one is
+    published on the moderation topic as a partial ModerationEvent)."""
+
+    source: str  # "transcript"
+    start_s: float
+    end_s: float
+    segment_index: int
+    frame_s: float
+    moderation: Moderation
+
+
 class DropReason(str, enum.Enum):
     FRAME_BEHIND = "frame_behind"
     FRAME_RATE = "frame_rate"
@@ -208,7 +224,7 @@ class LiveSummary:
     status: LiveStatus
 
 
-LiveEvent = LivePartial | LiveFinal | LiveSignals | LiveStatus | LiveSummary
+LiveEvent = LivePartial | LiveFinal | LiveSignals | LiveModeration | LiveStatus | LiveSummary
 
 
 def live_event(m: live_pb2.LiveEvent) -> LiveEvent | None:
@@ -230,6 +246,11 @@ def live_event(m: live_pb2.LiveEvent) -> LiveEvent | None:
             tuple(Tag.from_pb(t) for t in s.tags),
             s.text,
             tuple(ModelRef.from_pb(x) for x in s.models),
+        )
+    if kind == "moderation":
+        v = m.moderation
+        return LiveModeration(
+            v.source, v.start_s, v.end_s, v.segment_index, v.frame_s, Moderation.from_pb(v.moderation)
         )
     if kind == "status":
         return LiveStatus.from_pb(m.status)

@@ -6,12 +6,16 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from understanding import domain
+from understanding.codec.live import live_event_pb
 from understanding.v1 import common_pb2, live_pb2
+from understanding_client import Decision, Modality
 from understanding_client.live import (
     AudioChunk,
     DropReason,
     Frame,
     LiveFinal,
+    LiveModeration,
     LiveStatus,
     LiveSummary,
     config_request,
@@ -70,3 +74,41 @@ def test_events_come_back_typed() -> None:
     )
     assert isinstance(summary, LiveSummary) and summary.reason == "idle_timeout" and summary.points == 3
     assert live_event(live_pb2.LiveEvent()) is None  # an event kind this SDK does not know yet
+
+
+def test_a_window_verdict_travels_with_its_evidence() -> None:
+    """Server codec -> wire -> SDK: the moderation core's verdict on one segment, evidence included."""
+    evidence = domain.Evidence(
+        domain.Modality.SPEECH,
+        domain.ModelRef("understanding-contacts", "1"),
+        start_s=2.0,
+        end_s=4.5,
+        text="415 555 0132",
+        span=(11, 23),
+        chunk_index=3,
+        detail="phone",
+        score=1.0,
+    )
+    verdict = domain.LiveModeration(
+        source="transcript",
+        start_s=2.0,
+        end_s=4.5,
+        segment_index=3,
+        moderation=domain.Moderation(
+            domain.Decision.REVIEW,
+            "default",
+            "2026-12-1",
+            (domain.CategoryResult("contact.phone", 1.0, domain.Decision.REVIEW, (evidence,)),),
+        ),
+    )
+    message = live_event_pb(verdict)
+    assert message is not None and message.WhichOneof("event") == "moderation"
+    event = live_event(live_pb2.LiveEvent.FromString(message.SerializeToString()))
+    assert isinstance(event, LiveModeration)
+    assert (event.source, event.start_s, event.end_s, event.segment_index) == ("transcript", 2.0, 4.5, 3)
+    m = event.moderation
+    assert m.decision is Decision.REVIEW and (m.policy, m.policy_version) == ("default", "2026-12-1")
+    assert m.flagged == ("contact.phone",)
+    (got,) = m.categories[0].evidence
+    assert got.text == "415 555 0132" and got.span == (11, 23) and got.chunk_index == 3
+    assert got.modality is Modality.SPEECH and got.model is not None and got.model.name == "understanding-contacts"

@@ -1,28 +1,38 @@
-"""The live session's input rules and drop policy, with a fake recogniser, VAD, decoder and faces."""
+"""The live session's input rules, drop policy and moderation, with a fake recogniser, VAD, decoder,
+faces, moderation signals and publisher (the real policy file and `decide`)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 
 from understanding.domain import (
-    Action,
     AudioFormat,
+    Decision,
     DropReason,
     EndReason,
+    Evidence,
     InvalidInput,
     Language,
     LiveConfig,
-    LiveDecision,
+    LiveEvent,
+    LiveFinal,
+    LiveModeration,
     LiveSignals,
-    LiveStatus,
+    Modality,
     ModelRef,
+    Segment,
+    Signal,
     Transcript,
+    Word,
 )
-from understanding.pipelines.live import DecodeJob, LiveSession, LiveSettings
+from understanding.pipelines.live import DecodeJob, LiveSession, LiveSettings, StreamModeration
+from understanding.pipelines.policy import load_policy
 from understanding.pipelines.visual import FrameSignals
 
 MODEL = ModelRef("fake", "1")
@@ -64,21 +74,6 @@ class FakeSignals:
         return LiveSignals("frame", signals.t_s, signals.t_s, (), (MODEL,), frame_s=signals.t_s)
 
 
-class BlockEverything:
-    name, version = "block-all", "1"
-
-    def decide(self, signals: LiveSignals) -> LiveDecision:
-        return LiveDecision(Action.BLOCK, ModelRef(self.name, self.version), signals, ("test",))
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.published: list[LiveDecision] = []
-
-    async def publish(self, tenant: str, media_id: str, decision: LiveDecision, *, trace_id: str) -> None:
-        self.published.append(decision)
-
-
 def never(job: DecodeJob) -> Transcript:
     return Transcript((), Language("en", 1.0), 0.0, "transcribe", MODEL)
 
@@ -93,13 +88,13 @@ class Clock:
 
 def session(fmt: AudioFormat = AudioFormat.PCM_S16LE_16K_MONO, **kwargs: object) -> tuple[LiveSession, Clock]:
     clock = Clock()
+    kwargs.setdefault("recognize", never)
+    kwargs.setdefault("vad", FakeVad())
     s = LiveSession(
         LiveConfig("m1", fmt),
         LiveSettings(frame_fps=1.0, status_interval_s=60.0),
         tenant="t",
-        recognize=never,
         model=MODEL,
-        vad=FakeVad(),
         decoder=FakeDecoder(),
         faces=FakeFaces(),  # type: ignore[arg-type]
         signals=FakeSignals(),
@@ -162,25 +157,219 @@ async def test_frames_are_sampled_down_before_any_audio_is_lost_when_recognition
     assert status.dropped_audio_s == {}
 
 
-async def test_a_frame_is_analysed_reported_and_judged_and_a_block_is_published_at_once() -> None:
-    recorder = Recorder()
-    s, _ = session(policy=BlockEverything(), publisher=recorder)
+async def test_a_frame_is_analysed_and_reported() -> None:
+    s, _ = session()
     s.start()
     s.frame(b"jpeg", 5_000_000)
-    events = []
-    while len(events) < 2:
-        event = await asyncio.wait_for(s.events.get(), 10)
-        if not isinstance(event, LiveStatus):
-            events.append(event)
-    assert isinstance(events[0], LiveSignals) and events[0].frame_s == 0.0
-    assert isinstance(events[1], LiveDecision) and events[1].action is Action.BLOCK
-    assert recorder.published == [events[1]]  # before the stream ended
+    event = await asyncio.wait_for(next_event(s, LiveSignals), 10)
+    assert event.frame_s == 0.0
     s.frame(b"not an image", 7_000_000)
     s.end(EndReason.CLIENT)
     result = await s.wait()
     assert result.status.dropped_frames == {DropReason.FRAME_UNDECODABLE: 1}
     assert result.visual is not None and result.visual.frames_analyzed == 1
     assert result.reason is EndReason.CLIENT
+
+
+# ---------------------------------------------------------------- moderation per final segment
+WINDOW = 512
+PHONE_WORDS = "text me on 415 555 0132 tonight".split()
+ORDINARY_WORDS = "see you at the meeting tomorrow".split()
+PHONE_MODEL = ModelRef("understanding-contacts", "1")
+
+
+class ScriptedVad:
+    """Speech probability 1 inside `speech` (stream seconds), 0 elsewhere, one per 512-sample window."""
+
+    def __init__(self, speech: Sequence[tuple[float, float]]) -> None:
+        self._speech = speech
+        self._samples = 0
+        self._windows = 0
+
+    def push(self, samples: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        self._samples += samples.size
+        out = []
+        while (self._windows + 1) * WINDOW <= self._samples:
+            t = self._windows * WINDOW / 16000
+            out.append(1.0 if any(a <= t < b for a, b in self._speech) else 0.0)
+            self._windows += 1
+        return np.asarray(out, np.float32)
+
+
+def spoken(words: Sequence[str], start_s: float, step_s: float = 0.25) -> list[Word]:
+    return [Word(text, start_s + i * step_s, start_s + i * step_s + 0.2, 0.9) for i, text in enumerate(words)]
+
+
+class ScriptedRecognizer:
+    """Returns the scripted words within each decode job's audio."""
+
+    def __init__(self, words: Sequence[Word]) -> None:
+        self._words = words
+
+    def __call__(self, job: DecodeJob) -> Transcript:
+        heard = [
+            Word(w.text, w.start_s - job.offset_s, w.end_s - job.offset_s, 0.9)
+            for w in self._words
+            if w.start_s >= job.offset_s - 0.05 and w.end_s <= job.end_s
+        ]
+        length = job.end_s - job.offset_s
+        segment = Segment(0, 0.0, length, " ".join(w.text for w in heard), -0.2, 0.01, tuple(heard))
+        return Transcript((segment,) if heard else (), Language("en", 0.99), length, "transcribe", MODEL)
+
+
+class DigitsAreAPhone:
+    """Stands in for the moderation core's text signals: a digit in a segment is a phone number."""
+
+    def __init__(self) -> None:
+        self.judged: list[str] = []
+
+    async def __call__(self, final: LiveFinal) -> Sequence[Signal]:
+        segment = final.segment
+        self.judged.append(segment.text)
+        if not any(c.isdigit() for c in segment.text):
+            return []
+        start = next(i for i, c in enumerate(segment.text) if c.isdigit())
+        evidence = Evidence(
+            Modality.SPEECH,
+            PHONE_MODEL,
+            segment.start_s,
+            segment.end_s,
+            text=segment.text[start:],
+            span=(start, len(segment.text)),
+        )
+        return [Signal("contact.phone", 1.0, evidence)]
+
+
+@dataclass
+class Published:
+    verdict: LiveModeration
+    modality: Modality
+    version: int
+    stream_ended: EndReason | None  # the session's state when it was published
+
+
+class RecordingPublisher:
+    def __init__(self) -> None:
+        self.session: LiveSession | None = None
+        self.published: list[Published] = []
+
+    async def publish(
+        self,
+        tenant: str,
+        media_id: str,
+        verdict: LiveModeration,
+        *,
+        modality: Modality,
+        version: int,
+        metadata: Mapping[str, str],
+        trace_id: str,
+    ) -> None:
+        assert (tenant, media_id) == ("t", "m1")
+        assert self.session is not None
+        self.published.append(Published(verdict, modality, version, self.session.ended))
+
+
+async def next_event(s: LiveSession, kind: type) -> LiveEvent:
+    while True:
+        event = await s.events.get()
+        assert event is not None, "the stream ended without the event"
+        if isinstance(event, kind):
+            return event
+
+
+async def drain(s: LiveSession) -> list[LiveEvent]:
+    """The events still waiting (the session has ended)."""
+    s.events.close()
+    events = []
+    while (event := await s.events.get()) is not None:
+        events.append(event)
+    return events
+
+
+async def play(s: LiveSession, seconds: float) -> None:
+    for _ in range(int(round(seconds * 10))):  # 100 ms chunks of PCM
+        await s.audio(b"\x00\x00" * 1600, 0)
+    await asyncio.sleep(0)
+
+
+async def test_a_review_segment_is_sent_and_published_once_when_decided_and_allow_publishes_nothing() -> None:
+    words = spoken(PHONE_WORDS, 0.5) + spoken(ORDINARY_WORDS, 4.0)
+    signals, publisher = DigitsAreAPhone(), RecordingPublisher()
+    policy = load_policy().resolve("t")  # the packaged default policy: a phone number is REVIEW
+    moderation = StreamModeration(policy=policy, signals=signals, publisher=publisher)
+    s, _ = session(
+        vad=ScriptedVad([(0.5, 2.3), (4.0, 5.5)]),
+        recognize=ScriptedRecognizer(words),
+        moderation=moderation,
+        version=42,
+    )
+    publisher.session = s
+    s.start()
+    await play(s, 3.5)  # the first utterance, and enough silence to end it
+    verdict = await asyncio.wait_for(next_event(s, LiveModeration), 30)
+    assert isinstance(verdict, LiveModeration)
+    assert verdict.source == "transcript" and verdict.segment_index == 0
+    assert verdict.moderation.decision is Decision.REVIEW and verdict.moderation.policy == "default"
+    assert verdict.moderation.policy_version == policy.version
+    (phone,) = verdict.moderation.categories
+    assert phone.category == "contact.phone" and phone.severity is Decision.REVIEW
+    assert phone.evidence[0].text == "415 555 0132 tonight" and phone.evidence[0].score == 1.0
+    assert (verdict.start_s, verdict.end_s) == pytest.approx((0.5, 0.5 + 6 * 0.25 + 0.2))
+    # published once, while the stream was still open, with the stream's version
+    assert [p.verdict for p in publisher.published] == [verdict]
+    assert publisher.published[0].stream_ended is None
+    assert publisher.published[0].version == 42 and publisher.published[0].modality is Modality.SPEECH
+
+    await play(s, 3.0)  # the second utterance: ordinary, ALLOW
+    s.end(EndReason.CLIENT)
+    result = await s.wait()
+    assert [seg.text for seg in result.transcript.segments] == [" ".join(PHONE_WORDS), " ".join(ORDINARY_WORDS)]
+    assert signals.judged == [seg.text for seg in result.transcript.segments]  # every final segment judged
+    assert len(publisher.published) == 1  # the ALLOW segment published nothing
+    rest = await drain(s)
+    assert not [e for e in rest if isinstance(e, LiveModeration)]  # nor was it sent
+
+
+async def test_a_cancelled_waiter_leaves_the_analysis_running_for_the_next_one() -> None:
+    """The RPC that waits for the summary can be cancelled (the client left) while the last
+    segment is still being judged: the stream is then finished in the background, by a new waiter."""
+    release = asyncio.Event()
+
+    class SlowSignals(DigitsAreAPhone):
+        async def __call__(self, final: LiveFinal) -> Sequence[Signal]:
+            await release.wait()
+            return await super().__call__(final)
+
+    publisher = RecordingPublisher()
+    moderation = StreamModeration(policy=load_policy().resolve("t"), signals=SlowSignals(), publisher=publisher)
+    s, _ = session(
+        vad=ScriptedVad([(0.5, 2.3)]), recognize=ScriptedRecognizer(spoken(PHONE_WORDS, 0.5)), moderation=moderation
+    )
+    publisher.session = s
+    s.start()
+    await play(s, 3.5)
+    s.end(EndReason.CLIENT)
+    first = asyncio.create_task(s.wait())
+    await asyncio.wait_for(next_event(s, LiveFinal), 30)  # the final is out; its verdict is pending
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    release.set()
+    result = await asyncio.wait_for(s.wait(), 30)
+    assert [seg.text for seg in result.transcript.segments] == [" ".join(PHONE_WORDS)]
+    assert len(publisher.published) == 1 and publisher.published[0].verdict.segment_index == 0
+
+
+async def test_without_moderation_finals_are_not_judged() -> None:
+    words = spoken(PHONE_WORDS, 0.5)
+    s, _ = session(vad=ScriptedVad([(0.5, 2.3)]), recognize=ScriptedRecognizer(words))
+    s.start()
+    await play(s, 3.5)
+    s.end(EndReason.CLIENT)
+    result = await s.wait()
+    assert result.transcript.segments
+    events = await drain(s)
+    assert [e for e in events if isinstance(e, LiveFinal)] and not [e for e in events if isinstance(e, LiveModeration)]
 
 
 async def test_a_client_ahead_of_real_time_is_paced() -> None:

@@ -4,7 +4,13 @@ from understanding.pipelines.live.asr import AsrSettings, DecodeJob, StreamingAs
 from understanding.pipelines.live.endpointing import EndpointSettings
 from understanding.pipelines.live.recognizer import WhisperRecognizer
 from understanding.pipelines.live.session import LiveResult, LiveSession, LiveSettings
-from understanding.pipelines.live.signals import DecisionPublisher, Policy, SignalStep, TaggerSignals
+from understanding.pipelines.live.signals import (
+    DecisionPublisher,
+    SignalStep,
+    StreamModeration,
+    TaggerSignals,
+    TranscriptSignals,
+)
 
 __all__ = [
     "AsrSettings",
@@ -14,9 +20,10 @@ __all__ = [
     "LiveResult",
     "LiveSession",
     "LiveSettings",
-    "Policy",
     "SignalStep",
+    "StreamModeration",
     "StreamingAsr",
     "TaggerSignals",
+    "TranscriptSignals",
     "WhisperRecognizer",
 ]

@@ -13,6 +13,11 @@ dropped:
   own workers are shared by every stream and upload); frames are analysed
   in another, so a frame's result does not wait for a decode.
 - Status events go out every `status_interval_s` and right after a drop.
+- With `moderation`, every final segment is judged after its signals: a
+  REVIEW or BLOCK is sent to the client and published (moderation topic)
+  before the next decode, so a T&S consumer can act during the call. The
+  partial verdicts carry the stream's `version`, which its final analysis
+  keeps, so a consumer can tie them to the stream's final verdict.
 
 `wait()` returns a `LiveResult`: the transcript of every final segment and
 the frame pass's shots, for the core to assemble, index and publish.
@@ -32,17 +37,18 @@ import numpy as np
 import numpy.typing as npt
 
 from understanding.domain import (
-    Action,
     AudioFormat,
+    Decision,
     DropReason,
     EndReason,
     InvalidInput,
     Language,
     LiveConfig,
     LiveFinal,
+    LiveModeration,
     LivePartial,
-    LiveSignals,
     LiveStatus,
+    Modality,
     ModelRef,
     Segment,
     Transcript,
@@ -51,8 +57,10 @@ from understanding.domain import (
 from understanding.media.video import SampledFrame
 from understanding.pipelines.live.asr import AsrSettings, DecodeJob, StreamingAsr
 from understanding.pipelines.live.channel import EventChannel
-from understanding.pipelines.live.signals import DecisionPublisher, Policy, SignalStep
+from understanding.pipelines.live.signals import SignalStep, StreamModeration
 from understanding.pipelines.live.timeline import Timeline
+from understanding.pipelines.moderation import decide
+from understanding.pipelines.text import new_version
 from understanding.pipelines.visual import FaceDetector, FramePass, VisualResult
 
 __all__ = ["LiveResult", "LiveSession", "LiveSettings", "StreamDecoding", "Vad"]
@@ -131,8 +139,8 @@ class LiveSession:
         decoder: StreamDecoding,
         faces: FaceDetector,
         signals: SignalStep,
-        policy: Policy | None = None,
-        publisher: DecisionPublisher | None = None,
+        moderation: StreamModeration | None = None,
+        version: int | None = None,
         trace_id: str = "",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -145,8 +153,9 @@ class LiveSession:
         self._vad = vad
         self._decoder = decoder
         self._signals = signals
-        self._policy = policy
-        self._publisher = publisher
+        self.moderation = moderation
+        # The stream's analysis version: its partial verdicts carry it, its final analysis keeps it.
+        self.version = version if version is not None else new_version()
         self._trace_id = trace_id
         self._clock = clock
         self._asr = StreamingAsr(settings.asr, language=config.language)
@@ -200,12 +209,24 @@ class LiveSession:
             self._frame_wake.set()
 
     async def wait(self) -> LiveResult:
-        """Wait for the analysis of everything received (after `end`); raises what a loop raised."""
+        """Wait for the analysis of everything received (after `end`); raises what a loop raised.
+
+        A waiter that is cancelled (its RPC ended while the last utterance was still being
+        analysed) leaves the loops running, so `wait` can be called again (the stream is then
+        finished in the background); only `abort` stops them.
+        """
+        loops = asyncio.gather(*self._tasks[:2])
+        loops.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved here or by a later wait
         try:
-            await asyncio.gather(*self._tasks[:2])
-        finally:
+            await asyncio.shield(loops)
+        except BaseException:
+            if not loops.done():  # only this waiter was cancelled
+                raise
             await self._stop_tasks()
             self._decoder.close()
+            raise
+        await self._stop_tasks()
+        self._decoder.close()
         status = self.status()
         self.events.put(status)
         visual = self._frames.finish(max(self.duration_s, self._frames.last_t_s)) if self._frames.analyzed else None
@@ -372,7 +393,34 @@ class LiveSession:
     async def _after_final(self, final: LiveFinal) -> None:
         signals = await self._signals.transcript(final)
         if signals is not None:
-            await self._report(signals)
+            self.events.put(signals)
+        if self.moderation is not None:
+            await self._moderate(final, self.moderation)
+
+    async def _moderate(self, final: LiveFinal, moderation: StreamModeration) -> None:
+        """Judge a final segment; a REVIEW or BLOCK goes to the client and out at once."""
+        segment = final.segment
+        found = await moderation.signals(final)
+        verdict = decide(found, moderation.policy)
+        if verdict.decision is Decision.ALLOW:
+            return
+        event = LiveModeration(
+            source="transcript",
+            start_s=segment.start_s,
+            end_s=segment.end_s,
+            moderation=verdict,
+            segment_index=segment.index,
+        )
+        self.events.put(event)
+        await moderation.publisher.publish(
+            self.tenant,
+            self.config.media_id,
+            event,
+            modality=Modality.VIDEO if self._frames.analyzed else Modality.SPEECH,
+            version=self.version,
+            metadata=self.config.metadata,
+            trace_id=self._trace_id,
+        )
 
     async def _frame_loop(self) -> None:
         try:
@@ -401,18 +449,7 @@ class LiveSession:
         signals = await asyncio.to_thread(self._frames.push, SampledFrame(frame.t_s, image))
         found = await self._signals.frame(image, signals)
         if found is not None:
-            await self._report(found)
-
-    async def _report(self, signals: LiveSignals) -> None:
-        self.events.put(signals)
-        if self._policy is None:
-            return
-        decision = self._policy.decide(signals)
-        if decision is None:
-            return
-        self.events.put(decision)
-        if decision.action is not Action.ALLOW and self._publisher is not None:
-            await self._publisher.publish(self.tenant, self.config.media_id, decision, trace_id=self._trace_id)
+            self.events.put(found)
 
     async def _status_loop(self) -> None:
         while True:

@@ -3,28 +3,33 @@
 `SignalStep` is what a stream asks about every final transcript segment and
 every analysed frame. Today `TaggerSignals` answers with the zero-shot text
 tags (the `safety.*` labels and the topics) and the frame's `visual.*`
-signals. The Trust & Safety models (nudity, OCR, offensive text, contact
-details) become another `SignalStep` (or join this one); they receive the
-frame's pixels for that reason.
+signals; they are reported to the client, not judged.
 
-A `Policy` turns a window's signals into a `LiveDecision`; a
-`DecisionPublisher` sends REVIEW and BLOCK decisions out at once (the
-moderation topic), not at the end of the stream. No policy ships yet, so
-a stream that names one is refused; the session already calls both ports.
+Moderation (`StreamModeration`) judges every final transcript segment: the
+moderation core's text signals of the segment (`TranscriptSignals`, which
+core builds on `Moderator.window_signals`: offensive model, contact details,
+zero-shot categories), then `pipelines.moderation.decide` with the stream's
+resolved policy. A REVIEW or BLOCK goes to the client and, through the
+`DecisionPublisher`, onto the moderation topic at once, not at the end of
+the stream. Frames keep today's visual signals until the visual Trust &
+Safety models (nudity, OCR) join as another `TranscriptSignals`-like port.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from understanding.domain import LiveDecision, LiveFinal, LiveSignals, ModelRef, SignalKind, Tag
+from understanding.domain import LiveFinal, LiveModeration, LiveSignals, Modality, ModelRef, Signal, SignalKind, Tag
+from understanding.pipelines.policy import Policy
 from understanding.pipelines.text import TextPipeline, Window
 from understanding.pipelines.visual import FrameSignals, frame_tags
 
-__all__ = ["DecisionPublisher", "Policy", "SignalStep", "TaggerSignals"]
+__all__ = ["DecisionPublisher", "SignalStep", "StreamModeration", "TaggerSignals", "TranscriptSignals"]
 
 VISUAL_SIGNALS = ModelRef("visual-signals", "1")
 
@@ -39,19 +44,35 @@ class SignalStep(Protocol):
         ...
 
 
-class Policy(Protocol):
-    """A versioned moderation policy: a window's signals -> a decision, or None when it has no opinion."""
-
-    name: str
-    version: str
-
-    def decide(self, signals: LiveSignals) -> LiveDecision | None: ...
+class TranscriptSignals(Protocol):
+    async def __call__(self, final: LiveFinal) -> Sequence[Signal]:
+        """The moderation core's signals of one final segment (evidence spans within its text)."""
+        ...
 
 
 class DecisionPublisher(Protocol):
-    async def publish(self, tenant: str, media_id: str, decision: LiveDecision, *, trace_id: str) -> None:
-        """Send a decision out durably (it must not wait for the end of the stream)."""
+    async def publish(
+        self,
+        tenant: str,
+        media_id: str,
+        verdict: LiveModeration,
+        *,
+        modality: Modality,
+        version: int,
+        metadata: Mapping[str, str],
+        trace_id: str,
+    ) -> None:
+        """Send a window's verdict out durably (the moderation topic); it must not wait for the end of the stream."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class StreamModeration:
+    """How a stream is moderated: its resolved policy, the segment signals, where verdicts go."""
+
+    policy: Policy
+    signals: TranscriptSignals
+    publisher: DecisionPublisher
 
 
 class TaggerSignals:
