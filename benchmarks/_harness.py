@@ -16,8 +16,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -52,11 +52,20 @@ def start_server(env: Mapping[str, str] | None = None) -> Server:
     data_dir = pathlib.Path(tempfile.mkdtemp(prefix="understanding-bench-"))
     port = free_port()
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("UNDERSTANDING_") or k == "UNDERSTANDING_CACHE"}
-    full_env.update({"UNDERSTANDING_GRPC_PORT": str(port), "UNDERSTANDING_DATA_DIR": str(data_dir), "UNDERSTANDING_LOG_LEVEL": "WARNING", "UNDERSTANDING_METRICS_PORT": "0"})
+    full_env.update(
+        {
+            "UNDERSTANDING_GRPC_PORT": str(port),
+            "UNDERSTANDING_DATA_DIR": str(data_dir),
+            "UNDERSTANDING_LOG_LEVEL": "WARNING",
+            "UNDERSTANDING_METRICS_PORT": "0",
+        }
+    )
     full_env.update(env or {})
     log = (data_dir / "server.log").open("wb")
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "understanding", "serve"], cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "understanding", "serve"], cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT
+    )
     target = f"127.0.0.1:{port}"
     channel = grpc.insecure_channel(target)
     stub = health_pb2_grpc.HealthStub(channel)
@@ -83,4 +92,10 @@ def percentile(values: list[float], q: float) -> float:
 
 def result(figure: str, service: float, baseline: float | None, target: str, unit: str = "") -> None:
     ratio = (service / baseline) if baseline else None
-    print("RESULT " + json.dumps({"figure": figure, "service": service, "baseline": baseline, "ratio": ratio, "target": target, "unit": unit}), flush=True)
+    print(
+        "RESULT "
+        + json.dumps(
+            {"figure": figure, "service": service, "baseline": baseline, "ratio": ratio, "target": target, "unit": unit}
+        ),
+        flush=True,
+    )

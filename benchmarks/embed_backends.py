@@ -61,7 +61,9 @@ def main() -> None:
     from understanding.models.onnx_embedder import quantization_available
 
     model_dir = resolve_embedding_model("packaged")
-    cache = pathlib.Path(os.environ.get("UNDERSTANDING_CACHE_DIR") or tempfile.mkdtemp(prefix="embed-bench-")) / "models"
+    cache = (
+        pathlib.Path(os.environ.get("UNDERSTANDING_CACHE_DIR") or tempfile.mkdtemp(prefix="embed-bench-")) / "models"
+    )
     texts = corpus(64 if args.quick else 512)
     single = texts[: 32 if args.quick else 160]
     rounds = 1 if args.quick else 2
@@ -87,7 +89,9 @@ def main() -> None:
         runs = speed[(name, batch)]
         return max(r[0] for r in runs), min(r[1] for r in runs)
 
-    print(f"corpus: {len(texts)} texts, mean {np.mean([len(t) for t in texts]):.0f} chars; onnx load/export {onnx_load_s:.1f} s")
+    print(
+        f"corpus: {len(texts)} texts, mean {np.mean([len(t) for t in texts]):.0f} chars; onnx load/export {onnx_load_s:.1f} s"
+    )
     print(f"{'backend':10} {'batch':>5} {'texts/s':>9} {'cpu ms/text':>12} {'cos mean':>9} {'cos min':>9}")
     for name, encoder in backends.items():
         cosine = (encode_all(encoder) * reference).sum(axis=1)
@@ -97,7 +101,13 @@ def main() -> None:
         if name == "torch":
             continue
         for batch in (1, 32):
-            result(f"{name} vs torch texts/s, batch {batch}", best(name, batch)[0], best("torch", batch)[0], "> 1", "texts/s")
+            result(
+                f"{name} vs torch texts/s, batch {batch}",
+                best(name, batch)[0],
+                best("torch", batch)[0],
+                "> 1",
+                "texts/s",
+            )
         result(f"{name} vs torch CPU ms/text, batch 32", best(name, 32)[1], best("torch", 32)[1], "< 1", "ms")
         result(f"{name} cosine to torch, mean", float(cosine.mean()), None, ">= 0.99", "")
         result(f"{name} cosine to torch, min", float(cosine.min()), None, ">= 0.99", "")

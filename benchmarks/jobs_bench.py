@@ -49,11 +49,17 @@ def _port_open(target: str) -> bool:
 def start_worker(env: dict[str, str], data_dir: pathlib.Path) -> subprocess.Popen[bytes]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("UNDERSTANDING_") or k == "UNDERSTANDING_CACHE"}
     full.update(env)
-    full.update({"UNDERSTANDING_DATA_DIR": str(data_dir), "UNDERSTANDING_LOG_LEVEL": "INFO", "UNDERSTANDING_METRICS_PORT": "0"})
+    full.update(
+        {"UNDERSTANDING_DATA_DIR": str(data_dir), "UNDERSTANDING_LOG_LEVEL": "INFO", "UNDERSTANDING_METRICS_PORT": "0"}
+    )
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / "worker.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "understanding", "worker"], cwd=ROOT, env=full, stdout=log.open("wb"), stderr=subprocess.STDOUT
+        [sys.executable, "-m", "understanding", "worker"],
+        cwd=ROOT,
+        env=full,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
     )
     while '"worker ready"' not in log.read_text(errors="replace"):
         if proc.poll() is not None:
@@ -64,10 +70,13 @@ def start_worker(env: dict[str, str], data_dir: pathlib.Path) -> subprocess.Pope
 
 def run_job(stub, wav: bytes, media_id: str) -> float:  # type: ignore[no-untyped-def]
     """Submit one speech job and follow it to its end; returns submit -> SUCCEEDED seconds."""
-    from understanding.v1 import common_pb2, jobs_pb2, understanding_pb2 as pb
+    from understanding.v1 import common_pb2, jobs_pb2
+    from understanding.v1 import understanding_pb2 as pb
 
     def requests():  # type: ignore[no-untyped-def]
-        yield pb.SubmitJobRequest(spec=pb.JobSpec(modality=common_pb2.MODALITY_SPEECH, media=pb.UploadHeader(media_id=media_id)))
+        yield pb.SubmitJobRequest(
+            spec=pb.JobSpec(modality=common_pb2.MODALITY_SPEECH, media=pb.UploadHeader(media_id=media_id))
+        )
         yield pb.SubmitJobRequest(chunk=wav)
         yield pb.SubmitJobRequest(end=pb.UploadEnd(sha256=hashlib.sha256(wav).hexdigest()))
 
@@ -84,7 +93,8 @@ def run_job(stub, wav: bytes, media_id: str) -> float:  # type: ignore[no-untype
 
 def run_text_job(stub, text: str, media_id: str) -> float:  # type: ignore[no-untyped-def]
     """A text job (a tiny pipeline): its latency is almost all queue overhead."""
-    from understanding.v1 import common_pb2, jobs_pb2, understanding_pb2 as pb
+    from understanding.v1 import common_pb2, jobs_pb2
+    from understanding.v1 import understanding_pb2 as pb
 
     md = [("x-tenant-id", "bench")]
     spec = pb.JobSpec(modality=common_pb2.MODALITY_TEXT, text=text, media=pb.UploadHeader(media_id=media_id))
@@ -126,7 +136,8 @@ def main() -> int:
         subprocess.run(["bash", str(ROOT / "scripts" / "kafka.sh"), "up"], check=True, stdout=subprocess.DEVNULL)
 
     from tests.fixtures import speech
-    from understanding.v1 import understanding_pb2 as pb, understanding_pb2_grpc
+    from understanding.v1 import understanding_pb2 as pb
+    from understanding.v1 import understanding_pb2_grpc
 
     work = pathlib.Path(tempfile.mkdtemp(prefix="understanding-jobs-bench-"))
     wav_path = speech.make_speech_wav(SENTENCE, work / "short.wav")
@@ -170,7 +181,9 @@ def main() -> int:
         text_inline_s, text_job_s = [], []
         for i in range(n_seq * 3):
             started = time.perf_counter()
-            stub.AnalyzeText(pb.AnalyzeTextRequest(items=[pb.TextItem(media_id=f"ti-{i}", text=SENTENCE)]), metadata=md, timeout=60)
+            stub.AnalyzeText(
+                pb.AnalyzeTextRequest(items=[pb.TextItem(media_id=f"ti-{i}", text=SENTENCE)]), metadata=md, timeout=60
+            )
             text_inline_s.append(time.perf_counter() - started)
             text_job_s.append(run_text_job(stub, SENTENCE, f"tj-{i}"))
         inline_s, queued_s = [], []
@@ -198,7 +211,9 @@ def main() -> int:
     print(f"{'job, one at a time (1 worker)':34} {percentile(queued_s, 50):8.3f} {percentile(queued_s, 95):8.3f}")
     print(f"{'job in a burst, 1 worker':34} {percentile(lat1, 50):8.3f} {percentile(lat1, 95):8.3f}")
     print(f"{'job in a burst, 2 workers':34} {percentile(lat2, 50):8.3f} {percentile(lat2, 95):8.3f}")
-    print(f"{'inline AnalyzeText (one item)':34} {percentile(text_inline_s, 50):8.3f} {percentile(text_inline_s, 95):8.3f}")
+    print(
+        f"{'inline AnalyzeText (one item)':34} {percentile(text_inline_s, 50):8.3f} {percentile(text_inline_s, 95):8.3f}"
+    )
     print(f"{'text job, one at a time':34} {percentile(text_job_s, 50):8.3f} {percentile(text_job_s, 95):8.3f}")
     print(f"jobs/min: 1 worker {rate1:.1f}, 2 workers {rate2:.1f}")
     result("jobs/min short audio, 1 worker", rate1, None, "-", "jobs/min")
@@ -206,8 +221,16 @@ def main() -> int:
     result("submit->SUCCEEDED p50 in burst, 1 worker", percentile(lat1, 50), None, "-", "s")
     result("submit->SUCCEEDED p50 in burst, 2 workers", percentile(lat2, 50), None, "-", "s")
     result("job p50 one at a time vs inline Transcribe", percentile(queued_s, 50), percentile(inline_s, 50), "-", "s")
-    result("queue overhead per job (job - inline p50)", percentile(queued_s, 50) - percentile(inline_s, 50), None, "< 1 s", "s")
-    result("text job p50 vs inline AnalyzeText", percentile(text_job_s, 50), percentile(text_inline_s, 50), "< 1 s", "s")
+    result(
+        "queue overhead per job (job - inline p50)",
+        percentile(queued_s, 50) - percentile(inline_s, 50),
+        None,
+        "< 1 s",
+        "s",
+    )
+    result(
+        "text job p50 vs inline AnalyzeText", percentile(text_job_s, 50), percentile(text_inline_s, 50), "< 1 s", "s"
+    )
     return 0
 
 

@@ -28,7 +28,8 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -69,7 +70,8 @@ def client(target: str, clip: bytes, seeds: dict[str, Any], deadline: float, sta
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     from tests.support.upload import upload_requests
-    from understanding.v1 import understanding_pb2 as pb, understanding_pb2_grpc
+    from understanding.v1 import understanding_pb2 as pb
+    from understanding.v1 import understanding_pb2_grpc
 
     rng = random.Random(seed)
     names, weights = zip(*MIX.items(), strict=True)
@@ -110,7 +112,8 @@ def seed_data(target: str) -> dict[str, Any]:
     import grpc
 
     from tests.support.jobs import job_requests, text_spec
-    from understanding.v1 import understanding_pb2 as pb, understanding_pb2_grpc
+    from understanding.v1 import understanding_pb2 as pb
+    from understanding.v1 import understanding_pb2_grpc
 
     rng = random.Random(0)
     seeds: dict[str, Any] = {"media": {}, "jobs": {}}
@@ -119,9 +122,15 @@ def seed_data(target: str) -> dict[str, Any]:
         for tenant in TENANTS:
             md = [("x-tenant-id", tenant)]
             ids = [f"seed-{i}" for i in range(10)]
-            stub.AnalyzeText(pb.AnalyzeTextRequest(items=[pb.TextItem(media_id=m, text=sentence(rng)) for m in ids]), metadata=md, timeout=120)
+            stub.AnalyzeText(
+                pb.AnalyzeTextRequest(items=[pb.TextItem(media_id=m, text=sentence(rng)) for m in ids]),
+                metadata=md,
+                timeout=120,
+            )
             seeds["media"][tenant] = ids
-            seeds["jobs"][tenant] = stub.SubmitJob(job_requests(text_spec("seed job for GetJob")), metadata=md, timeout=60).job_id
+            seeds["jobs"][tenant] = stub.SubmitJob(
+                job_requests(text_spec("seed job for GetJob")), metadata=md, timeout=60
+            ).job_id
     return seeds
 
 
@@ -181,7 +190,9 @@ def main() -> int:
         stats = Stats()
         deadline = time.monotonic() + seconds
         started = time.perf_counter()
-        threads = [threading.Thread(target=client, args=(target, clip, seeds, deadline, stats, i)) for i in range(clients)]
+        threads = [
+            threading.Thread(target=client, args=(target, clip, seeds, deadline, stats, i)) for i in range(clients)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -198,7 +209,12 @@ def main() -> int:
 
     total = sum(sum(c.values()) for c in stats.codes.values())
     ok = sum(c["OK"] for c in stats.codes.values())
-    unexpected = {f"{rpc}:{code}": n for rpc, c in stats.codes.items() for code, n in c.items() if code != "OK" and code not in EXPECTED}
+    unexpected = {
+        f"{rpc}:{code}": n
+        for rpc, c in stats.codes.items()
+        for code, n in c.items()
+        if code != "OK" and code not in EXPECTED
+    }
     per_rpc = {
         rpc: {
             "calls": sum(stats.codes[rpc].values()),
@@ -229,7 +245,9 @@ def main() -> int:
     print(f"{'rpc':12} {'calls':>7} {'ok':>7} {'p50 ms':>9} {'p99 ms':>9}  errors")
     for rpc, r in per_rpc.items():
         print(f"{rpc:12} {r['calls']:7d} {r['ok']:7d} {r['p50_ms']:9.2f} {r['p99_ms']:9.2f}  {r['errors'] or ''}")
-    print(f"server RSS before {summary['rss_before_mib']} MiB, peak {summary['rss_peak_mib']} MiB, after {summary['rss_after_mib']} MiB")
+    print(
+        f"server RSS before {summary['rss_before_mib']} MiB, peak {summary['rss_peak_mib']} MiB, after {summary['rss_after_mib']} MiB"
+    )
     if unexpected:
         print(f"UNEXPECTED ERRORS {unexpected}: {stats.examples}")
     result("load: throughput, mixed RPCs (RPC/s)", ok / elapsed, None, "", "rpc/s")

@@ -29,7 +29,8 @@ def probe(target: str, seconds: float) -> tuple[list[float], list[float]]:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     from tests.support.jobs import job_requests, text_spec
-    from understanding.v1 import understanding_pb2 as pb, understanding_pb2_grpc
+    from understanding.v1 import understanding_pb2 as pb
+    from understanding.v1 import understanding_pb2_grpc
 
     md = [("x-tenant-id", "bench")]
     with grpc.insecure_channel(target) as channel:
@@ -65,7 +66,10 @@ def main() -> None:
         upload(server.target, clip, "warm")
         idle_checks, idle_gets = probe(server.target, 2.0 if args.quick else 5.0)
         busy: list[float] = []
-        workers = [threading.Thread(target=lambda m=m: busy.append(upload(server.target, clip, m))) for m in ("heavy-a", "heavy-b")]
+        workers = [
+            threading.Thread(target=lambda m=m: busy.append(upload(server.target, clip, m)))
+            for m in ("heavy-a", "heavy-b")
+        ]
         for w in workers:
             w.start()
         time.sleep(1.0)
@@ -77,12 +81,26 @@ def main() -> None:
     print(f"start to SERVING           {server.serving_after_s:.1f} s")
     print(f"RSS after warm-up          {rss / 2**20:.0f} MiB")
     for name, idle, loaded in (("health Check", idle_checks, load_checks), ("GetJob", idle_gets, load_gets)):
-        print(f"{name:14} idle p50 {percentile(idle, 50)*1e3:6.2f} ms p99 {percentile(idle, 99)*1e3:6.2f} ms | "
-              f"during 2 transcriptions p50 {percentile(loaded, 50)*1e3:6.2f} ms p99 {percentile(loaded, 99)*1e3:6.2f} ms")
+        print(
+            f"{name:14} idle p50 {percentile(idle, 50) * 1e3:6.2f} ms p99 {percentile(idle, 99) * 1e3:6.2f} ms | "
+            f"during 2 transcriptions p50 {percentile(loaded, 50) * 1e3:6.2f} ms p99 {percentile(loaded, 99) * 1e3:6.2f} ms"
+        )
     result("start-up: process start to SERVING (s)", server.serving_after_s, None, "report", "s")
     result("RSS with all models loaded (MiB)", rss / 2**20, None, "report", "MiB")
-    result("health p99 during transcription vs idle (ms)", percentile(load_checks, 99) * 1e3, percentile(idle_checks, 99) * 1e3, "report", "ms")
-    result("GetJob p99 during transcription vs idle (ms)", percentile(load_gets, 99) * 1e3, percentile(idle_gets, 99) * 1e3, "report", "ms")
+    result(
+        "health p99 during transcription vs idle (ms)",
+        percentile(load_checks, 99) * 1e3,
+        percentile(idle_checks, 99) * 1e3,
+        "report",
+        "ms",
+    )
+    result(
+        "GetJob p99 during transcription vs idle (ms)",
+        percentile(load_gets, 99) * 1e3,
+        percentile(idle_gets, 99) * 1e3,
+        "report",
+        "ms",
+    )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def main() -> int:
             sys.stdout.write(proc.stderr[-3000:])
         for line in proc.stdout.splitlines():
             if line.startswith("RESULT "):
-                rows.append((script.name, json.loads(line[len("RESULT "):])))
+                rows.append((script.name, json.loads(line[len("RESULT ") :])))
     print()
     print(f"{'script':24} {'figure':52} {'service':>10} {'baseline':>10} {'ratio':>7} {'target':>10}")
     for name, r in rows:

@@ -42,9 +42,15 @@ def main() -> None:
     work = pathlib.Path(tempfile.mkdtemp(prefix="speech-batched-"))
     clip = make_clip(20.0 if args.quick else 75.0, work)
     duration = speech.wav_duration(clip)
-    cache = pathlib.Path(os.environ.get("UNDERSTANDING_CACHE", pathlib.Path.home() / ".cache" / "understanding")) / "models"
+    cache = (
+        pathlib.Path(os.environ.get("UNDERSTANDING_CACHE", pathlib.Path.home() / ".cache" / "understanding")) / "models"
+    )
     model = faster_whisper.WhisperModel(
-        resolve_whisper_model("packaged", cache), device="cpu", compute_type="int8", cpu_threads=2, local_files_only=True
+        resolve_whisper_model("packaged", cache),
+        device="cpu",
+        compute_type="int8",
+        cpu_threads=2,
+        local_files_only=True,
     )
     batched = faster_whisper.BatchedInferencePipeline(model=model)
     audio = decode_audio(clip)
@@ -91,11 +97,23 @@ def main() -> None:
             server.stop()
         print(f"service Transcribe, whisper_batch_size={size}: RTF {service[size] / duration:.4f}")
     print(f"clip {duration:.1f} s; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    result(f"speech RTF batched (bs {args.batch_size}) vs sequential", figures["batched"][0], figures["sequential"][0], "report")
-    result("speech RTF service (sequential) vs direct sequential", service[0] / duration, figures["sequential"][0], "<= 1.10")
+    result(
+        f"speech RTF batched (bs {args.batch_size}) vs sequential",
+        figures["batched"][0],
+        figures["sequential"][0],
+        "report",
+    )
+    result(
+        "speech RTF service (sequential) vs direct sequential",
+        service[0] / duration,
+        figures["sequential"][0],
+        "<= 1.10",
+    )
     result(
         f"speech RTF service (batch {args.batch_size}) vs direct sequential",
-        service[args.batch_size] / duration, figures["sequential"][0], "<= 1.10",
+        service[args.batch_size] / duration,
+        figures["sequential"][0],
+        "<= 1.10",
     )
     result("speech WER batched vs sequential", figures["batched"][2], figures["sequential"][2] or None, "report")
 

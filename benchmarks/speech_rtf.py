@@ -55,9 +55,11 @@ def direct(path: pathlib.Path, cache: pathlib.Path) -> float:
     from understanding.media.audio import decode_audio
     from understanding.models.whisper import resolve_whisper_model
 
-    model = faster_whisper.WhisperModel(resolve_whisper_model("packaged", cache), device="cpu", compute_type="int8", local_files_only=True)
+    model = faster_whisper.WhisperModel(
+        resolve_whisper_model("packaged", cache), device="cpu", compute_type="int8", local_files_only=True
+    )
     audio = decode_audio(path)
-    list(model.transcribe(audio[:16000 * 5], beam_size=5, vad_filter=True)[0])  # warm up
+    list(model.transcribe(audio[: 16000 * 5], beam_size=5, vad_filter=True)[0])  # warm up
     started = time.perf_counter()
     audio = decode_audio(path)
     segments, _ = model.transcribe(audio, beam_size=5, vad_filter=True)
@@ -71,7 +73,8 @@ def upload(target: str, path: pathlib.Path, media_id: str) -> float:
     import grpc
 
     from tests.support.upload import upload_requests
-    from understanding.v1 import understanding_pb2 as pb, understanding_pb2_grpc
+    from understanding.v1 import understanding_pb2 as pb
+    from understanding.v1 import understanding_pb2_grpc
 
     with grpc.insecure_channel(target) as channel:
         stub = understanding_pb2_grpc.UnderstandingStub(channel)
@@ -119,7 +122,9 @@ def main() -> None:
     work = pathlib.Path(tempfile.mkdtemp(prefix="speech-bench-"))
     clip = make_clip(seconds, work)
     duration = speech.wav_duration(clip)
-    cache = pathlib.Path(os.environ.get("UNDERSTANDING_CACHE", pathlib.Path.home() / ".cache" / "understanding")) / "models"
+    cache = (
+        pathlib.Path(os.environ.get("UNDERSTANDING_CACHE", pathlib.Path.home() / ".cache" / "understanding")) / "models"
+    )
     direct_s = direct(clip, cache)
 
     server = start_server()
@@ -129,7 +134,10 @@ def main() -> None:
         solo_a = upload(server.target, clip, "solo-a")
         solo_b = upload(server.target, clip, "solo-b")
         times: list[float] = []
-        threads = [threading.Thread(target=lambda m=m: times.append(upload(server.target, clip, m))) for m in ("pair-a", "pair-b")]
+        threads = [
+            threading.Thread(target=lambda m=m: times.append(upload(server.target, clip, m)))
+            for m in ("pair-a", "pair-b")
+        ]
         started = time.perf_counter()
         for t in threads:
             t.start()

@@ -109,11 +109,11 @@ def mode_naive(clip: pathlib.Path) -> dict[str, float]:
 
 
 def mode_analyze(clip: pathlib.Path) -> dict[str, float]:
-    from understanding.config import Settings
     from understanding.batching import MicroBatcher
+    from understanding.config import Settings
+    from understanding.domain import SpeechOptions
     from understanding.models.embedder import Embedder, resolve_embedding_model
     from understanding.models.language import LanguageDetector
-    from understanding.domain import SpeechOptions
     from understanding.models.whisper import Transcriber, resolve_whisper_model
     from understanding.pipelines.speech import SpeechPipeline
     from understanding.pipelines.tagging import Tagger, Taxonomy

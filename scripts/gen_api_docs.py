@@ -79,8 +79,15 @@ def parse(path: pathlib.Path) -> list[Item]:
         if parent.kind == "service" and (rpc := _RPC.match(code)):
             name, req_stream, req, resp_stream, resp = rpc.groups()
             parent.children.append(
-                Item("rpc", name, doc, {"request": ("stream " if req_stream else "") + req,
-                                        "response": ("stream " if resp_stream else "") + resp})
+                Item(
+                    "rpc",
+                    name,
+                    doc,
+                    {
+                        "request": ("stream " if req_stream else "") + req,
+                        "response": ("stream " if resp_stream else "") + resp,
+                    },
+                )
             )
         elif parent.kind == "enum" and (value := _ENUM_VALUE.match(code)):
             parent.children.append(Item("value", value.group(1), doc, {"number": value.group(2)}))
@@ -154,7 +161,12 @@ def render(files: dict[str, list[Item]]) -> str:
                 )
             out.append("")
             for rpc in service.children:
-                out += [f"### {rpc.name}", "", f"`{rpc.name}({rpc.detail['request']}) returns ({rpc.detail['response']})`", ""]
+                out += [
+                    f"### {rpc.name}",
+                    "",
+                    f"`{rpc.name}({rpc.detail['request']}) returns ({rpc.detail['response']})`",
+                    "",
+                ]
                 out += [_doc_md(rpc.doc) or "_(undocumented)_", ""]
     for filename, items in files.items():
         types = [i for i in items if i.kind in ("message", "enum")]

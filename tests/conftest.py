@@ -7,7 +7,7 @@ import pathlib
 import socket
 import sys
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

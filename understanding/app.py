@@ -62,12 +62,16 @@ def _build_core(settings: Settings, metrics: Metrics | None, role: str) -> Core:
     except WhisperModelError as error:
         raise StartupError(f"UNDERSTANDING_WHISPER_MODEL={settings.whisper_model!r}: {error}") from error
     except OffensiveModelError as error:
-        raise StartupError(f"the offensive-language model (UNDERSTANDING_MODERATION_ENABLED=false skips it): {error}") from error
+        raise StartupError(
+            f"the offensive-language model (UNDERSTANDING_MODERATION_ENABLED=false skips it): {error}"
+        ) from error
     except SpeakerModelError as error:
         raise StartupError(f"UNDERSTANDING_SPEAKER_MODEL={settings.speaker_model!r}: {error}") from error
     except UnderstandingError as error:
         if error.field == "model_path":
-            raise StartupError(f"UNDERSTANDING_EMBEDDING_MODEL={settings.embedding_model!r}: {error.message}") from error
+            raise StartupError(
+                f"UNDERSTANDING_EMBEDDING_MODEL={settings.embedding_model!r}: {error.message}"
+            ) from error
         raise StartupError(error.message) from error
     except (FileNotFoundError, ValueError) as error:
         raise StartupError(str(error)) from error
@@ -79,18 +83,26 @@ class Service:
     def __init__(self, settings: Settings, *, observer: Observer | None = None) -> None:
         self.settings = settings
         self.identity = Identity(parse_api_keys(settings.api_keys))
-        self.admin_identity = AdminIdentity(parse_admin_keys(settings.admin_api_keys), tenant_auth=self.identity.enabled)
+        self.admin_identity = AdminIdentity(
+            parse_admin_keys(settings.admin_api_keys), tenant_auth=self.identity.enabled
+        )
         self.health = health.aio.HealthServicer()
         self.core: Core | None = None
         self.ports: UnderstandingPorts | None = None
         self.port: int = 0
         self.metrics = Metrics()
         self.metrics_port = 0
-        self.tracing = tracing.from_settings(settings.otel_endpoint, settings.otel_service_name)  # raises if not installed
+        self.tracing = tracing.from_settings(
+            settings.otel_endpoint, settings.otel_service_name
+        )  # raises if not installed
         self._observer = observer or self.metrics
         self._limits = Limits(
-            rate=TenantRateLimiter(settings.rate_limit_rps, settings.rate_limit_burst) if settings.rate_limit_rps > 0 else None,
-            upload_streams=TenantStreams(settings.tenant_max_upload_streams) if settings.tenant_max_upload_streams > 0 else None,
+            rate=TenantRateLimiter(settings.rate_limit_rps, settings.rate_limit_burst)
+            if settings.rate_limit_rps > 0
+            else None,
+            upload_streams=TenantStreams(settings.tenant_max_upload_streams)
+            if settings.tenant_max_upload_streams > 0
+            else None,
         )
         self._server: grpc.aio.Server | None = None
         self._stopped = asyncio.Event()
@@ -117,7 +129,9 @@ class Service:
         cause: RuntimeError | None = None
         try:
             self.port = (
-                server.add_insecure_port(address) if credentials is None else server.add_secure_port(address, credentials)
+                server.add_insecure_port(address)
+                if credentials is None
+                else server.add_secure_port(address, credentials)
             )
         except RuntimeError as error:
             self.port, cause = 0, error
@@ -128,7 +142,9 @@ class Service:
             )
         metrics_port = settings.metrics_bind_port(self.port)
         servicer = UnderstandingServicer(lambda: self.ports)
-        server.add_generic_rpc_handlers((build_handler(servicer, self.identity, self._observer, self._limits, tracing=self.tracing),))
+        server.add_generic_rpc_handlers(
+            (build_handler(servicer, self.identity, self._observer, self._limits, tracing=self.tracing),)
+        )
         admin = AdminServicer(lambda: self.core.reindex if self.core is not None else None)
         server.add_generic_rpc_handlers(
             (build_handler(admin, self.admin_identity, self._observer, service=ADMIN_SERVICE, tracing=self.tracing),)
@@ -150,7 +166,9 @@ class Service:
         self.core = core
         guard_spool(
             core.spool_dir,
-            SpoolGuard(min_free_bytes=settings.spool_min_free_mb * 2**20, faults=FaultInjector.from_spec(settings.faults)),
+            SpoolGuard(
+                min_free_bytes=settings.spool_min_free_mb * 2**20, faults=FaultInjector.from_spec(settings.faults)
+            ),
         )
         await core.start()
         assert core.jobs is not None and core.searcher is not None and core.catalog is not None

@@ -12,8 +12,9 @@ import asyncio
 import concurrent.futures
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Generic, Sequence, TypeVar
+from typing import Generic, TypeVar
 
 from understanding.domain import LimitExceeded, Unavailable
 
@@ -136,9 +137,7 @@ class MicroBatcher(Generic[ItemT, ResultT]):
         if self._closed or self._queue is None:
             raise BatcherClosed(f"{self.name} batcher is not running")
         if self._queue.qsize() + len(items) > self._max_queue:
-            raise LimitExceeded(
-                f"{self.name} queue is full ({self._max_queue} pending)", retry_after_s=0.5
-            )
+            raise LimitExceeded(f"{self.name} queue is full ({self._max_queue} pending)", retry_after_s=0.5)
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[ResultT]] = []
         for item in items:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 PREFIX = "UNDERSTANDING_"
 METRICS_PORT_OFFSET = 1000  # `metrics_port=auto`: the gRPC port plus this
@@ -43,8 +44,9 @@ class Settings:
         100, "Concurrent RPCs (HTTP/2 streams) one client connection may open (`grpc.max_concurrent_streams`)."
     )
     tenant_max_upload_streams: int = _setting(
-        32, "Concurrent upload RPCs (Transcribe, AnalyzeVideo, AnalyzeImage, UploadMedia, SubmitJob) per tenant; "
-        "0 = no limit."
+        32,
+        "Concurrent upload RPCs (Transcribe, AnalyzeVideo, AnalyzeImage, UploadMedia, SubmitJob) per tenant; "
+        "0 = no limit.",
     )
     rate_limit_rps: float = _setting(0.0, "Per-tenant RPCs per second (token bucket); 0 = no rate limit.")
     rate_limit_burst: int = _setting(0, "Per-tenant burst above the rate (bucket size); 0 = max(1, rate_limit_rps).")
@@ -59,8 +61,9 @@ class Settings:
     )
     metrics_host: str = _setting("", "Address the metrics server binds to (empty: grpc_host).")
     otel_endpoint: str = _setting(
-        "", "OTLP/gRPC collector for OpenTelemetry traces, e.g. http://127.0.0.1:4317 (empty: tracing off; "
-        "needs the opentelemetry packages)."
+        "",
+        "OTLP/gRPC collector for OpenTelemetry traces, e.g. http://127.0.0.1:4317 (empty: tracing off; "
+        "needs the opentelemetry packages).",
     )
     otel_service_name: str = _setting("understanding", "service.name of the exported traces.")
     log_level: str = _setting("INFO", "Log level.")
@@ -222,7 +225,9 @@ class Settings:
         "`open-nsfw` (Yahoo open_nsfw, BSD-2-Clause weights: one score per picture), `nudenet` (NudeNet 320n: "
         "body parts with boxes; AGPL-3.0, an optional extra: `UNDERSTANDING_EXTRAS=nudity make setup`), or `off`.",
     )
-    ocr_model: str = _setting("pp-ocrv4", "`pp-ocrv4` (PP-OCRv4 mobile from rapidocr-onnxruntime, Apache-2.0) or `off`.")
+    ocr_model: str = _setting(
+        "pp-ocrv4", "`pp-ocrv4` (PP-OCRv4 mobile from rapidocr-onnxruntime, Apache-2.0) or `off`."
+    )
     visual_model_threads: int = _setting(
         0, "Intra-op threads of each picture model (nudity, OCR); 0 = ONNX Runtime's default (one per core)."
     )
@@ -311,9 +316,7 @@ class Settings:
         try:
             port = int(raw)
         except ValueError:
-            raise ValueError(
-                f"{PREFIX}METRICS_PORT={self.metrics_port!r}: use auto, off, or a port number"
-            ) from None
+            raise ValueError(f"{PREFIX}METRICS_PORT={self.metrics_port!r}: use auto, off, or a port number") from None
         if not 0 <= port <= 65535:
             raise ValueError(f"{PREFIX}METRICS_PORT={port} is not a port number (0..65535)")
         return port

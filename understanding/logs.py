@@ -17,11 +17,13 @@ import logging
 import sys
 import time
 import types
-from typing import Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
-_context: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar("understanding_log_context", default=types.MappingProxyType({}))
+_context: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
+    "understanding_log_context", default=types.MappingProxyType({})
+)
 
 
 def bind(**fields: str) -> contextvars.Token[Mapping[str, str]]:
@@ -85,7 +87,9 @@ class _TextFormatter(logging.Formatter):
 
 def configure(level: str = "INFO", *, json_lines: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if json_lines else _TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        JsonFormatter() if json_lines else _TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
     handler.addFilter(ContextFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

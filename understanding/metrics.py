@@ -63,8 +63,11 @@ class Metrics(Observer):
             "understanding_rpc", "Finished RPCs by method and status code.", ["method", "code"], registry=r
         )
         self.rpc_seconds = Histogram(
-            "understanding_rpc_seconds", "RPC latency by method and status code.", ["method", "code"],
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "understanding_rpc_seconds",
+            "RPC latency by method and status code.",
+            ["method", "code"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.rpc_in_flight = Gauge("understanding_rpc_in_flight", "RPCs being handled now.", ["method"], registry=r)
         self.rate_limited = Counter(
@@ -74,16 +77,24 @@ class Metrics(Observer):
             "understanding_batch_size", "Items per micro-batch.", ["batcher"], buckets=_BATCH_BUCKETS, registry=r
         )
         self.batch_seconds = Histogram(
-            "understanding_batch_seconds", "Time to run one micro-batch (model forward pass, store or outbox write).",
-            ["batcher"], buckets=_LATENCY_BUCKETS, registry=r,
+            "understanding_batch_seconds",
+            "Time to run one micro-batch (model forward pass, store or outbox write).",
+            ["batcher"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.store_write_seconds = Histogram(
-            "understanding_store_write_seconds", "Vector store write (stage + commit) per group commit.",
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "understanding_store_write_seconds",
+            "Vector store write (stage + commit) per group commit.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.model_seconds = Histogram(
-            "understanding_model_seconds", "Model call latency by model and outcome (ok, cancelled, error).",
-            ["model", "outcome"], buckets=_LATENCY_BUCKETS, registry=r,
+            "understanding_model_seconds",
+            "Model call latency by model and outcome (ok, cancelled, error).",
+            ["model", "outcome"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -198,14 +209,18 @@ class _CoreCollector(Collector):
             connected = GaugeMetricFamily("understanding_kafka_connected", "1 while the outbox relay has a producer.")
             connected.add_metric([], 1.0 if relay[1] else 0.0)
             yield connected
-        queued = GaugeMetricFamily("understanding_batcher_queued", "Items waiting in a micro-batcher.", labels=["batcher"])
+        queued = GaugeMetricFamily(
+            "understanding_batcher_queued", "Items waiting in a micro-batcher.", labels=["batcher"]
+        )
         for name, depth_now in levels.batcher_queues().items():
             queued.add_metric([name], float(depth_now))
         yield queued
         index = levels.store_index()
         if index is not None:
             collection, points, unindexed, building = index
-            stored = GaugeMetricFamily("understanding_store_points", "Points in the serving collection.", labels=["collection"])
+            stored = GaugeMetricFamily(
+                "understanding_store_points", "Points in the serving collection.", labels=["collection"]
+            )
             stored.add_metric([collection], float(points))
             yield stored
             exact = GaugeMetricFamily(
@@ -216,6 +231,8 @@ class _CoreCollector(Collector):
             )
             exact.add_metric([collection], float(unindexed))
             yield exact
-            build = GaugeMetricFamily("understanding_store_index_building", "1 while an index build runs.", labels=["collection"])
+            build = GaugeMetricFamily(
+                "understanding_store_index_building", "1 while an index build runs.", labels=["collection"]
+            )
             build.add_metric([collection], 1.0 if building else 0.0)
             yield build

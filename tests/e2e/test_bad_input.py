@@ -20,15 +20,41 @@ def call_error(fn, request, **kw) -> grpc.RpcError:  # type: ignore[no-untyped-d
     [
         (pb.AnalyzeTextRequest(), grpc.StatusCode.INVALID_ARGUMENT, "items"),
         (pb.AnalyzeTextRequest(items=[pb.TextItem(text="")]), grpc.StatusCode.INVALID_ARGUMENT, "items[0].text"),
-        (pb.AnalyzeTextRequest(items=[pb.TextItem(text="ok"), pb.TextItem(text="   \n")]), grpc.StatusCode.INVALID_ARGUMENT, "items[1].text"),
-        (pb.AnalyzeTextRequest(items=[pb.TextItem(text="x" * 20001)]), grpc.StatusCode.RESOURCE_EXHAUSTED, "items[0].text"),
+        (
+            pb.AnalyzeTextRequest(items=[pb.TextItem(text="ok"), pb.TextItem(text="   \n")]),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "items[1].text",
+        ),
+        (
+            pb.AnalyzeTextRequest(items=[pb.TextItem(text="x" * 20001)]),
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "items[0].text",
+        ),
         (pb.AnalyzeTextRequest(items=[pb.TextItem(text="t")] * 17), grpc.StatusCode.RESOURCE_EXHAUSTED, "items"),
-        (pb.AnalyzeTextRequest(items=[pb.TextItem(text="ok", media_id="bad id/../x")]), grpc.StatusCode.INVALID_ARGUMENT, "items[0].media_id"),
-        (pb.AnalyzeTextRequest(items=[pb.TextItem(text="ok", metadata={"bad key!": "v"})]), grpc.StatusCode.INVALID_ARGUMENT, "items[0].metadata"),
+        (
+            pb.AnalyzeTextRequest(items=[pb.TextItem(text="ok", media_id="bad id/../x")]),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "items[0].media_id",
+        ),
+        (
+            pb.AnalyzeTextRequest(items=[pb.TextItem(text="ok", metadata={"bad key!": "v"})]),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "items[0].metadata",
+        ),
     ],
-    ids=["no-items", "empty-text", "blank-text", "oversized-text", "too-many-items", "bad-media-id", "bad-metadata-key"],
+    ids=[
+        "no-items",
+        "empty-text",
+        "blank-text",
+        "oversized-text",
+        "too-many-items",
+        "bad-media-id",
+        "bad-metadata-key",
+    ],
 )
-def test_analyze_text_rejects(server: ServerProcess, request_: pb.AnalyzeTextRequest, code: grpc.StatusCode, needle: str) -> None:
+def test_analyze_text_rejects(
+    server: ServerProcess, request_: pb.AnalyzeTextRequest, code: grpc.StatusCode, needle: str
+) -> None:
     error = call_error(server.stub.AnalyzeText, request_)
     assert error.code() == code
     assert needle in error.details()
@@ -52,7 +78,9 @@ def test_invalid_utf8_is_invalid_argument(server: ServerProcess) -> None:
 
 def test_oversized_message_is_resource_exhausted(server: ServerProcess) -> None:
     # The server's message limit is 8 MiB by default.
-    error = call_error(server.stub.AnalyzeText, pb.AnalyzeTextRequest(items=[pb.TextItem(text="y" * (9 * 1024 * 1024))]))
+    error = call_error(
+        server.stub.AnalyzeText, pb.AnalyzeTextRequest(items=[pb.TextItem(text="y" * (9 * 1024 * 1024))])
+    )
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
@@ -88,6 +116,10 @@ def test_unknown_media_ids(server: ServerProcess) -> None:
 
 
 def test_bad_tenant_header(server: ServerProcess) -> None:
-    error = call_error(server.stub.AnalyzeText, pb.AnalyzeTextRequest(items=[pb.TextItem(text="x")]), metadata=[("x-tenant-id", "../../etc")])
+    error = call_error(
+        server.stub.AnalyzeText,
+        pb.AnalyzeTextRequest(items=[pb.TextItem(text="x")]),
+        metadata=[("x-tenant-id", "../../etc")],
+    )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "x-tenant-id" in error.details()

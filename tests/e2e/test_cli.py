@@ -21,7 +21,9 @@ def cli(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_analyze_text_and_search_json(server: ServerProcess) -> None:
-    done = cli(server, "analyze", "--text", "The band played their new song at the concert", "--media-id", "cli-1", "--json")
+    done = cli(
+        server, "analyze", "--text", "The band played their new song at the concert", "--media-id", "cli-1", "--json"
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)["results"][0]
     assert result["media_id"] == "cli-1" and "topic.music" in {t["label"] for t in result["tags"]}
@@ -56,6 +58,8 @@ def test_text_file_and_clear_errors(server: ServerProcess, tmp_path: pathlib.Pat
     assert empty.returncode == 3 and "INVALID_ARGUMENT" in empty.stderr
     down = subprocess.run(
         [sys.executable, "-m", "understanding", "search", "x", "--server", "127.0.0.1:1", "--timeout", "3"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert down.returncode == 3 and "hint:" in down.stderr

@@ -16,7 +16,8 @@ covers the basic validation of AnalyzeText and Search; this does not repeat it.)
 from __future__ import annotations
 
 import pathlib
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import grpc
 import psutil
@@ -28,7 +29,8 @@ from tests.support.jobs import job_requests, speech_spec, wait_terminal
 from tests.support.server import ServerProcess
 from tests.support.upload import upload_requests
 from tests.support.waiting import wait_until
-from understanding.v1 import common_pb2, jobs_pb2, understanding_pb2 as pb
+from understanding.v1 import common_pb2, jobs_pb2
+from understanding.v1 import understanding_pb2 as pb
 
 MD = [("x-tenant-id", "hostile")]
 MAX_UPLOAD = 8 * 1024 * 1024
@@ -69,7 +71,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 @pytest.fixture(scope="module")
 def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pathlib.Path]:
     d = tmp_path_factory.mktemp("hostile-media")
-    wav = speech.make_speech_wav("The hostile media test keeps one good clip to prove the server still works.", d / "good.wav")
+    wav = speech.make_speech_wav(
+        "The hostile media test keeps one good clip to prove the server still works.", d / "good.wav"
+    )
     return {
         "wav": wav,
         "mp3": speech.convert(wav, "mp3", d / "good.mp3"),
@@ -85,7 +89,11 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pathlib.Path]:
 
 @pytest.fixture(scope="module")
 def baseline_rss(server: ServerProcess) -> int:
-    server.stub.AnalyzeText(pb.AnalyzeTextRequest(items=[pb.TextItem(text="warm up")], options=pb.TextOptions(dry_run=True)), metadata=MD, timeout=60)
+    server.stub.AnalyzeText(
+        pb.AnalyzeTextRequest(items=[pb.TextItem(text="warm up")], options=pb.TextOptions(dry_run=True)),
+        metadata=MD,
+        timeout=60,
+    )
     return int(psutil.Process(server.proc.pid).memory_info().rss)  # type: ignore[union-attr]
 
 
@@ -96,7 +104,9 @@ def still_healthy(server: ServerProcess, baseline_rss: int) -> Iterator[None]:
     assert server.proc is not None and server.proc.poll() is None, f"server died:\n{server.log()}"
     assert server.health_status() == SERVING
     ok = server.stub.AnalyzeText(
-        pb.AnalyzeTextRequest(items=[pb.TextItem(text="still answering")], options=pb.TextOptions(dry_run=True)), metadata=MD, timeout=60
+        pb.AnalyzeTextRequest(items=[pb.TextItem(text="still answering")], options=pb.TextOptions(dry_run=True)),
+        metadata=MD,
+        timeout=60,
     )
     assert len(ok.results) == 1
     assert spool_files(server) == []
@@ -127,11 +137,24 @@ def upload(data: bytes | pathlib.Path, **header: Any) -> Iterator[pb.UploadReque
 
 
 # ---------------------------------------------------------------- decoder faults (first: they use up the faults)
-def test_decoder_crash_hang_and_memory_blowup_fail_one_request(server: ServerProcess, media: dict[str, pathlib.Path]) -> None:
+def test_decoder_crash_hang_and_memory_blowup_fail_one_request(
+    server: ServerProcess, media: dict[str, pathlib.Path]
+) -> None:
     clip = media["wav"]
-    assert_status(rpc_error(server.stub.Transcribe, upload(clip)), INVALID, "chunk:", "media could not be decoded", "crashed (SIGSEGV)")
+    assert_status(
+        rpc_error(server.stub.Transcribe, upload(clip)),
+        INVALID,
+        "chunk:",
+        "media could not be decoded",
+        "crashed (SIGSEGV)",
+    )
     # Ended by the idle timeout (the child sleeps for an hour), not by the call's deadline.
-    assert_status(rpc_error(server.stub.Transcribe, upload(clip)), INVALID, "media could not be decoded", "timed out (no progress for 30 s)")
+    assert_status(
+        rpc_error(server.stub.Transcribe, upload(clip)),
+        INVALID,
+        "media could not be decoded",
+        "timed out (no progress for 30 s)",
+    )
     assert_status(rpc_error(server.stub.Transcribe, upload(clip)), EXHAUSTED, "memory limit of 512 MiB")
     # The same clip, now that the faults are used up, is transcribed normally.
     response = server.stub.Transcribe(upload(clip), metadata=MD, timeout=120)
@@ -142,11 +165,19 @@ def test_decoder_crash_hang_and_memory_blowup_fail_one_request(server: ServerPro
 AUDIO_CASES: dict[str, tuple[Callable[[dict[str, pathlib.Path]], bytes], grpc.StatusCode | None, tuple[str, ...]]] = {
     "random-bytes": (lambda m: hostile.random_bytes(65536), INVALID, ("chunk:", "not decodable audio")),
     "wav-header-only": (lambda m: m["wav"].read_bytes()[:44], INVALID, ("chunk:", "no audio samples")),
-    "wav-zero-sample-rate": (lambda m: hostile.patch(m["wav"].read_bytes(), 24, 0), INVALID, ("chunk:", "not decodable audio")),
+    "wav-zero-sample-rate": (
+        lambda m: hostile.patch(m["wav"].read_bytes(), 24, 0),
+        INVALID,
+        ("chunk:", "not decodable audio"),
+    ),
     "wav-65535-channels": (lambda m: hostile.wav_claiming_channels(m["wav"].read_bytes(), 65535), INVALID, ("chunk:",)),
     "m4a-truncated": (lambda m: m["m4a"].read_bytes()[:20000], INVALID, ("chunk:", "not decodable audio")),
     "mp4-header-then-zeros": (lambda m: b"\x00\x00\x00\x18ftypmp42" + bytes(5000), INVALID, ("chunk:",)),
-    "flac-bomb-1h-in-20kB": (lambda m: m["bomb"].read_bytes(), EXHAUSTED, ("decompression_ratio:", "decompression bomb")),
+    "flac-bomb-1h-in-20kB": (
+        lambda m: m["bomb"].read_bytes(),
+        EXHAUSTED,
+        ("decompression_ratio:", "decompression bomb"),
+    ),
     "mp3-11-minutes": (lambda m: m["long_mp3"].read_bytes(), EXHAUSTED, ("duration:", "600 s limit")),
     # Damage the decoder can read past is not an error: the audio before/around it is kept.
     "wav-claims-1e9-samples": (lambda m: hostile.wav_claiming_samples(m["wav"].read_bytes(), 10**9), None, ()),
@@ -170,7 +201,11 @@ def test_hostile_audio(server: ServerProcess, media: dict[str, pathlib.Path], ca
 # ---------------------------------------------------------------- hostile video
 VIDEO_CASES: dict[str, tuple[Callable[[dict[str, pathlib.Path]], bytes], grpc.StatusCode | None, tuple[str, ...]]] = {
     "random-bytes": (lambda m: hostile.random_bytes(65536, seed=2), INVALID, ("chunk:", "not decodable video")),
-    "moov-at-end-truncated": (lambda m: m["shots_tail"].read_bytes()[:150000], INVALID, ("chunk:", "not decodable video")),
+    "moov-at-end-truncated": (
+        lambda m: m["shots_tail"].read_bytes()[:150000],
+        INVALID,
+        ("chunk:", "not decodable video"),
+    ),
     "audio-only": (lambda m: m["m4a"].read_bytes(), INVALID, ("chunk:", "no video stream")),
     "8192x4320": (lambda m: m["huge_res"].read_bytes(), EXHAUSTED, ("video.resolution:", "8192x4320")),
     "1-hour-in-50kB": (lambda m: m["long_video"].read_bytes(), EXHAUSTED, ("video.duration:", "600 s")),
@@ -193,12 +228,18 @@ def test_hostile_video(server: ServerProcess, media: dict[str, pathlib.Path], ca
 
 # ---------------------------------------------------------------- hostile media through the job path
 def test_hostile_media_as_jobs_fail_with_the_same_status(server: ServerProcess, media: dict[str, pathlib.Path]) -> None:
-    noise = server.stub.SubmitJob(job_requests(speech_spec(media_id="noise-job"), hostile.random_bytes(30000, seed=5)), metadata=MD)
+    noise = server.stub.SubmitJob(
+        job_requests(speech_spec(media_id="noise-job"), hostile.random_bytes(30000, seed=5)), metadata=MD
+    )
     bomb_upload = server.stub.UploadMedia(upload(media["bomb"]), metadata=MD)
     bomb = server.stub.SubmitJob(iter([pb.SubmitJobRequest(spec=pb.JobSpec(
         modality=common_pb2.MODALITY_SPEECH, upload_id=bomb_upload.upload_id, media=pb.UploadHeader(media_id="bomb-job")))]), metadata=MD)  # fmt: skip
     failed = wait_terminal(server.stub, noise.job_id, MD)
-    assert failed.state == jobs_pb2.JOB_STATE_FAILED and failed.error.code == "INVALID_ARGUMENT" and not failed.error.retriable
+    assert (
+        failed.state == jobs_pb2.JOB_STATE_FAILED
+        and failed.error.code == "INVALID_ARGUMENT"
+        and not failed.error.retriable
+    )
     assert "not decodable audio" in failed.error.message
     failed = wait_terminal(server.stub, bomb.job_id, MD)
     assert failed.state == jobs_pb2.JOB_STATE_FAILED and failed.error.code == "RESOURCE_EXHAUSTED"
@@ -217,15 +258,29 @@ def raw_stream(server: ServerProcess, method: str) -> Callable[..., Any]:
 def test_upload_stream_abuse(server: ServerProcess, media: dict[str, pathlib.Path]) -> None:
     stub = server.stub
     # One message over the 8 MiB message limit.
-    assert_status(rpc_error(stub.Transcribe, iter([pb.UploadRequest(header=pb.UploadHeader()), pb.UploadRequest(chunk=bytes(9 * 2**20))])), EXHAUSTED)
+    assert_status(
+        rpc_error(
+            stub.Transcribe,
+            iter([pb.UploadRequest(header=pb.UploadHeader()), pb.UploadRequest(chunk=bytes(9 * 2**20))]),
+        ),
+        EXHAUSTED,
+    )
     # Many small messages adding up to more than the upload limit.
-    assert_status(rpc_error(stub.Transcribe, upload(bytes(MAX_UPLOAD + 1))), EXHAUSTED, "chunk:", f"limit of {MAX_UPLOAD} bytes")
+    assert_status(
+        rpc_error(stub.Transcribe, upload(bytes(MAX_UPLOAD + 1))), EXHAUSTED, "chunk:", f"limit of {MAX_UPLOAD} bytes"
+    )
     # A header declaring a huge size is refused before any byte is stored.
     assert_status(rpc_error(stub.AnalyzeVideo, upload(b"x", size_bytes=10**15)), EXHAUSTED, "size_bytes:")
     # Chunks before the header, two headers, a wrong end digest, nothing at all.
     assert_status(rpc_error(stub.Transcribe, iter([pb.UploadRequest(chunk=b"abc")])), INVALID, "header:")
-    assert_status(rpc_error(stub.Transcribe, iter([pb.UploadRequest(header=pb.UploadHeader())] * 2)), INVALID, "header:")
-    bad_end = [pb.UploadRequest(header=pb.UploadHeader()), pb.UploadRequest(chunk=b"abc"), pb.UploadRequest(end=pb.UploadEnd(sha256="0" * 64))]
+    assert_status(
+        rpc_error(stub.Transcribe, iter([pb.UploadRequest(header=pb.UploadHeader())] * 2)), INVALID, "header:"
+    )
+    bad_end = [
+        pb.UploadRequest(header=pb.UploadHeader()),
+        pb.UploadRequest(chunk=b"abc"),
+        pb.UploadRequest(end=pb.UploadEnd(sha256="0" * 64)),
+    ]
     assert_status(rpc_error(stub.UploadMedia, iter(bad_end)), INVALID, "end.sha256:")
     assert_status(rpc_error(stub.Transcribe, iter([])), INVALID, "header:")
     # Invalid UTF-8 in a string field of a stream item and of a unary request.
@@ -234,7 +289,9 @@ def test_upload_stream_abuse(server: ServerProcess, media: dict[str, pathlib.Pat
         raw_stream(server, "Transcribe")(iter([header]), metadata=MD, timeout=30)
     assert_status(err.value, INVALID, "UploadRequest")
     search = pb.SearchRequest(text="abc").SerializeToString().replace(b"abc", b"a\xffc")
-    unary = server.channel.unary_unary("/understanding.v1.Understanding/Search", request_serializer=lambda b: b, response_deserializer=lambda b: b)
+    unary = server.channel.unary_unary(
+        "/understanding.v1.Understanding/Search", request_serializer=lambda b: b, response_deserializer=lambda b: b
+    )
     with pytest.raises(grpc.RpcError) as err:
         unary(search, metadata=MD, timeout=30)
     assert_status(err.value, INVALID, "SearchRequest")
@@ -264,7 +321,10 @@ def test_hostile_upload_headers(server: ServerProcess, media: dict[str, pathlib.
     assert_status(error, INVALID, "video.sample_fps:")
     for spec, needle in (
         (pb.JobSpec(modality=99), "spec.modality:"),
-        (pb.JobSpec(modality=common_pb2.MODALITY_TEXT, text="t", idempotency_key="k\x1b[2J" + "k" * 200), "spec.idempotency_key:"),
+        (
+            pb.JobSpec(modality=common_pb2.MODALITY_TEXT, text="t", idempotency_key="k\x1b[2J" + "k" * 200),
+            "spec.idempotency_key:",
+        ),
         (pb.JobSpec(modality=common_pb2.MODALITY_SPEECH, upload_id="../../blobs/other-tenant"), "upload_id"),
     ):
         error = rpc_error(server.stub.SubmitJob, iter([pb.SubmitJobRequest(spec=spec)]))
@@ -290,7 +350,10 @@ def test_hostile_strings_in_every_id_and_filter(server: ServerProcess, name: str
     stub = server.stub
     assert_status(rpc_error(stub.GetMedia, pb.GetMediaRequest(media_id=value)), INVALID, "media_id:")
     assert_status(rpc_error(stub.DeleteMedia, pb.DeleteMediaRequest(media_id=value)), INVALID, "media_id:")
-    for fn, request in ((stub.GetJob, pb.GetJobRequest(job_id=value)), (stub.CancelJob, pb.CancelJobRequest(job_id=value))):
+    for fn, request in (
+        (stub.GetJob, pb.GetJobRequest(job_id=value)),
+        (stub.CancelJob, pb.CancelJobRequest(job_id=value)),
+    ):
         error = rpc_error(fn, request)
         assert error.code() in (INVALID, NOT_FOUND) and "job_id:" in error.details()
         assert all(c.isprintable() for c in error.details()) and len(error.details()) < 300
@@ -324,14 +387,26 @@ def test_hostile_values_are_stored_and_returned_verbatim(server: ServerProcess) 
     """Metadata values and text are data, never interpreted: what goes in comes back byte for byte."""
     values = {f"k_{name.replace('-', '_')}": v[:1024] for name, v in HOSTILE_STRINGS.items()}
     text = "Quarterly review " + " ".join(v[:100] for v in HOSTILE_STRINGS.values())
-    server.stub.AnalyzeText(pb.AnalyzeTextRequest(items=[pb.TextItem(media_id="verbatim-1", text=text, metadata=values)]), metadata=MD, timeout=60)
+    server.stub.AnalyzeText(
+        pb.AnalyzeTextRequest(items=[pb.TextItem(media_id="verbatim-1", text=text, metadata=values)]),
+        metadata=MD,
+        timeout=60,
+    )
     got = server.stub.GetMedia(pb.GetMediaRequest(media_id="verbatim-1"), metadata=MD, timeout=30)
     assert dict(got.points[0].metadata) == values
     for key, value in values.items():
-        hits = server.stub.Search(pb.SearchRequest(text="quarterly review", filter=pb.SearchFilter(metadata={key: value})), metadata=MD, timeout=30).hits
+        hits = server.stub.Search(
+            pb.SearchRequest(text="quarterly review", filter=pb.SearchFilter(metadata={key: value})),
+            metadata=MD,
+            timeout=30,
+        ).hits
         assert [h.media_id for h in hits] == ["verbatim-1"], key
     # Another tenant asking for the same filter sees nothing.
-    other = server.stub.Search(pb.SearchRequest(text="quarterly review", filter=pb.SearchFilter(metadata={"k_sql": values["k_sql"]})), metadata=[("x-tenant-id", "other")], timeout=30)
+    other = server.stub.Search(
+        pb.SearchRequest(text="quarterly review", filter=pb.SearchFilter(metadata={"k_sql": values["k_sql"]})),
+        metadata=[("x-tenant-id", "other")],
+        timeout=30,
+    )
     assert list(other.hits) == []
 
 
@@ -340,17 +415,45 @@ NUMBER_CASES = {
     "offset-max": (pb.SearchRequest(text="x", offset=2**32 - 1), INVALID, "offset:"),
     "threshold-nan": (pb.SearchRequest(text="x", score_threshold=float("nan")), INVALID, "score_threshold:"),
     "threshold-inf": (pb.SearchRequest(text="x", score_threshold=float("-inf")), INVALID, "score_threshold:"),
-    "min-score-7": (pb.SearchRequest(text="x", filter=pb.SearchFilter(tags=pb.TagFilter(any=["a"], min_score=7))), INVALID, "filter.tags.min_score:"),
-    "time-range-negative": (pb.SearchRequest(text="x", filter=pb.SearchFilter(time_range=pb.TimeRange(start_s=-1e30, end_s=-5))), INVALID, "filter.time_range"),
-    "time-range-nan": (pb.SearchRequest(text="x", filter=pb.SearchFilter(time_range=pb.TimeRange(start_s=float("nan")))), INVALID, "filter.time_range"),
-    "timestamp-year-100000": (pb.SearchRequest(text="x", filter=pb.SearchFilter(created_after={"seconds": 2534023007990})), INVALID, "filter.created_after:"),
-    "timestamp-negative-nanos": (pb.SearchRequest(text="x", filter=pb.SearchFilter(created_before={"seconds": 1, "nanos": -5})), INVALID, "filter.created_before:"),
+    "min-score-7": (
+        pb.SearchRequest(text="x", filter=pb.SearchFilter(tags=pb.TagFilter(any=["a"], min_score=7))),
+        INVALID,
+        "filter.tags.min_score:",
+    ),
+    "time-range-negative": (
+        pb.SearchRequest(text="x", filter=pb.SearchFilter(time_range=pb.TimeRange(start_s=-1e30, end_s=-5))),
+        INVALID,
+        "filter.time_range",
+    ),
+    "time-range-nan": (
+        pb.SearchRequest(text="x", filter=pb.SearchFilter(time_range=pb.TimeRange(start_s=float("nan")))),
+        INVALID,
+        "filter.time_range",
+    ),
+    "timestamp-year-100000": (
+        pb.SearchRequest(text="x", filter=pb.SearchFilter(created_after={"seconds": 2534023007990})),
+        INVALID,
+        "filter.created_after:",
+    ),
+    "timestamp-negative-nanos": (
+        pb.SearchRequest(text="x", filter=pb.SearchFilter(created_before={"seconds": 1, "nanos": -5})),
+        INVALID,
+        "filter.created_before:",
+    ),
     "vector-inf": (pb.SearchRequest(vector=pb.Vector(values=[float("inf")] * 384)), INVALID, "vector:"),
     "vector-overflowing": (pb.SearchRequest(vector=pb.Vector(values=[3e38] * 384)), INVALID, "vector:"),
     "vector-10k-dims": (pb.SearchRequest(vector=pb.Vector(values=[0.1] * 10000)), INVALID, "vector:"),
-    "example-chunk-max": (pb.SearchRequest(example=pb.Example(media_id="none-such", chunk_index=2**32 - 1)), NOT_FOUND, "example"),
+    "example-chunk-max": (
+        pb.SearchRequest(example=pb.Example(media_id="none-such", chunk_index=2**32 - 1)),
+        NOT_FOUND,
+        "example",
+    ),
     "unknown-mode": (pb.SearchRequest(text="x", mode=42), INVALID, "mode:"),
-    "unknown-modality": (pb.SearchRequest(text="x", filter=pb.SearchFilter(modalities=[42])), INVALID, "filter.modalities[0]:"),
+    "unknown-modality": (
+        pb.SearchRequest(text="x", filter=pb.SearchFilter(modalities=[42])),
+        INVALID,
+        "filter.modalities[0]:",
+    ),
     "page-size-max": (pb.ListJobsRequest(page_size=2**32 - 1), INVALID, "page_size:"),
     "unknown-job-state": (pb.ListJobsRequest(states=[99]), INVALID, "states:"),
 }
@@ -365,7 +468,10 @@ def test_extreme_numbers_and_unknown_enums(server: ServerProcess, case: str) -> 
 
 def test_hostile_tenant_headers(server: ServerProcess) -> None:
     for tenant in ("../../etc", "a" * 200, "*", "tenant;drop", "%00"):
-        error = rpc_error(lambda r, tenant=tenant, **kw: server.stub.GetMedia(r, **{**kw, "metadata": [("x-tenant-id", tenant)]}), pb.GetMediaRequest(media_id="m"))
+        error = rpc_error(
+            lambda r, tenant=tenant, **kw: server.stub.GetMedia(r, **{**kw, "metadata": [("x-tenant-id", tenant)]}),
+            pb.GetMediaRequest(media_id="m"),
+        )
         assert_status(error, INVALID, "x-tenant-id:")
 
 

@@ -13,7 +13,8 @@ from tests.support.kafka import collect
 from tests.support.server import ServerProcess
 from tests.support.upload import upload_requests
 from tests.support.waiting import PATIENCE_S, wait_until
-from understanding.v1 import common_pb2, events_pb2, jobs_pb2, understanding_pb2 as pb
+from understanding.v1 import common_pb2, events_pb2, jobs_pb2
+from understanding.v1 import understanding_pb2 as pb
 
 MD = [("x-tenant-id", "e2e-jobs")]
 SAY = "The delivery truck will arrive at the warehouse tomorrow morning at eight."
@@ -28,7 +29,9 @@ def submit(server: ServerProcess, spec: pb.JobSpec, data=None, md=MD) -> jobs_pb
     return server.stub.SubmitJob(job_requests(spec, data), metadata=md, timeout=PATIENCE_S)
 
 
-async def test_speech_job_watch_and_status_event(server: ServerProcess, wav: pathlib.Path, kafka_bootstrap: str, job_status_topic: str) -> None:
+async def test_speech_job_watch_and_status_event(
+    server: ServerProcess, wav: pathlib.Path, kafka_bootstrap: str, job_status_topic: str
+) -> None:
     job = submit(server, speech_spec(media_id="job-audio-1", speech=pb.SpeechOptions(word_timestamps=True)), wav)
     assert job.job_id.startswith("job-") and job.state == jobs_pb2.JOB_STATE_QUEUED
     states, fractions = [], []
@@ -47,7 +50,9 @@ async def test_speech_job_watch_and_status_event(server: ServerProcess, wav: pat
     # Media is removed after the job (just after its terminal state is recorded).
     wait_until(lambda: not list(server.data_dir.joinpath("blobs").iterdir()), what="the job's media removed")
 
-    records = await collect(kafka_bootstrap, job_status_topic, until=lambda rs: any(r.key == job.job_id.encode() for r in rs))
+    records = await collect(
+        kafka_bootstrap, job_status_topic, until=lambda rs: any(r.key == job.job_id.encode() for r in rs)
+    )
     event = events_pb2.JobEvent.FromString(next(r for r in records if r.key == job.job_id.encode()).value)
     assert event.job.state == jobs_pb2.JOB_STATE_SUCCEEDED and event.job.tenant == "e2e-jobs"
 
@@ -55,11 +60,19 @@ async def test_speech_job_watch_and_status_event(server: ServerProcess, wav: pat
 def test_watch_shows_running_progress(server: ServerProcess, tmp_path: pathlib.Path) -> None:
     parts: list = []
     for i in range(6):
-        parts += [speech.make_speech_wav(f"This is sentence number {i} of a longer recording about gardening.", tmp_path / f"p{i}.wav"), 1.0]
+        parts += [
+            speech.make_speech_wav(
+                f"This is sentence number {i} of a longer recording about gardening.", tmp_path / f"p{i}.wav"
+            ),
+            1.0,
+        ]
     long_wav = tmp_path / "long.wav"
     speech.concat_with_silence(parts, long_wav)
     job = submit(server, speech_spec(media_id="job-long-1"), long_wav)
-    seen = [(u.state, u.progress.stage, u.progress.fraction) for u in server.stub.WatchJob(pb.WatchJobRequest(job_id=job.job_id), metadata=MD, timeout=PATIENCE_S * 5)]
+    seen = [
+        (u.state, u.progress.stage, u.progress.fraction)
+        for u in server.stub.WatchJob(pb.WatchJobRequest(job_id=job.job_id), metadata=MD, timeout=PATIENCE_S * 5)
+    ]
     running = [s for s in seen if s[0] == jobs_pb2.JOB_STATE_RUNNING]
     assert any(stage == "transcribe" and 0 < frac < 1 for _, stage, frac in running), seen
     assert seen[-1][0] == jobs_pb2.JOB_STATE_SUCCEEDED
@@ -76,7 +89,11 @@ def test_text_job_idempotency_and_list(server: ServerProcess) -> None:
     done = wait_terminal(server.stub, first.job_id, md)
     assert done.state == jobs_pb2.JOB_STATE_SUCCEEDED and "topic.food" in {t.label for t in done.result.tags}
     # Same key from another tenant is a different job.
-    other = submit(server, text_spec("A pasta recipe with garlic and olive oil", key="order-42"), md=[("x-tenant-id", "someone-else")])
+    other = submit(
+        server,
+        text_spec("A pasta recipe with garlic and olive oil", key="order-42"),
+        md=[("x-tenant-id", "someone-else")],
+    )
     assert other.job_id != first.job_id
 
     ids = {first.job_id}
@@ -147,17 +164,36 @@ def test_upload_then_submit_by_reference(server: ServerProcess, wav: pathlib.Pat
     uploaded = server.stub.UploadMedia(upload_requests(wav, pb.UploadHeader(filename="say.wav")), metadata=MD)
     assert uploaded.upload_id.startswith("upl-") and uploaded.size_bytes == wav.stat().st_size
     with pytest.raises(grpc.RpcError) as err:  # not visible to other tenants
-        submit(server, pb.JobSpec(modality=common_pb2.MODALITY_SPEECH, upload_id=uploaded.upload_id), md=[("x-tenant-id", "intruder")])
+        submit(
+            server,
+            pb.JobSpec(modality=common_pb2.MODALITY_SPEECH, upload_id=uploaded.upload_id),
+            md=[("x-tenant-id", "intruder")],
+        )
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
-    job = submit(server, pb.JobSpec(modality=common_pb2.MODALITY_SPEECH, upload_id=uploaded.upload_id, media=pb.UploadHeader(media_id="by-ref-1")))
+    job = submit(
+        server,
+        pb.JobSpec(
+            modality=common_pb2.MODALITY_SPEECH,
+            upload_id=uploaded.upload_id,
+            media=pb.UploadHeader(media_id="by-ref-1"),
+        ),
+    )
     done = wait_terminal(server.stub, job.job_id, MD)
-    assert done.state == jobs_pb2.JOB_STATE_SUCCEEDED and "warehouse" in " ".join(s.text for s in done.result.transcript.segments).lower()
+    assert (
+        done.state == jobs_pb2.JOB_STATE_SUCCEEDED
+        and "warehouse" in " ".join(s.text for s in done.result.transcript.segments).lower()
+    )
 
 
 def test_cancel_queued_and_running(server: ServerProcess, tmp_path: pathlib.Path) -> None:
     parts: list = []
     for i in range(8):
-        parts += [speech.make_speech_wav(f"Paragraph {i}: the committee discussed the new bridge design at length.", tmp_path / f"c{i}.wav"), 0.5]
+        parts += [
+            speech.make_speech_wav(
+                f"Paragraph {i}: the committee discussed the new bridge design at length.", tmp_path / f"c{i}.wav"
+            ),
+            0.5,
+        ]
     long_wav = tmp_path / "cancel.wav"
     speech.concat_with_silence(parts, long_wav)
     running = submit(server, speech_spec(media_id="cancel-run"), long_wav)

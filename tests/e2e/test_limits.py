@@ -7,7 +7,7 @@ import pathlib
 import signal
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -18,7 +18,8 @@ from tests.support.metrics import Scrape, wait_for_metric
 from tests.support.server import ServerProcess
 from tests.support.upload import upload_requests
 from tests.support.waiting import PATIENCE_S, wait_until
-from understanding.v1 import understanding_pb2 as pb, understanding_pb2_grpc
+from understanding.v1 import understanding_pb2 as pb
+from understanding.v1 import understanding_pb2_grpc
 
 RATE_RPS, BURST = 2, 5
 
@@ -116,25 +117,40 @@ def test_concurrent_upload_streams_per_tenant(limited: ServerProcess) -> None:
     try:
         wait_for_metric(limited.metrics, lambda s: s.value("understanding_rpc_in_flight", method="UploadMedia") == 1)
         with pytest.raises(grpc.RpcError) as err:
-            limited.stub.UploadMedia(upload_requests(b"x" * 10, pb.UploadHeader(filename="b.bin")), metadata=md("streams"), timeout=PATIENCE_S)
+            limited.stub.UploadMedia(
+                upload_requests(b"x" * 10, pb.UploadHeader(filename="b.bin")),
+                metadata=md("streams"),
+                timeout=PATIENCE_S,
+            )
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "uploads in progress" in err.value.details()
         assert int(dict(err.value.trailing_metadata())["retry-after-ms"]) > 0
         # Another tenant is not held back.
-        other = limited.stub.UploadMedia(upload_requests(b"y" * 10, pb.UploadHeader(filename="c.bin")), metadata=md("streams-2"), timeout=PATIENCE_S)
+        other = limited.stub.UploadMedia(
+            upload_requests(b"y" * 10, pb.UploadHeader(filename="c.bin")), metadata=md("streams-2"), timeout=PATIENCE_S
+        )
         assert other.size_bytes == 10
     finally:
         release.set()
     assert first.result().size_bytes == 2048
-    again = limited.stub.UploadMedia(upload_requests(b"z" * 10, pb.UploadHeader(filename="d.bin")), metadata=md("streams"), timeout=PATIENCE_S)
+    again = limited.stub.UploadMedia(
+        upload_requests(b"z" * 10, pb.UploadHeader(filename="d.bin")), metadata=md("streams"), timeout=PATIENCE_S
+    )
     assert again.size_bytes == 10  # the slot was given back
-    assert Scrape(limited.metrics()).value("understanding_rate_limited_total", method="UploadMedia", limit="upload_streams") == 1
+    assert (
+        Scrape(limited.metrics()).value(
+            "understanding_rate_limited_total", method="UploadMedia", limit="upload_streams"
+        )
+        == 1
+    )
 
 
 def whisper(scrape: Scrape, outcome: str) -> float:
     return scrape.value("understanding_model_seconds_count", model="whisper", outcome=outcome)
 
 
-def test_deadline_stops_the_transcription(limited: ServerProcess, long_wav: pathlib.Path, tmp_path: pathlib.Path) -> None:
+def test_deadline_stops_the_transcription(
+    limited: ServerProcess, long_wav: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
     assert speech.wav_duration(long_wav) > 120
     probe_wav = speech.make_speech_wav("Still listening.", tmp_path / "probe.wav")
     before = Scrape(limited.metrics())
@@ -149,11 +165,15 @@ def test_deadline_stops_the_transcription(limited: ServerProcess, long_wav: path
         attempts += 1
         with pytest.raises(grpc.RpcError) as err:
             limited.stub.Transcribe(
-                upload_requests(long_wav, pb.UploadHeader(filename="long.wav")), metadata=md("deadline"), timeout=deadline_s
+                upload_requests(long_wav, pb.UploadHeader(filename="long.wav")),
+                metadata=md("deadline"),
+                timeout=deadline_s,
             )
         assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         probe = limited.stub.Transcribe(
-            upload_requests(probe_wav, pb.UploadHeader(filename="probe.wav")), metadata=md("deadline"), timeout=PATIENCE_S * 5
+            upload_requests(probe_wav, pb.UploadHeader(filename="probe.wav")),
+            metadata=md("deadline"),
+            timeout=PATIENCE_S * 5,
         )
         probes += 1
         assert "listening" in " ".join(s.text for s in probe.analysis.transcript.segments).lower()
@@ -169,11 +189,19 @@ def test_deadline_stops_the_transcription(limited: ServerProcess, long_wav: path
     assert after.value("understanding_rpc_total", method="Transcribe", code="DEADLINE_EXCEEDED") == attempts
     # Healthy afterwards, with nothing left behind.
     assert limited.health_status() == health_pb2.HealthCheckResponse.SERVING
-    response = limited.stub.AnalyzeText(pb.AnalyzeTextRequest(items=[pb.TextItem(text="still here")]), metadata=md("deadline"), timeout=PATIENCE_S)
+    response = limited.stub.AnalyzeText(
+        pb.AnalyzeTextRequest(items=[pb.TextItem(text="still here")]), metadata=md("deadline"), timeout=PATIENCE_S
+    )
     assert len(response.results) == 1
     assert spool_files(limited) == []
     lines = [json.loads(line) for line in limited.log_path.read_text().splitlines() if line.startswith("{")]
-    assert any(d.get("msg") == "rpc" and d.get("method") == "Transcribe" and d.get("code") == "DEADLINE_EXCEEDED" and d.get("tenant") == "deadline" for d in lines)
+    assert any(
+        d.get("msg") == "rpc"
+        and d.get("method") == "Transcribe"
+        and d.get("code") == "DEADLINE_EXCEEDED"
+        and d.get("tenant") == "deadline"
+        for d in lines
+    )
 
 
 def test_media_over_the_duration_limit_is_refused_before_transcribing(
@@ -184,11 +212,17 @@ def test_media_over_the_duration_limit_is_refused_before_transcribing(
     assert speech.wav_duration(too_long) > 300
     before = Scrape(limited.metrics())
     with pytest.raises(grpc.RpcError) as err:
-        limited.stub.Transcribe(upload_requests(too_long, pb.UploadHeader(filename="too-long.wav")), metadata=md("duration"), timeout=PATIENCE_S * 5)
+        limited.stub.Transcribe(
+            upload_requests(too_long, pb.UploadHeader(filename="too-long.wav")),
+            metadata=md("duration"),
+            timeout=PATIENCE_S * 5,
+        )
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert err.value.details().startswith("duration:") and "300 s limit" in err.value.details()
     after = Scrape(limited.metrics())
-    assert after.value("understanding_model_seconds_count", model="whisper") == before.value("understanding_model_seconds_count", model="whisper")
+    assert after.value("understanding_model_seconds_count", model="whisper") == before.value(
+        "understanding_model_seconds_count", model="whisper"
+    )
     assert spool_files(limited) == []
 
 
@@ -200,7 +234,9 @@ def test_sigterm_finishes_in_flight_work_and_flushes_the_outbox(limited: ServerP
     def transcribe() -> None:
         try:
             result["response"] = limited.stub.Transcribe(
-                upload_requests(wav, pb.UploadHeader(media_id="drained-1", filename="drain.wav")), metadata=md("drain"), timeout=PATIENCE_S * 5
+                upload_requests(wav, pb.UploadHeader(media_id="drained-1", filename="drain.wav")),
+                metadata=md("drain"),
+                timeout=PATIENCE_S * 5,
             )
         except grpc.RpcError as error:
             result["error"] = error

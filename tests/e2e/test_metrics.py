@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pathlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -13,7 +13,8 @@ from tests.support.jobs import job_requests, text_spec, wait_terminal
 from tests.support.metrics import Scrape, wait_for_metric
 from tests.support.server import ServerProcess
 from tests.support.upload import upload_requests
-from understanding.v1 import jobs_pb2, understanding_pb2 as pb
+from understanding.v1 import jobs_pb2
+from understanding.v1 import understanding_pb2 as pb
 
 MD = [("x-tenant-id", "e2e-metrics"), ("x-api-key", "not-a-configured-key-but-secret-looking")]
 
@@ -48,8 +49,13 @@ def test_metrics_port_is_ephemeral_and_logged(metered: ServerProcess) -> None:
 def test_rpcs_by_method_and_code_with_latency(metered: ServerProcess, tmp_path: pathlib.Path) -> None:
     before = Scrape(metered.metrics())
     stub = metered.stub
-    stub.AnalyzeText(pb.AnalyzeTextRequest(items=[pb.TextItem(media_id="m-1", text="Metrics count every call.")]), metadata=MD)
-    stub.AnalyzeText(pb.AnalyzeTextRequest(items=[pb.TextItem(text="A second one, dry.")], options=pb.TextOptions(dry_run=True)), metadata=MD)
+    stub.AnalyzeText(
+        pb.AnalyzeTextRequest(items=[pb.TextItem(media_id="m-1", text="Metrics count every call.")]), metadata=MD
+    )
+    stub.AnalyzeText(
+        pb.AnalyzeTextRequest(items=[pb.TextItem(text="A second one, dry.")], options=pb.TextOptions(dry_run=True)),
+        metadata=MD,
+    )
     with pytest.raises(grpc.RpcError) as err:
         stub.AnalyzeText(pb.AnalyzeTextRequest(), metadata=MD)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -90,8 +96,10 @@ def test_rpcs_by_method_and_code_with_latency(metered: ServerProcess, tmp_path: 
     collections = [labels["collection"] for labels in after.labels("understanding_store_points")]
     assert len(collections) == 1
     assert after.value("understanding_store_points", collection=collections[0]) >= 3
-    assert 0 <= after.value("understanding_store_unindexed_points", collection=collections[0]) <= after.value(
-        "understanding_store_points", collection=collections[0]
+    assert (
+        0
+        <= after.value("understanding_store_unindexed_points", collection=collections[0])
+        <= after.value("understanding_store_points", collection=collections[0])
     )
 
 

@@ -16,7 +16,8 @@ import pytest
 
 from tests.support.server import ServerProcess
 from tests.support.waiting import PATIENCE_S
-from understanding.v1 import common_pb2, understanding_pb2 as pb
+from understanding.v1 import common_pb2
+from understanding.v1 import understanding_pb2 as pb
 
 CODES = ["QZX-7718", "QXZ-7871", "QZX-7187", "QZX-1787", "QZK-7781", "QZX-7788", "QZX-7711", "QZX-8781"]
 GARDEN = (
@@ -353,9 +354,9 @@ def test_reanalysis_is_atomic_for_readers(server: ServerProcess) -> None:
             assert len(markers) == 1, f"GetMedia mixed versions: {markers}"
             version = int(next(iter(markers))[1:])
             versions.add(version)
-            assert [p.chunk_index for p in media.points] == list(
-                range(chunks[version % 2])
-            ), "GetMedia saw a partial version"
+            assert [p.chunk_index for p in media.points] == list(range(chunks[version % 2])), (
+                "GetMedia saw a partial version"
+            )
             hits = search(
                 server, tenant, text="v1w1 v2w2 v3w3", top_k=20, filter=pb.SearchFilter(media_ids=["flip"])
             ).hits

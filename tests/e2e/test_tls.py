@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -10,7 +10,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.support.certs import Pki, make_pki
 from tests.support.server import ServerProcess
-from understanding.v1 import understanding_pb2 as pb, understanding_pb2_grpc
+from understanding.v1 import understanding_pb2 as pb
+from understanding.v1 import understanding_pb2_grpc
 
 MD = [("x-tenant-id", "e2e-tls")]
 
@@ -68,7 +69,9 @@ def test_other_clients_are_refused_at_the_handshake(tls_server: ServerProcess, p
     if kind == "plaintext":
         channel = grpc.insecure_channel(tls_server.target)
     else:
-        channel = grpc.secure_channel(tls_server.target, credentials(pki, with_cert=False, rogue=kind == "untrusted-client-cert"))
+        channel = grpc.secure_channel(
+            tls_server.target, credentials(pki, with_cert=False, rogue=kind == "untrusted-client-cert")
+        )
     with channel:
         with pytest.raises(grpc.RpcError) as err:
             analyze(channel)

@@ -33,7 +33,8 @@ from tests.support.kafka import broker_env, collect, kafka
 from tests.support.server import ServerProcess, free_port
 from tests.support.upload import upload_requests
 from tests.support.waiting import wait_until
-from understanding.v1 import events_pb2, understanding_pb2 as pb
+from understanding.v1 import events_pb2
+from understanding.v1 import understanding_pb2 as pb
 
 pytestmark = pytest.mark.kafka
 
@@ -77,7 +78,9 @@ def chaos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chaos]:
 class Load:
     """Threads calling AnalyzeText with fresh media ids until stopped; records what was accepted."""
 
-    def __init__(self, server: ServerProcess, prefix: str, threads: int, *, per_thread: int | None = None, retry: bool = False) -> None:
+    def __init__(
+        self, server: ServerProcess, prefix: str, threads: int, *, per_thread: int | None = None, retry: bool = False
+    ) -> None:
         self.server, self.prefix, self.per_thread, self.retry = server, prefix, per_thread, retry
         self.accepted: dict[str, int] = {}  # media id -> version of the accepted analysis
         self.errors: list[tuple[str, str]] = []
@@ -106,7 +109,9 @@ class Load:
         n = 0
         while not self.stop.is_set() and (self.per_thread is None or n < self.per_thread):
             media_id = f"{self.prefix}-{worker}-{n}"
-            request = pb.AnalyzeTextRequest(items=[pb.TextItem(media_id=media_id, text=f"Chaos report {worker} {n}: the relay keeps every event.")])
+            request = pb.AnalyzeTextRequest(
+                items=[pb.TextItem(media_id=media_id, text=f"Chaos report {worker} {n}: the relay keeps every event.")]
+            )
             for _attempt in range(8):
                 try:
                     response = stub.AnalyzeText(request, metadata=MD, timeout=60)
@@ -192,7 +197,9 @@ def test_kafka_outage_during_load_delivers_every_event_once(chaos: Chaos) -> Non
     records = await_events(chaos, "ko", len(load.accepted), timeout_s=180)
     by_id, raw = events_for(records, "ko")
     assert_delivered_once(load.accepted, by_id)
-    print(f"{len(load.accepted)} accepted ({accepted_during} during the outage), {raw} records, {len(by_id)} distinct event ids")
+    print(
+        f"{len(load.accepted)} accepted ({accepted_during} during the outage), {raw} records, {len(by_id)} distinct event ids"
+    )
     wait_until(lambda: not chaos.server.outbox(), what="the outbox drained")
 
 

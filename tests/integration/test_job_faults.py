@@ -18,7 +18,8 @@ from tests.support.jobs import TERMINAL, job_requests, speech_spec, text_spec, w
 from tests.support.kafka import collect
 from tests.support.server import ServerProcess
 from tests.support.waiting import wait_until
-from understanding.v1 import events_pb2, jobs_pb2, understanding_pb2 as pb
+from understanding.v1 import events_pb2, jobs_pb2
+from understanding.v1 import understanding_pb2 as pb
 
 MD = [("x-tenant-id", "faults")]
 
@@ -33,12 +34,18 @@ def start(data_dir: pathlib.Path, **env: str) -> ServerProcess:
 async def test_transient_store_failures_retry_then_dead_letter(tmp_path: pathlib.Path, kafka_bootstrap: str) -> None:
     dlq = f"understanding.jobs.dlq.v1.test-{uuid.uuid4().hex[:8]}"
     server = start(
-        tmp_path / "a", faults="store_write=4", job_backoff_s="0.2", job_max_attempts="3",
-        kafka_bootstrap=kafka_bootstrap, kafka_job_dlq_topic=dlq,
+        tmp_path / "a",
+        faults="store_write=4",
+        job_backoff_s="0.2",
+        job_max_attempts="3",
+        kafka_bootstrap=kafka_bootstrap,
+        kafka_job_dlq_topic=dlq,
     )
     try:
         # Attempts 1-3 hit injected store failures: the job is exhausted and dead-lettered.
-        first = server.stub.SubmitJob(job_requests(text_spec("first job hits the outage", media_id="dlq-1")), metadata=MD)
+        first = server.stub.SubmitJob(
+            job_requests(text_spec("first job hits the outage", media_id="dlq-1")), metadata=MD
+        )
         failed = wait_terminal(server.stub, first.job_id, MD)
         assert failed.state == jobs_pb2.JOB_STATE_FAILED and failed.attempts == 3
         assert failed.error.retriable and failed.error.code == "UNAVAILABLE" and "injected" in failed.error.message
@@ -69,8 +76,10 @@ def test_backpressure_and_tenant_limit(tmp_path: pathlib.Path) -> None:
 
         busy = submit(0)
         wait_until(
-            lambda: server.stub.GetJob(pb.GetJobRequest(job_id=busy.job_id), metadata=MD).state
-            == jobs_pb2.JOB_STATE_RUNNING,
+            lambda: (
+                server.stub.GetJob(pb.GetJobRequest(job_id=busy.job_id), metadata=MD).state
+                == jobs_pb2.JOB_STATE_RUNNING
+            ),
             what="the worker busy with the first job",
         )
         accepted, rejected = [busy], []
@@ -95,13 +104,24 @@ def test_backpressure_and_tenant_limit(tmp_path: pathlib.Path) -> None:
 def test_restart_mid_job_loses_nothing(tmp_path: pathlib.Path, sig: int) -> None:
     parts: list = []
     for i in range(5):
-        parts += [speech.make_speech_wav(f"Section {i} of the quarterly safety briefing for all staff.", tmp_path / f"s{i}.wav"), 0.5]
+        parts += [
+            speech.make_speech_wav(
+                f"Section {i} of the quarterly safety briefing for all staff.", tmp_path / f"s{i}.wav"
+            ),
+            0.5,
+        ]
     long_wav = tmp_path / "long.wav"
     speech.concat_with_silence(parts, long_wav)
     data = tmp_path / "c"
     server = start(data)
-    jobs = [server.stub.SubmitJob(job_requests(speech_spec(media_id=f"rs-{i}", key=f"k{i}"), long_wav), metadata=MD) for i in range(3)]
-    jobs += [server.stub.SubmitJob(job_requests(text_spec(f"text job {i}", media_id=f"rt-{i}")), metadata=MD) for i in range(3)]
+    jobs = [
+        server.stub.SubmitJob(job_requests(speech_spec(media_id=f"rs-{i}", key=f"k{i}"), long_wav), metadata=MD)
+        for i in range(3)
+    ]
+    jobs += [
+        server.stub.SubmitJob(job_requests(text_spec(f"text job {i}", media_id=f"rt-{i}")), metadata=MD)
+        for i in range(3)
+    ]
     for update in server.stub.WatchJob(pb.WatchJobRequest(job_id=jobs[0].job_id), metadata=MD, timeout=300):
         if update.state == jobs_pb2.JOB_STATE_RUNNING:
             break

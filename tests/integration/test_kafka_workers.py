@@ -21,7 +21,8 @@ from tests.support.kafka import broker_env, collect, kafka, wait_consumed
 from tests.support.server import ServerProcess, free_port
 from tests.support.waiting import wait_until
 from tests.support.workers import WorkerProcess, kafka_backend_env
-from understanding.v1 import events_pb2, jobs_pb2, understanding_pb2 as pb
+from understanding.v1 import events_pb2, jobs_pb2
+from understanding.v1 import understanding_pb2 as pb
 
 MD = [("x-tenant-id", "kafka-workers")]
 OUTAGE_S = 8.0
@@ -153,7 +154,9 @@ async def test_fifty_jobs_two_workers_one_killed_mid_job(tmp_path: pathlib.Path,
             replica.stub.SubmitJob(job_requests(text_spec("another text", key="key-7")), metadata=MD)
         assert conflict.value.code() == grpc.StatusCode.ALREADY_EXISTS
         # A job submitted to the replica is run by a worker and indexed by the store owner.
-        extra = replica.stub.SubmitJob(job_requests(text_spec("submitted to the second replica", media_id="kw-r2")), metadata=MD)
+        extra = replica.stub.SubmitJob(
+            job_requests(text_spec("submitted to the second replica", media_id="kw-r2")), metadata=MD
+        )
         assert wait_terminal(replica.stub, extra.job_id, MD).state == jobs_pb2.JOB_STATE_SUCCEEDED
         assert api.stub.GetMedia(pb.GetMediaRequest(media_id="kw-r2"), metadata=MD).points
 
@@ -173,7 +176,9 @@ async def test_fifty_jobs_two_workers_one_killed_mid_job(tmp_path: pathlib.Path,
         assert cancelled.state == jobs_pb2.JOB_STATE_CANCELLED
         # Once the workers and the indexer have handled every record so far, a worker that had
         # taken the job has stopped it or handed in a result, and the indexer has seen that result.
-        await wait_consumed(kafka_bootstrap, env["UNDERSTANDING_KAFKA_WORKER_GROUP"], env["UNDERSTANDING_KAFKA_JOBS_TOPIC"])
+        await wait_consumed(
+            kafka_bootstrap, env["UNDERSTANDING_KAFKA_WORKER_GROUP"], env["UNDERSTANDING_KAFKA_JOBS_TOPIC"]
+        )
         await wait_consumed(
             kafka_bootstrap, env["UNDERSTANDING_KAFKA_INDEXER_GROUP"], env["UNDERSTANDING_KAFKA_RESULTS_TOPIC"]
         )
@@ -183,7 +188,9 @@ async def test_fifty_jobs_two_workers_one_killed_mid_job(tmp_path: pathlib.Path,
         assert no_media.value.code() == grpc.StatusCode.NOT_FOUND
 
         # Undecodable media fails at once, without retries.
-        broken = api.stub.SubmitJob(job_requests(speech_spec(media_id="kw-broken"), b"not audio at all" * 64), metadata=MD)
+        broken = api.stub.SubmitJob(
+            job_requests(speech_spec(media_id="kw-broken"), b"not audio at all" * 64), metadata=MD
+        )
         failed = wait_terminal(api.stub, broken.job_id, MD)
         assert failed.state == jobs_pb2.JOB_STATE_FAILED and failed.attempts == 1 and not failed.error.retriable
 
@@ -225,9 +232,15 @@ async def test_broker_restart_during_processing(tmp_path: pathlib.Path) -> None:
         jobs = []
         for i in range(12):
             if i % 3 == 0:
-                jobs.append(api.stub.SubmitJob(job_requests(speech_spec(media_id=f"br-speech-{i}"), wavs[i % 4]), metadata=MD))
+                jobs.append(
+                    api.stub.SubmitJob(job_requests(speech_spec(media_id=f"br-speech-{i}"), wavs[i % 4]), metadata=MD)
+                )
             else:
-                jobs.append(api.stub.SubmitJob(job_requests(text_spec(f"broker restart text {i}", media_id=f"br-text-{i}")), metadata=MD))
+                jobs.append(
+                    api.stub.SubmitJob(
+                        job_requests(text_spec(f"broker restart text {i}", media_id=f"br-text-{i}")), metadata=MD
+                    )
+                )
 
         def terminal_count() -> int:
             return sum(api.stub.GetJob(pb.GetJobRequest(job_id=j.job_id), metadata=MD).state in TERMINAL for j in jobs)

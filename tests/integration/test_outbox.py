@@ -15,7 +15,8 @@ from grpc_health.v1 import health_pb2
 from tests.support.kafka import broker_env, collect, kafka
 from tests.support.server import ServerProcess, free_port
 from tests.support.waiting import PATIENCE_S, wait_until
-from understanding.v1 import events_pb2, understanding_pb2 as pb
+from understanding.v1 import events_pb2
+from understanding.v1 import understanding_pb2 as pb
 
 MD = [("x-tenant-id", "outbox")]
 
@@ -55,7 +56,9 @@ def test_health_not_serving_until_warm_and_embedded_outbox(tmp_path) -> None:  #
         assert warming_codes <= {grpc.StatusCode.UNAVAILABLE}
         assert grpc.StatusCode.UNAVAILABLE in warming_codes
 
-        server.stub.AnalyzeText(pb.AnalyzeTextRequest(items=[pb.TextItem(media_id="kept-1", text="kept safe in the outbox")]), metadata=MD)
+        server.stub.AnalyzeText(
+            pb.AnalyzeTextRequest(items=[pb.TextItem(media_id="kept-1", text="kept safe in the outbox")]), metadata=MD
+        )
         assert outbox_media_ids(server) == ["early"] * early_accepted + ["kept-1"]
     finally:
         assert server.stop() == 0
@@ -89,9 +92,7 @@ async def test_outbox_delivers_exactly_once_when_broker_returns(tmp_path) -> Non
         assert len(server.outbox()) == 1
 
         kafka("up", env)  # the broker comes (back) up
-        records = await collect(
-            bootstrap, topic, until=lambda rs: any(r.key == b"late-1" for r in rs), settle_s=5
-        )
+        records = await collect(bootstrap, topic, until=lambda rs: any(r.key == b"late-1" for r in rs), settle_s=5)
         mine = [r for r in records if r.key == b"late-1"]
         assert len(mine) == 1, f"expected exactly one event, got {len(mine)}"
         event = events_pb2.AnalysisEvent.FromString(mine[0].value)

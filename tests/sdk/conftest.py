@@ -11,7 +11,7 @@ from __future__ import annotations
 import pathlib
 import sys
 import uuid
-from typing import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -19,9 +19,8 @@ SDK_DIR = pathlib.Path(__file__).resolve().parents[2] / "clients" / "python"
 if str(SDK_DIR) not in sys.path:
     sys.path.insert(0, str(SDK_DIR))
 
-from understanding_client import AsyncClient, Client  # noqa: E402
-
 from tests.support.server import ServerProcess  # noqa: E402
+from understanding_client import AsyncClient, Client  # noqa: E402
 
 
 @pytest.fixture

@@ -16,7 +16,9 @@ from tests.support.server import ServerProcess
 def cli(server: ServerProcess, tenant: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "understanding", *args, "--server", server.target, "--tenant", tenant],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -65,7 +67,9 @@ def test_jobs_media_upload_commands(server: ServerProcess, tenant: str, tmp_path
     assert nothing.returncode == 3 and "NOT_FOUND" in nothing.stderr
 
 
-@pytest.mark.parametrize("command", [["jobs", "--help"], ["jobs", "submit", "--help"], ["media", "--help"], ["upload", "--help"]])
+@pytest.mark.parametrize(
+    "command", [["jobs", "--help"], ["jobs", "submit", "--help"], ["media", "--help"], ["upload", "--help"]]
+)
 def test_help(command: list[str]) -> None:
     done = subprocess.run([sys.executable, "-m", "understanding", *command], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "usage:" in done.stdout

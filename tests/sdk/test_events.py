@@ -11,8 +11,8 @@ import uuid
 
 import pytest
 
-from tests.support.kafka import collect
 from tests.sdk.conftest import SDK_DIR
+from tests.support.kafka import collect
 from understanding_client import Client, JobState, Modality, TextItem
 from understanding_client.events import (
     AnalysisEvent,
@@ -26,9 +26,13 @@ from understanding_client.events import (
 pytestmark = pytest.mark.kafka
 
 
-async def test_decode_every_event_kind(client: Client, kafka_bootstrap: str, analysis_topic: str, job_status_topic: str) -> None:
+async def test_decode_every_event_kind(
+    client: Client, kafka_bootstrap: str, analysis_topic: str, job_status_topic: str
+) -> None:
     media_id = f"ev-{uuid.uuid4().hex[:8]}"
-    client.analyze_text(TextItem("The band played their new song at the concert", media_id=media_id, metadata={"k": "v"}))
+    client.analyze_text(
+        TextItem("The band played their new song at the concert", media_id=media_id, metadata={"k": "v"})
+    )
     deleted = client.delete_media(media_id)
     job = client.submit_job(text="A pasta recipe with garlic and olive oil")
     client.wait_job(job.job_id, timeout=300)
@@ -57,7 +61,9 @@ async def test_decode_every_event_kind(client: Client, kafka_bootstrap: str, ana
         decode_event(mine[0].value, None)
 
     # consume(): the aiokafka helper yields decoded records with their coordinates.
-    async with contextlib.aclosing(consume([analysis_topic], bootstrap_servers=kafka_bootstrap, from_beginning=True)) as events:
+    async with contextlib.aclosing(
+        consume([analysis_topic], bootstrap_servers=kafka_bootstrap, from_beginning=True)
+    ) as events:
         async for record in events:
             if record.key == media_id:
                 assert isinstance(record.event, AnalysisEvent) and record.tenant == client.config.tenant
@@ -73,7 +79,10 @@ def test_example_consumer_prints_the_analysis(client: Client, kafka_bootstrap: s
     common = ["--bootstrap", kafka_bootstrap, "--topic", analysis_topic, "--from-beginning", "--key", media_id]
     done = subprocess.run(
         [sys.executable, str(example), *common, "--max-events", "1", "--timeout-s", "60"],
-        capture_output=True, text=True, timeout=120, env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
     assert done.returncode == 0, done.stderr
     [line] = done.stdout.splitlines()
@@ -82,7 +91,10 @@ def test_example_consumer_prints_the_analysis(client: Client, kafka_bootstrap: s
 
     as_json = subprocess.run(
         [sys.executable, str(example), *common, "--max-events", "1", "--timeout-s", "60", "--json"],
-        capture_output=True, text=True, timeout=120, env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
     assert as_json.returncode == 0, as_json.stderr
     record = json.loads(as_json.stdout)

@@ -12,7 +12,6 @@ import os
 import pathlib
 import shutil
 import subprocess
-import sys
 import sysconfig
 import textwrap
 import venv
@@ -27,6 +26,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 def alone() -> dict[str, str]:
     """This environment without PYTHONPATH: the installed SDK must not see the checkout (tests/conftest.py adds it)."""
     return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
 
 SCRIPT = textwrap.dedent(
     """
@@ -51,8 +51,11 @@ SCRIPT = textwrap.dedent(
 def sdk_venv(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     tmp = tmp_path_factory.mktemp("sdk-install")
     repo = tmp / "repo"
-    shutil.copytree(ROOT / "clients" / "python", repo / "clients" / "python",
-                    ignore=shutil.ignore_patterns("build", "dist", "*.egg-info", "understanding", "__pycache__"))
+    shutil.copytree(
+        ROOT / "clients" / "python",
+        repo / "clients" / "python",
+        ignore=shutil.ignore_patterns("build", "dist", "*.egg-info", "understanding", "__pycache__"),
+    )
     shutil.copytree(ROOT / "protos" / "understanding", repo / "protos" / "understanding")
     env_dir = tmp / "venv"
     venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
@@ -62,14 +65,19 @@ def sdk_venv(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     # PyPI), --no-deps because grpcio and protobuf come from the line below.
     done = subprocess.run(
         [str(python), "-m", "pip", "install", "-q", "--no-deps", str(repo / "clients" / "python")],
-        capture_output=True, text=True, timeout=600, env=alone(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=alone(),
     )
     assert done.returncode == 0, done.stdout + done.stderr
     # grpcio and protobuf from this environment (a plain path entry: its own
     # .pth files, such as the service's editable install, are not processed).
     site = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     pathlib.Path(site, "zz_host_grpc.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     return python
@@ -79,7 +87,9 @@ def test_wheel_ships_the_stubs_without_understanding_init(sdk_venv: pathlib.Path
     site = pathlib.Path(
         subprocess.run(
             [str(sdk_venv), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
     )
     stubs = {p.name for p in (site / "understanding" / "v1").iterdir()}
@@ -88,9 +98,15 @@ def test_wheel_ships_the_stubs_without_understanding_init(sdk_venv: pathlib.Path
     assert (site / "understanding_client" / "py.typed").exists()
 
 
-def test_installed_sdk_talks_to_the_server(sdk_venv: pathlib.Path, server: ServerProcess, tmp_path: pathlib.Path) -> None:
+def test_installed_sdk_talks_to_the_server(
+    sdk_venv: pathlib.Path, server: ServerProcess, tmp_path: pathlib.Path
+) -> None:
     done = subprocess.run(
-        [str(sdk_venv), "-c", SCRIPT, server.target], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        [str(sdk_venv), "-c", SCRIPT, server.target],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env=alone(),
     )
     assert done.returncode == 0, done.stderr

@@ -12,7 +12,8 @@ import hashlib
 import pathlib
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -55,7 +56,10 @@ def long_wav(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     tmp = tmp_path_factory.mktemp("long")
     parts: list[pathlib.Path | float] = []
     for i in range(6):
-        parts += [speech.make_speech_wav(f"Part {i}: the council voted on the new library budget.", tmp / f"p{i}.wav"), 0.5]
+        parts += [
+            speech.make_speech_wav(f"Part {i}: the council voted on the new library budget.", tmp / f"p{i}.wav"),
+            0.5,
+        ]
     out = tmp / "long.wav"
     speech.concat_with_silence(parts, out)
     return out
@@ -94,7 +98,9 @@ def test_resource_exhausted_retry_after_is_honoured(keyed: dict[str, Any], long_
             with Client(server.target, api_key=KEY, retry=PATIENT, timeout_s=PATIENCE_S) as patient:
                 started = time.monotonic()
                 try:
-                    result["job"] = patient.submit_job(text="a second job, once the first is gone", idempotency_key="second-1")
+                    result["job"] = patient.submit_job(
+                        text="a second job, once the first is gone", idempotency_key="second-1"
+                    )
                 except Exception as error:  # noqa: BLE001 - inspected below
                     result["job"] = error
                 result["waited"] = time.monotonic() - started
@@ -137,9 +143,7 @@ def test_idempotent_calls_retry_through_a_restart(keyed: dict[str, Any], tmp_pat
                 target=call,
                 args=(
                     "upload",
-                    lambda: client.upload_media(
-                        media, progress=lambda sent, total: upload_attempts.append(sent)
-                    ),
+                    lambda: client.upload_media(media, progress=lambda sent, total: upload_attempts.append(sent)),
                 ),
                 daemon=True,
             ),

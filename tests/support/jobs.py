@@ -5,14 +5,17 @@ from __future__ import annotations
 import hashlib
 import pathlib
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
-from understanding.v1 import common_pb2, jobs_pb2, understanding_pb2 as pb
+from understanding.v1 import common_pb2, jobs_pb2
+from understanding.v1 import understanding_pb2 as pb
 
 TERMINAL = {jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_CANCELLED}
 
 
-def job_requests(spec: pb.JobSpec, data: bytes | pathlib.Path | None = None, chunk_size: int = 64 * 1024) -> Iterator[pb.SubmitJobRequest]:
+def job_requests(
+    spec: pb.JobSpec, data: bytes | pathlib.Path | None = None, chunk_size: int = 64 * 1024
+) -> Iterator[pb.SubmitJobRequest]:
     yield pb.SubmitJobRequest(spec=spec)
     if data is None:
         return
@@ -23,11 +26,15 @@ def job_requests(spec: pb.JobSpec, data: bytes | pathlib.Path | None = None, chu
 
 
 def text_spec(text: str, key: str = "", media_id: str = "") -> pb.JobSpec:
-    return pb.JobSpec(idempotency_key=key, modality=common_pb2.MODALITY_TEXT, text=text, media=pb.UploadHeader(media_id=media_id))
+    return pb.JobSpec(
+        idempotency_key=key, modality=common_pb2.MODALITY_TEXT, text=text, media=pb.UploadHeader(media_id=media_id)
+    )
 
 
 def speech_spec(key: str = "", media_id: str = "", **header) -> pb.JobSpec:  # type: ignore[no-untyped-def]
-    return pb.JobSpec(idempotency_key=key, modality=common_pb2.MODALITY_SPEECH, media=pb.UploadHeader(media_id=media_id, **header))
+    return pb.JobSpec(
+        idempotency_key=key, modality=common_pb2.MODALITY_SPEECH, media=pb.UploadHeader(media_id=media_id, **header)
+    )
 
 
 def wait_terminal(stub, job_id: str, metadata, timeout_s: float = 300) -> jobs_pb2.Job:  # type: ignore[no-untyped-def]

@@ -7,7 +7,8 @@ import os
 import pathlib
 import subprocess
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "kafka.sh"
@@ -93,8 +94,11 @@ async def wait_consumed(bootstrap: str, group: str, topic: str, *, timeout_s: fl
         deadline = time.monotonic() + timeout_s
         while True:
             committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
-            behind = {tp.partition: (committed[tp].offset if tp in committed else -1, end) for tp, end in ends.items()
-                      if end > 0 and (tp not in committed or committed[tp].offset < end)}
+            behind = {
+                tp.partition: (committed[tp].offset if tp in committed else -1, end)
+                for tp, end in ends.items()
+                if end > 0 and (tp not in committed or committed[tp].offset < end)
+            }
             if not behind:
                 return
             if time.monotonic() > deadline:

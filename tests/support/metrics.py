@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -16,7 +16,9 @@ class Scrape:
     def __init__(self, text: str) -> None:
         self.text = text
         self.samples: list[tuple[str, dict[str, str], float]] = [
-            (s.name, dict(s.labels), float(s.value)) for family in text_string_to_metric_families(text) for s in family.samples
+            (s.name, dict(s.labels), float(s.value))
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
         ]
 
     def value(self, name: str, **labels: str) -> float:

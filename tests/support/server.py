@@ -148,7 +148,9 @@ class ServerProcess:
 
     def metrics(self) -> str:
         """The Prometheus text exposition, scraped now."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port()}/metrics", timeout=PATIENT_RPC_S) as response:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.metrics_port()}/metrics", timeout=PATIENT_RPC_S
+        ) as response:
             return str(response.read().decode())
 
     def outbox(self, topic: str | None = None) -> list[bytes]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import pathlib
-from typing import Iterator
+from collections.abc import Iterator
 
 from understanding.v1 import understanding_pb2 as pb
 

@@ -7,7 +7,8 @@ import signal
 import subprocess
 import time
 import uuid
-from typing import IO, Mapping
+from collections.abc import Mapping
+from typing import IO
 
 from tests.support.server import ServerProcess, spawn, stop_process
 

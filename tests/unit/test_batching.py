@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 import pytest
 
 from tests.support.waiting import PATIENCE_S, wait_until_async
-from understanding.domain import LimitExceeded
 from understanding.batching import BatcherClosed, MicroBatcher
+from understanding.domain import LimitExceeded
 
 
 def doubler(seen: list[list[int]]):  # type: ignore[no-untyped-def]
@@ -142,7 +142,9 @@ async def test_crashed_scheduler_fails_running_and_queued_callers() -> None:
     executor.shutdown()
     b = MicroBatcher(doubler([]), name="t", max_batch_size=1, max_wait_ms=0, executor=executor)
     await b.start()
-    results = await asyncio.wait_for(asyncio.gather(*(b.submit(i) for i in range(3)), return_exceptions=True), PATIENCE_S)
+    results = await asyncio.wait_for(
+        asyncio.gather(*(b.submit(i) for i in range(3)), return_exceptions=True), PATIENCE_S
+    )
     assert all(isinstance(r, BatcherClosed) for r in results), results
     with pytest.raises(BatcherClosed):
         await b.submit(9)

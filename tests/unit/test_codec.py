@@ -85,7 +85,9 @@ def test_public_analysis_round_trips_with_embeddings_and_keyframes() -> None:
     back = codec.analysis_from_pb(codec.analysis_pb(analysis, with_embeddings=True, with_keyframes=True))
     assert np.array_equal(back.chunks[0].embedding, analysis.chunks[0].embedding)
     # The public Chunk carries neither the chunk language nor the extra payload (the records do).
-    expected_chunk = Chunk(**{f: getattr(analysis.chunks[0], f) for f in Chunk.__slots__ if f not in ("language", "extra")})
+    expected_chunk = Chunk(
+        **{f: getattr(analysis.chunks[0], f) for f in Chunk.__slots__ if f not in ("language", "extra")}
+    )
     assert back.chunks[0].text == expected_chunk.text and back.chunks[0].tags == expected_chunk.tags
     assert back.chunks[0].speakers == ("S2", "S1")
     assert back.shots == analysis.shots and back.transcript == analysis.transcript and back.video == analysis.video
@@ -121,7 +123,9 @@ def test_image_options_travel_in_job_records_and_change_the_fingerprint_only_whe
 
 
 def test_speech_options_cross_the_edge_both_ways() -> None:
-    options = SpeechOptions(language="de", task="translate", word_timestamps=True, vad=False, hotwords="Bayern", beam_size=3)
+    options = SpeechOptions(
+        language="de", task="translate", word_timestamps=True, vad=False, hotwords="Bayern", beam_size=3
+    )
     assert codec.speech_options_from_pb(codec.speech_options_pb(options)) == options
     assert codec.speech_options_from_pb(pb.SpeechOptions(language=" EN-us ")).language == "en"
     with pytest.raises(InvalidInput) as bad:
@@ -167,7 +171,9 @@ def _job(**changes: object) -> Job:
 def test_job_records_round_trip() -> None:
     for job in (_job(), _job(result=b"\x00\x01", finished_at=130.0, state=JobState.SUCCEEDED, error=None)):
         assert records.decode_job(records.encode_job(job)) == job
-    text = Job(job_id="j", tenant="t", spec=JobSpec(Modality.TEXT, "m", text="hello"), state=JobState.QUEUED, created_at=1.0)
+    text = Job(
+        job_id="j", tenant="t", spec=JobSpec(Modality.TEXT, "m", text="hello"), state=JobState.QUEUED, created_at=1.0
+    )
     assert records.decode_job(records.encode_job(text)) == text
 
 

@@ -6,7 +6,8 @@ import asyncio
 import logging
 import socket
 import urllib.request
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import pytest
@@ -18,7 +19,8 @@ from understanding.api.limits import TenantRateLimiter, TenantStreams
 from understanding.api.server import Limits, build_handler, trace_id_from
 from understanding.domain import NotFound
 from understanding.metrics import Metrics
-from understanding.v1 import jobs_pb2, understanding_pb2 as pb, understanding_pb2_grpc
+from understanding.v1 import jobs_pb2, understanding_pb2_grpc
+from understanding.v1 import understanding_pb2 as pb
 
 
 class FakeServicer:
@@ -74,7 +76,9 @@ async def test_counts_latency_in_flight_and_log_context(caplog: pytest.LogCaptur
     handler_filter = logs.ContextFilter()
     caplog.handler.addFilter(handler_filter)
     try:
-        call = stub.GetJob(pb.GetJobRequest(job_id="j1"), metadata=[("x-tenant-id", "t1"), ("x-trace-id", "abcdef0123456789")])
+        call = stub.GetJob(
+            pb.GetJobRequest(job_id="j1"), metadata=[("x-tenant-id", "t1"), ("x-trace-id", "abcdef0123456789")]
+        )
         assert (await call).job_id == "j1"
         trailers = dict(await call.trailing_metadata())
         with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -90,10 +94,10 @@ async def test_counts_latency_in_flight_and_log_context(caplog: pytest.LogCaptur
     assert sample(metrics, "understanding_rpc_seconds_count", method="GetJob", code="OK") == 1
     assert sample(metrics, "understanding_rpc_in_flight", method="GetJob") == 0
     inside = [r for r in caplog.records if r.getMessage() == "inside the rpc"]
-    assert inside and getattr(inside[0], "request_id") == trailers["x-request-id"]
+    assert inside and inside[0].request_id == trailers["x-request-id"]
     access = [r for r in caplog.records if r.getMessage() == "rpc"]
-    assert [getattr(r, "code") for r in access] == ["OK", "NOT_FOUND"]
-    assert all(getattr(r, "tenant") == "t1" and getattr(r, "method") == "GetJob" for r in access)
+    assert [r.code for r in access] == ["OK", "NOT_FOUND"]
+    assert all(r.tenant == "t1" and r.method == "GetJob" for r in access)
 
 
 async def test_rate_limit_answers_resource_exhausted_with_retry_hint() -> None:
@@ -129,8 +133,10 @@ async def test_deadline_cancels_the_handler_and_is_recorded() -> None:
             assert timeout_s < PATIENCE_S, "no Search ever reached its handler"
         # The handler's finally runs just after the cancellation.
         await wait_until_async(
-            lambda: servicer.cancelled_searches
-            and sample(metrics, "understanding_rpc_total", method="Search", code="DEADLINE_EXCEEDED"),
+            lambda: (
+                servicer.cancelled_searches
+                and sample(metrics, "understanding_rpc_total", method="Search", code="DEADLINE_EXCEEDED")
+            ),
             what="the handler cancelled and recorded",
         )
     finally:

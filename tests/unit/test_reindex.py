@@ -11,20 +11,21 @@ import hashlib
 import pathlib
 import threading
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pytest
 
 from tests.support.waiting import PATIENCE_S, wait_until_async
 from understanding.api.identity import AdminIdentity, parse_admin_keys
-from understanding.core.embedding import StoreOpener
 from understanding.config import Settings
+from understanding.core.embedding import StoreOpener
+from understanding.core.search import Searcher, SearchMode, SearchQuery
 from understanding.domain import Analysis, Chunk, Modality, ModelRef, PermissionDenied, Unauthenticated
 from understanding.models.language import LanguageDetector
 from understanding.pipelines.tagging import Tagger, Taxonomy
 from understanding.pipelines.text import EmbeddingBinding, TextInput, TextPipeline
-from understanding.core.search import SearchMode, SearchQuery, Searcher
 from understanding.sinks.edge_store import read_alias, write_alias
 from understanding.sinks.outbox import Outbox
 from understanding.sinks.results import ResultSink
@@ -121,7 +122,9 @@ class RecordingStore:
 
 
 def analysis(media_id: str, model: ModelRef, salt: str) -> Analysis:
-    chunks = tuple(Chunk(index=i, text=f"{media_id} part {i}", embedding=vector(f"{media_id} part {i}", salt)) for i in range(2))
+    chunks = tuple(
+        Chunk(index=i, text=f"{media_id} part {i}", embedding=vector(f"{media_id} part {i}", salt)) for i in range(2)
+    )
     return Analysis("t", media_id, Modality.TEXT, None, (), chunks, model, time.time(), 1)
 
 
@@ -228,7 +231,9 @@ async def test_a_search_under_way_during_a_swap_runs_again_on_the_new_store() ->
         return (await new_embed([text]))[0]
 
     searcher = Searcher(old_store, old_query)  # type: ignore[arg-type]
-    task = asyncio.create_task(searcher.search(SearchQuery(text="goal", mode=SearchMode.DENSE), PointFilter(tenant="t")))
+    task = asyncio.create_task(
+        searcher.search(SearchQuery(text="goal", mode=SearchMode.DENSE), PointFilter(tenant="t"))
+    )
     await old_embed.started.wait()
     searcher.rebind(new_store, new_query)  # type: ignore[arg-type]
     old_embed.release.set()

@@ -9,20 +9,20 @@ from __future__ import annotations
 import hashlib
 import pathlib
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
-from understanding.domain import Analysis, Chunk, InvalidInput, LimitExceeded, ModelRef, Modality, NotFound, Tag
 from understanding.core.search import (
     MAX_OFFSET,
+    Searcher,
     SearchMode,
     SearchQuery,
-    Searcher,
     decode_cursor,
     encode_cursor,
 )
+from understanding.domain import Analysis, Chunk, InvalidInput, LimitExceeded, Modality, ModelRef, NotFound, Tag
 from understanding.sinks.edge_store import EdgeVectorStore
 from understanding.sinks.store import PointFilter, analysis_points
 

@@ -19,9 +19,12 @@ from understanding.api.identity import Identity
 from understanding.api.server import Observer, build_handler
 from understanding.config import Settings
 from understanding.domain import NotFound
-from understanding.v1 import jobs_pb2, understanding_pb2 as pb, understanding_pb2_grpc
+from understanding.v1 import jobs_pb2, understanding_pb2_grpc
+from understanding.v1 import understanding_pb2 as pb
 
-INSTALLED = importlib.util.find_spec("opentelemetry") is not None and importlib.util.find_spec("opentelemetry.sdk") is not None
+INSTALLED = (
+    importlib.util.find_spec("opentelemetry") is not None and importlib.util.find_spec("opentelemetry.sdk") is not None
+)
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_SPAN = "00f067aa0ba902b7"
@@ -37,7 +40,10 @@ def test_endpoint_without_the_packages_fails_at_start_up_clearly(monkeypatch: py
     monkeypatch.setitem(sys.modules, "opentelemetry", None)
 
     assert tracing.from_settings("", "understanding") is None
-    with pytest.raises(RuntimeError, match=r"UNDERSTANDING_OTEL_ENDPOINT is set but OpenTelemetry is not installed.*pip install opentelemetry-api==1\.45\.2"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"UNDERSTANDING_OTEL_ENDPOINT is set but OpenTelemetry is not installed.*pip install opentelemetry-api==1\.45\.2",
+    ):
         Service(Settings(otel_endpoint="http://127.0.0.1:4317"))
 
 
@@ -94,7 +100,10 @@ async def test_spans_reach_an_otlp_collector_and_share_the_log_trace_id() -> Non
     first = by_trace[TRACE_ID]  # continues the caller's trace
     assert first.parent_span_id.hex() == PARENT_SPAN and first.name == "understanding.v1.Understanding/GetJob"
     attributes = {a.key: a.value for a in first.attributes}
-    assert attributes["rpc.method"].string_value == "GetJob" and attributes["understanding.tenant"].string_value == "traced"
+    assert (
+        attributes["rpc.method"].string_value == "GetJob"
+        and attributes["understanding.tenant"].string_value == "traced"
+    )
     assert attributes["rpc.grpc.status_code"].int_value == 0
     assert servicer.trace_ids[0] == TRACE_ID  # the log lines' trace_id is the span's
     assert sorted(servicer.trace_ids[1:]) == sorted(t for t in by_trace if t != TRACE_ID)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from understanding.domain import InvalidInput, PermissionDenied, Unauthenticated
 

@@ -11,7 +11,7 @@ import collections
 import contextlib
 import threading
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from understanding.domain import LimitExceeded
 
@@ -53,7 +53,12 @@ class TenantRateLimiter:
     """
 
     def __init__(
-        self, rate_per_s: float, burst: int = 0, *, max_tenants: int = 10_000, clock: Callable[[], float] = time.monotonic
+        self,
+        rate_per_s: float,
+        burst: int = 0,
+        *,
+        max_tenants: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.rate_per_s = rate_per_s
         self.burst = float(burst or max(1.0, rate_per_s))
@@ -75,7 +80,8 @@ class TenantRateLimiter:
             wait = bucket.take()
         if wait > 0:
             raise LimitExceeded(
-                f"tenant {tenant!r} exceeds its rate limit of {self.rate_per_s:g} requests/s", retry_after_s=max(wait, 0.001)
+                f"tenant {tenant!r} exceeds its rate limit of {self.rate_per_s:g} requests/s",
+                retry_after_s=max(wait, 0.001),
             )
 
 

@@ -17,8 +17,9 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError, Message
@@ -158,7 +159,9 @@ def _method_handler(
         metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
         return metadata, tracing.start(service_name, name, metadata) if tracing is not None else None
 
-    def prepare(context: grpc.aio.ServicerContext, metadata: dict[str, str], request_id: str, span: RpcSpan | None) -> Call:
+    def prepare(
+        context: grpc.aio.ServicerContext, metadata: dict[str, str], request_id: str, span: RpcSpan | None
+    ) -> Call:
         trace_id = span.trace_id if span is not None else trace_id_from(metadata)
         logs.bind(trace_id=trace_id)
         caller = identity.resolve(metadata)

@@ -43,7 +43,9 @@ from understanding.v1 import common_pb2, jobs_pb2
 from understanding.v1 import understanding_pb2 as pb
 
 
-def _hit_pb(point: StoredPoint, *, matched: tuple[str, ...] = (), group_hits: int = 0, with_vector: bool = False) -> pb.SearchHit:
+def _hit_pb(
+    point: StoredPoint, *, matched: tuple[str, ...] = (), group_hits: int = 0, with_vector: bool = False
+) -> pb.SearchHit:
     p = point.payload
     items = p.get("tag_items")
     if items is None:  # points written before tag_items existed
@@ -154,7 +156,9 @@ class UnderstandingServicer:
             if not item.text.strip():
                 raise InvalidInput("must not be empty or whitespace", field=f"items[{i}].text")
             if size > limits.max_text_bytes:
-                raise LimitExceeded(f"{size} bytes exceed the limit of {limits.max_text_bytes}", field=f"items[{i}].text")
+                raise LimitExceeded(
+                    f"{size} bytes exceed the limit of {limits.max_text_bytes}", field=f"items[{i}].text"
+                )
             mid = item.media_id or "txt-" + hashlib.sha256(item.text.encode()).hexdigest()[:24]
             validation.media_id(mid, f"items[{i}].media_id")
             requests.append(
@@ -244,7 +248,12 @@ class UnderstandingServicer:
             requests, spool_dir=ports.spool_dir, max_bytes=ports.limits.max_upload_bytes, on_header=on_header
         )
         upload_id = "upl-" + uuid.uuid4().hex
-        meta = {"tenant": call.tenant, "sha256": spooled.sha256, "size": spooled.size_bytes, "filename": spooled.header.filename}
+        meta = {
+            "tenant": call.tenant,
+            "sha256": spooled.sha256,
+            "size": spooled.size_bytes,
+            "filename": spooled.header.filename,
+        }
         try:
             await asyncio.to_thread(ports.blobs.put, upload_id, spooled.path, meta)
         finally:
@@ -261,8 +270,12 @@ class UnderstandingServicer:
                 ports.analyzer.check(call.tenant, parsed["spec"].options.moderation)
 
         spooled = await spool_upload(
-            requests, spool_dir=ports.spool_dir, max_bytes=ports.limits.max_upload_bytes,
-            header_field="spec", on_header=on_spec, allow_empty=True,
+            requests,
+            spool_dir=ports.spool_dir,
+            max_bytes=ports.limits.max_upload_bytes,
+            header_field="spec",
+            on_header=on_spec,
+            allow_empty=True,
         )
         request: pb.JobSpec = spooled.header
         spec: JobSpec = parsed["spec"]
@@ -347,7 +360,11 @@ class UnderstandingServicer:
                 raise InvalidInput(f"unknown job state {value}", field="states")
             states.append(JobState(codec.JOB_STATE_FROM_PROTO[value]))
         jobs, token = await asyncio.to_thread(
-            self._ports.jobs.list, call.tenant, states=states, page_size=request.page_size, page_token=request.page_token
+            self._ports.jobs.list,
+            call.tenant,
+            states=states,
+            page_size=request.page_size,
+            page_token=request.page_token,
         )
         return pb.ListJobsResponse(jobs=[codec.job_pb(j, with_result=False) for j in jobs], next_page_token=token)
 
@@ -396,8 +413,12 @@ class UnderstandingServicer:
             tags_any=labels(f.tags.any, "filter.tags.any"),
             tags_all=labels(f.tags.all, "filter.tags.all"),
             tags_min_score=f.tags.min_score or None,  # ranges checked by the searcher
-            created_after=validation.timestamp_s(f.created_after, "filter.created_after") if f.HasField("created_after") else None,
-            created_before=validation.timestamp_s(f.created_before, "filter.created_before") if f.HasField("created_before") else None,
+            created_after=validation.timestamp_s(f.created_after, "filter.created_after")
+            if f.HasField("created_after")
+            else None,
+            created_before=validation.timestamp_s(f.created_before, "filter.created_before")
+            if f.HasField("created_before")
+            else None,
             overlaps_start_s=time_range.start_s if time_range is not None else None,
             # end_s 0 leaves the range open-ended
             overlaps_end_s=time_range.end_s if time_range is not None and time_range.end_s != 0 else None,
@@ -411,7 +432,9 @@ class UnderstandingServicer:
         query = SearchQuery(
             text=request.text if kind == "text" else None,
             vector=list(request.vector.values) if kind == "vector" else None,
-            example_media_id=validation.media_id(request.example.media_id, "example.media_id") if kind == "example" else None,
+            example_media_id=validation.media_id(request.example.media_id, "example.media_id")
+            if kind == "example"
+            else None,
             example_chunk_index=request.example.chunk_index,
             top_k=request.top_k or 10,
             offset=request.offset,

@@ -16,8 +16,9 @@ import pathlib
 import shutil
 import tempfile
 import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import Any
 
 from understanding.domain import InvalidInput, LimitExceeded
 
@@ -113,7 +114,9 @@ async def spool_upload(
                     header = getattr(message, header_field)
                     declared = int(getattr(_media_header(header), "size_bytes", 0) or 0)
                     if declared > max_bytes:
-                        raise LimitExceeded(f"declared {declared} bytes exceed the limit of {max_bytes}", field="size_bytes")
+                        raise LimitExceeded(
+                            f"declared {declared} bytes exceed the limit of {max_bytes}", field="size_bytes"
+                        )
                     if on_header is not None:
                         on_header(header)  # validate options before accepting megabytes
                     continue

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
-from typing import Any, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from understanding import codec
 from understanding.domain import (
@@ -88,7 +88,9 @@ def moderation_categories(values: Any, field: str) -> tuple[str, ...]:
     for i, value in enumerate(values):
         name = value.strip()
         if name not in CATEGORIES:
-            raise InvalidInput(f"unknown moderation category {value[:64]!r} (known: {', '.join(CATEGORIES)})", field=f"{field}[{i}]")
+            raise InvalidInput(
+                f"unknown moderation category {value[:64]!r} (known: {', '.join(CATEGORIES)})", field=f"{field}[{i}]"
+            )
         out.append(name)
     return tuple(out)
 
@@ -97,7 +99,9 @@ def decisions(values: Any, field: str) -> tuple[str, ...]:
     out = []
     for i, value in enumerate(values):
         if value not in codec.DECISION_FROM_PROTO:
-            raise InvalidInput(f"must be DECISION_ALLOW, DECISION_REVIEW or DECISION_BLOCK, not {value}", field=f"{field}[{i}]")
+            raise InvalidInput(
+                f"must be DECISION_ALLOW, DECISION_REVIEW or DECISION_BLOCK, not {value}", field=f"{field}[{i}]"
+            )
         out.append(codec.DECISION_FROM_PROTO[value].value)
     return tuple(out)
 

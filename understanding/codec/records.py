@@ -177,7 +177,9 @@ def _line_from(r: records_pb2.TextLineRecord) -> TextLine:
 
 
 def _part_record(part: BodyPart) -> records_pb2.BodyPartRecord:
-    return records_pb2.BodyPartRecord(label=part.label, score=part.score, box=_box_record(part.box), frame_s=part.frame_s)
+    return records_pb2.BodyPartRecord(
+        label=part.label, score=part.score, box=_box_record(part.box), frame_s=part.frame_s
+    )
 
 
 def _part_from(r: records_pb2.BodyPartRecord) -> BodyPart:

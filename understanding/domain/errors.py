@@ -29,9 +29,7 @@ class LimitExceeded(UnderstandingError):
 
     status = "RESOURCE_EXHAUSTED"
 
-    def __init__(
-        self, message: str, *, field: str | None = None, retry_after_s: float | None = None
-    ) -> None:
+    def __init__(self, message: str, *, field: str | None = None, retry_after_s: float | None = None) -> None:
         super().__init__(message, field=field)
         self.retry_after_s = retry_after_s
 

@@ -32,7 +32,9 @@ class BlobStore:
     def put(self, key: str, source: pathlib.Path, meta: dict[str, Any]) -> None:
         """Move `source` (a spool file on the same filesystem) under `key`."""
         target = self._path(key)
-        os.replace(source, target) if source.parent.stat().st_dev == self.root.stat().st_dev else shutil.move(source, target)
+        os.replace(source, target) if source.parent.stat().st_dev == self.root.stat().st_dev else shutil.move(
+            source, target
+        )
         (self.root / f"{key}.json").write_text(json.dumps(meta))
 
     def meta(self, key: str) -> dict[str, Any]:

@@ -128,7 +128,12 @@ class ResultIndexer:
         event = codec.job_event(final, produced_at=time.time())
         for topic in [self._settings.status_topic] + ([self._settings.dead_letter_topic] if err.retriable else []):
             await self._sink.publish(
-                topic, final.job_id, event, schema="understanding.v1.JobEvent", tenant=final.tenant, trace_id=final.job_id
+                topic,
+                final.job_id,
+                event,
+                schema="understanding.v1.JobEvent",
+                tenant=final.tenant,
+                trace_id=final.job_id,
             )
         await self._state.publish(final, wait_applied=True)
         if final.spec.blob:
@@ -152,8 +157,12 @@ class ResultIndexer:
             result=codec.analysis_pb(analysis).SerializeToString(),
         )
         await self._sink.publish(
-            self._settings.status_topic, final.job_id, codec.job_event(final, produced_at=time.time()),
-            schema="understanding.v1.JobEvent", tenant=final.tenant, trace_id=final.job_id,
+            self._settings.status_topic,
+            final.job_id,
+            codec.job_event(final, produced_at=time.time()),
+            schema="understanding.v1.JobEvent",
+            tenant=final.tenant,
+            trace_id=final.job_id,
         )
         await self._state.publish(final, wait_applied=True)
         self.indexed += 1

@@ -11,8 +11,9 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from google.protobuf.message import Message
 
@@ -138,7 +139,12 @@ class Producer:
             log.warning("kafka producer close failed: %r", error)
 
     async def send(
-        self, topic: str, *, key: bytes, value: bytes | None, headers: list[tuple[str, bytes]] | None = None,
+        self,
+        topic: str,
+        *,
+        key: bytes,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
         give_up_s: float = 600.0,
     ) -> Any:
         """Produce and wait for the ack, retrying through broker outages (up to `give_up_s`)."""
@@ -171,8 +177,12 @@ def event_headers(schema: str, tenant: str, trace_id: str) -> list[tuple[str, by
     ]
 
 
-async def publish_event(producer: Producer, topic: str, key: str, event: Message, *, schema: str, tenant: str, trace_id: str) -> None:
-    await producer.send(topic, key=key.encode(), value=event.SerializeToString(), headers=event_headers(schema, tenant, trace_id))
+async def publish_event(
+    producer: Producer, topic: str, key: str, event: Message, *, schema: str, tenant: str, trace_id: str
+) -> None:
+    await producer.send(
+        topic, key=key.encode(), value=event.SerializeToString(), headers=event_headers(schema, tenant, trace_id)
+    )
 
 
 async def consume_at_least_once(

@@ -59,7 +59,9 @@ class KafkaJobService(JobReads):
         self.settings = settings
         self.state = JobStateLog(topics=topics, store=store, client_id=client_id)
         self._indexer = (
-            ResultIndexer(topics=topics, state=self.state, sink=sink, blobs=blobs, settings=settings, client_id=client_id)
+            ResultIndexer(
+                topics=topics, state=self.state, sink=sink, blobs=blobs, settings=settings, client_id=client_id
+            )
             if run_indexer
             else None
         )
@@ -110,7 +112,8 @@ class KafkaJobService(JobReads):
                 await self._producer.send(self._topics.jobs, key=job.job_id.encode(), value=encode(job), give_up_s=15.0)
             except Exception as error:  # noqa: BLE001 - recorded but not queued: fail it so it cannot hang
                 failed = job.with_(
-                    state=JobState.FAILED, finished_at=time.time(),
+                    state=JobState.FAILED,
+                    finished_at=time.time(),
                     error=JobError("UNAVAILABLE", f"could not enqueue the job: {error!r}", True),
                 )
                 await asyncio.shield(self.state.publish(failed, give_up_s=30.0))
@@ -131,7 +134,9 @@ class KafkaJobService(JobReads):
         if job.state.terminal:
             raise PreconditionFailed(f"job is already {job.state.value}", field="job_id")
         cancelled = job.with_(
-            state=JobState.CANCELLED, finished_at=time.time(), error=JobError("CANCELLED", "cancelled by the caller", False)
+            state=JobState.CANCELLED,
+            finished_at=time.time(),
+            error=JobError("CANCELLED", "cancelled by the caller", False),
         )
         try:
             stored = await self.state.publish(cancelled, wait_applied=True, give_up_s=15.0)
@@ -142,8 +147,12 @@ class KafkaJobService(JobReads):
             await self.state.publish(final)
             return final
         await self._sink.publish(
-            self.settings.status_topic, final.job_id, codec.job_event(final, produced_at=time.time()),
-            schema="understanding.v1.JobEvent", tenant=final.tenant, trace_id=final.job_id,
+            self.settings.status_topic,
+            final.job_id,
+            codec.job_event(final, produced_at=time.time()),
+            schema="understanding.v1.JobEvent",
+            tenant=final.tenant,
+            trace_id=final.job_id,
         )
         if final.spec.blob:
             try:

@@ -17,12 +17,11 @@ import logging
 import pathlib
 import threading
 import time
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import AsyncIterator, Awaitable, Callable, Sequence
 
 from understanding import codec, logs
 from understanding.domain import (
-    Analysis,
     Cancelled,
     Conflict,
     InvalidInput,
@@ -44,7 +43,6 @@ from understanding.sinks.results import ResultSink
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True, slots=True)
 class JobSettings:
     workers: int = 1
@@ -59,7 +57,14 @@ class JobSettings:
 
 
 # Share of the whole job each stage covers, so overall progress never goes back.
-_STAGES = {"starting": (0.0, 0.02), "decode": (0.02, 0.05), "frames": (0.05, 0.35), "transcribe": (0.35, 0.85), "embed": (0.85, 0.95), "index": (0.95, 1.0)}
+_STAGES = {
+    "starting": (0.0, 0.02),
+    "decode": (0.02, 0.05),
+    "frames": (0.05, 0.35),
+    "transcribe": (0.35, 0.85),
+    "embed": (0.85, 0.95),
+    "index": (0.95, 1.0),
+}
 
 
 class StageProgress:
@@ -123,7 +128,9 @@ class JobReads:
         """Backpressure: queued jobs overall, unfinished jobs per tenant."""
         queued = self._store.count(states=(JobState.QUEUED,))
         if queued >= self.settings.queue_size:
-            raise LimitExceeded(f"the job queue is full ({queued} queued)", field="spec", retry_after_s=retry_hint(queued))
+            raise LimitExceeded(
+                f"the job queue is full ({queued} queued)", field="spec", retry_after_s=retry_hint(queued)
+            )
         inflight = self._store.count(states=(JobState.QUEUED, JobState.RUNNING), tenant=tenant)
         if inflight >= self.settings.tenant_inflight:
             raise LimitExceeded(
@@ -160,7 +167,9 @@ class JobReads:
         finally:
             self._store.unwatch(job_id, queue)
 
-    def list(self, tenant: str, *, states: Sequence[JobState], page_size: int, page_token: str) -> tuple[list[Job], str]:
+    def list(
+        self, tenant: str, *, states: Sequence[JobState], page_size: int, page_token: str
+    ) -> tuple[list[Job], str]:
         if not 0 <= page_size <= 500:
             raise InvalidInput("must be between 1 and 500 (0 means 50)", field="page_size")
         after = _decode_token(page_token) if page_token else None
@@ -283,7 +292,9 @@ class JobService(JobReads):
                     return job
                 await asyncio.sleep(0.05)
             return job
-        return await self._finish(job, JobState.CANCELLED, error=JobError("CANCELLED", "cancelled by the caller", False))
+        return await self._finish(
+            job, JobState.CANCELLED, error=JobError("CANCELLED", "cancelled by the caller", False)
+        )
 
     # ------------------------------------------------------------ workers
 
@@ -319,7 +330,13 @@ class JobService(JobReads):
         cancelled = threading.Event()
         progress = StageProgress()
         progress("starting", 0.0)
-        job = job.with_(state=JobState.RUNNING, attempts=job.attempts + 1, started_at=job.started_at or time.time(), stage="starting", progress=0.0)
+        job = job.with_(
+            state=JobState.RUNNING,
+            attempts=job.attempts + 1,
+            started_at=job.started_at or time.time(),
+            stage="starting",
+            progress=0.0,
+        )
         self._running[job.job_id] = cancelled  # before RUNNING is visible: a cancel must find the job here
         try:
             if not await asyncio.to_thread(self._store.put, job):
@@ -391,7 +408,9 @@ class JobService(JobReads):
             )
 
     async def _finish(self, job: Job, state: JobState, *, error: JobError | None = None) -> Job:
-        final = job.with_(state=state, finished_at=time.time(), error=error or (job.error if state is JobState.FAILED else None))
+        final = job.with_(
+            state=state, finished_at=time.time(), error=error or (job.error if state is JobState.FAILED else None)
+        )
         if not await asyncio.to_thread(self._store.put, final):
             # Another terminal state was recorded first (the job ended while a cancel was on
             # its way): that one stands, and was published and cleaned up when it was recorded.

@@ -101,7 +101,9 @@ class JobStateLog:
 
     async def publish(self, job: Job, *, wait_applied: bool = False, give_up_s: float = 600.0) -> Job | None:
         """Write the job's state; with `wait_applied`, return what this view holds for it afterwards."""
-        meta = await self._producer.send(self._topics.state, key=job.job_id.encode(), value=encode(job), give_up_s=give_up_s)
+        meta = await self._producer.send(
+            self._topics.state, key=job.job_id.encode(), value=encode(job), give_up_s=give_up_s
+        )
         if not wait_applied:
             return None
         await self._wait_offset(meta.partition, meta.offset, 60.0)
@@ -109,9 +111,7 @@ class JobStateLog:
 
     async def _wait_offset(self, partition: int, offset: int, timeout_s: float) -> None:
         async with self._progress:
-            await asyncio.wait_for(
-                self._progress.wait_for(lambda: self._applied.get(partition, 0) > offset), timeout_s
-            )
+            await asyncio.wait_for(self._progress.wait_for(lambda: self._applied.get(partition, 0) > offset), timeout_s)
 
     async def _run(self) -> None:
         while True:

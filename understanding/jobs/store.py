@@ -15,10 +15,11 @@ import json
 import pathlib
 import sqlite3
 import threading
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from understanding.codec import records
-from understanding.domain import Conflict, Job, JobError, JobSpec, JobState
+from understanding.domain import Conflict, Job, JobState
 
 
 def _to_row(job: Job) -> dict[str, Any]:
@@ -163,7 +164,9 @@ class SqliteJobStore:
             seq = self._seq
         return seq, None if row is None else _from_row(row)
 
-    def list(self, tenant: str, *, states: Sequence[JobState] = (), after: tuple[float, str] | None = None, limit: int = 50) -> list[Job]:
+    def list(
+        self, tenant: str, *, states: Sequence[JobState] = (), after: tuple[float, str] | None = None, limit: int = 50
+    ) -> list[Job]:
         sql = f"SELECT {_COLUMNS} FROM jobs WHERE tenant = ?"
         args: list[Any] = [tenant]
         if states:

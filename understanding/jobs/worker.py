@@ -17,7 +17,6 @@ pipeline's next cancellation check and is committed without a result.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import threading
 import time
@@ -65,12 +64,20 @@ class DirectSink:
     async def deliver(self, job: Job, analysis: Analysis) -> None:
         await self._sink.write(analysis, trace_id=job.job_id)
         final = job.with_(
-            state=JobState.SUCCEEDED, progress=1.0, stage="done", finished_at=time.time(), error=None,
+            state=JobState.SUCCEEDED,
+            progress=1.0,
+            stage="done",
+            finished_at=time.time(),
+            error=None,
             result=codec.analysis_pb(analysis).SerializeToString(),
         )
         await self._sink.publish(
-            self._settings.status_topic, final.job_id, codec.job_event(final, produced_at=time.time()),
-            schema="understanding.v1.JobEvent", tenant=final.tenant, trace_id=final.job_id,
+            self._settings.status_topic,
+            final.job_id,
+            codec.job_event(final, produced_at=time.time()),
+            schema="understanding.v1.JobEvent",
+            tenant=final.tenant,
+            trace_id=final.job_id,
         )
         await self._state.publish(final)
         if final.spec.blob:
@@ -186,8 +193,12 @@ class JobWorker:
     async def _attempts(self, job: Job) -> None:
         while True:
             job = job.with_(
-                state=JobState.RUNNING, attempts=job.attempts + 1, started_at=job.started_at or time.time(),
-                stage="starting", progress=0.0, not_before=0.0,
+                state=JobState.RUNNING,
+                attempts=job.attempts + 1,
+                started_at=job.started_at or time.time(),
+                stage="starting",
+                progress=0.0,
+                not_before=0.0,
             )
             await self.state.publish(job)
             log.info("job running", extra={"job_id": job.job_id, "attempt": job.attempts})
@@ -225,7 +236,9 @@ class JobWorker:
                     await self._fail(job, err)
                     return
                 delay = backoff_s(self.settings, job.attempts)
-                log.warning("job failed, retrying", extra={"job_id": job.job_id, "attempt": job.attempts, "error": message})
+                log.warning(
+                    "job failed, retrying", extra={"job_id": job.job_id, "attempt": job.attempts, "error": message}
+                )
                 job = job.with_(state=JobState.QUEUED, stage="retrying", error=err, not_before=time.time() + delay)
                 await self.state.publish(job)
                 await asyncio.sleep(delay)
@@ -250,8 +263,13 @@ class JobWorker:
         topics = [self.settings.status_topic] + ([self.settings.dead_letter_topic] if err.retriable else [])
         for topic in topics:
             await publish_event(
-                self._producer, topic, final.job_id, event,
-                schema="understanding.v1.JobEvent", tenant=final.tenant, trace_id=final.job_id,
+                self._producer,
+                topic,
+                final.job_id,
+                event,
+                schema="understanding.v1.JobEvent",
+                tenant=final.tenant,
+                trace_id=final.job_id,
             )
         await self.state.publish(final)
         if final.spec.blob:

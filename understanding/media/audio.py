@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import collections
 import pathlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import av
 import av.error

@@ -276,7 +276,9 @@ def sample_frames(
                     image = _rotate(cast("npt.NDArray[np.uint8]", bgr), rotation)
                     big: npt.NDArray[np.uint8] | None = None
                     if detail_max_side > 0:
-                        big_bgr = frame.to_ndarray(width=detail[0], height=detail[1], format="bgr24", interpolation="AREA")
+                        big_bgr = frame.to_ndarray(
+                            width=detail[0], height=detail[1], format="bgr24", interpolation="AREA"
+                        )
                         big = _rotate(cast("npt.NDArray[np.uint8]", big_bgr), rotation)
                     stats.frames_sampled += 1
                     while next_t <= t + 1e-6:

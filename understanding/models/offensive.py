@@ -156,7 +156,9 @@ class ProfanityCheckModel:
             if not spans:
                 results.append(OffensiveScore(0.0, 0, 0, (), self.model))
                 continue
-            scores = [max(a, b) for a, b in zip(plain[position : position + len(spans)], revealed[position:], strict=False)]
+            scores = [
+                max(a, b) for a, b in zip(plain[position : position + len(spans)], revealed[position:], strict=False)
+            ]
             position += len(spans)
             best = int(np.argmax(scores))
             start, end = spans[best]

@@ -28,7 +28,8 @@ import tempfile
 import threading
 import time
 import warnings
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -59,11 +60,21 @@ def model_config(model_dir: pathlib.Path) -> dict[str, Any]:
     modules = json.loads((model_dir / "modules.json").read_text()) if (model_dir / "modules.json").exists() else []
     pooling_dir = next((m["path"] for m in modules if m["type"].endswith("models.Pooling")), "1_Pooling")
     pooling_cfg_path = model_dir / pooling_dir / "config.json"
-    pooling = json.loads(pooling_cfg_path.read_text()) if pooling_cfg_path.exists() else {"pooling_mode_mean_tokens": True}
-    modes = [m for m in _POOLING_MODES if pooling.get(f"pooling_mode_{m}_token" if m == "cls" else f"pooling_mode_{m}_tokens")]
-    others = [k for k, v in pooling.items() if k.startswith("pooling_mode_") and v and not any(m in k for m in _POOLING_MODES)]
+    pooling = (
+        json.loads(pooling_cfg_path.read_text()) if pooling_cfg_path.exists() else {"pooling_mode_mean_tokens": True}
+    )
+    modes = [
+        m
+        for m in _POOLING_MODES
+        if pooling.get(f"pooling_mode_{m}_token" if m == "cls" else f"pooling_mode_{m}_tokens")
+    ]
+    others = [
+        k for k, v in pooling.items() if k.startswith("pooling_mode_") and v and not any(m in k for m in _POOLING_MODES)
+    ]
     if len(modes) != 1 or others:
-        raise ValueError(f"{model_dir}: pooling {pooling} is not supported by the onnx backend (use embedding_backend=torch)")
+        raise ValueError(
+            f"{model_dir}: pooling {pooling} is not supported by the onnx backend (use embedding_backend=torch)"
+        )
     st_cfg_path = model_dir / "sentence_bert_config.json"
     st_cfg = json.loads(st_cfg_path.read_text()) if st_cfg_path.exists() else {}
     return {
@@ -138,12 +149,16 @@ def ensure_export(
             (target / "source.json").write_text(
                 json.dumps({"model_dir": str(model_dir), "version": model_version, "format": EXPORT_FORMAT})
             )
-            log.info("exported embedding model to onnx", extra={"path": str(fp32), "seconds": round(time.perf_counter() - started, 1)})
+            log.info(
+                "exported embedding model to onnx",
+                extra={"path": str(fp32), "seconds": round(time.perf_counter() - started, 1)},
+            )
         if quantize and not wanted.exists():
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             _atomic_write(
-                wanted, lambda tmp: quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=False)
+                wanted,
+                lambda tmp: quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=False),
             )
     return wanted
 
@@ -189,7 +204,10 @@ def _export_fp32(model_dir: pathlib.Path, dest: pathlib.Path) -> None:
             str(dest),
             input_names=list(_INPUTS),
             output_names=["sentence_embedding"],
-            dynamic_axes={**{name: {0: "batch", 1: "sequence"} for name in _INPUTS}, "sentence_embedding": {0: "batch"}},
+            dynamic_axes={
+                **{name: {0: "batch", 1: "sequence"} for name in _INPUTS},
+                "sentence_embedding": {0: "batch"},
+            },
             opset_version=_OPSET,
             dynamo=False,
         )

@@ -183,7 +183,9 @@ class UseTokenizer:
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         out = []
-        for text, encoding in zip(texts, self._tokenizer.encode_batch(list(texts), add_special_tokens=False), strict=True):
+        for text, encoding in zip(
+            texts, self._tokenizer.encode_batch(list(texts), add_special_tokens=False), strict=True
+        ):
             ids = encoding.ids
             if _UNK in ids:
                 ids = _split_unknown_runs(text, ids, encoding.offsets)

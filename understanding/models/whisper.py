@@ -61,7 +61,6 @@ _COPY_CHUNK = 4 * 1024 * 1024
 _SHA256_NEAR_MODEL_BIN = re.compile(r"model\.bin\b[^\n]{0,200}?\b([0-9a-f]{64})\b", re.IGNORECASE)
 
 
-
 class WhisperModelError(RuntimeError):
     """The configured Whisper model cannot be found or assembled (a startup error)."""
 

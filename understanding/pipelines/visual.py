@@ -405,7 +405,9 @@ def describe(s: ShotSignals) -> str:
         else:
             parts.append("some motion")
     colors = [
-        name for name, share in sorted(zip(COLOR_NAMES, s.colors, strict=True), key=lambda kv: -kv[1])[:2] if share >= COLOR_TAG_MIN
+        name
+        for name, share in sorted(zip(COLOR_NAMES, s.colors, strict=True), key=lambda kv: -kv[1])[:2]
+        if share >= COLOR_TAG_MIN
     ]
     if colors:
         parts.append("mostly " + " and ".join(colors))

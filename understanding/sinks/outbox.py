@@ -12,8 +12,8 @@ import pathlib
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 
 @dataclass(frozen=True, slots=True)

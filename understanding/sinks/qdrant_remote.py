@@ -32,8 +32,9 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections.abc import Iterator, Sequence
 from importlib import metadata
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from qdrant_client import QdrantClient, models
@@ -121,7 +122,9 @@ def build_filter(flt: PointFilter) -> models.Filter:
         )
     if flt.moderation_categories:
         must.append(
-            models.FieldCondition(key="moderation_categories", match=models.MatchAny(any=list(flt.moderation_categories)))
+            models.FieldCondition(
+                key="moderation_categories", match=models.MatchAny(any=list(flt.moderation_categories))
+            )
         )
     if flt.speakers:
         must.append(models.FieldCondition(key="speakers", match=models.MatchAny(any=list(flt.speakers))))
@@ -296,7 +299,9 @@ class QdrantClientStore:
                 indexed = set(self._client.get_collection(collection).payload_schema or {})
                 for name in KEYWORD_FIELDS:
                     if name not in indexed:
-                        self._client.create_payload_index(collection, field_name=name, field_schema=models.PayloadSchemaType.KEYWORD)
+                        self._client.create_payload_index(
+                            collection, field_name=name, field_schema=models.PayloadSchemaType.KEYWORD
+                        )
             return
         if dimension is None:
             raise LookupError(f"no collection {collection}")

@@ -12,7 +12,8 @@ import contextlib
 import dataclasses
 import time
 import uuid
-from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 from google.protobuf.message import Message
 
@@ -79,8 +80,12 @@ class ResultSink:
             collection = self.store.collection
         event = codec.analysis_event(analysis, collection=collection, produced_at=time.time())
         await self.publish(
-            self._topic, analysis.media_id, event, schema="understanding.v1.AnalysisEvent",
-            tenant=analysis.tenant, trace_id=trace_id,
+            self._topic,
+            analysis.media_id,
+            event,
+            schema="understanding.v1.AnalysisEvent",
+            tenant=analysis.tenant,
+            trace_id=trace_id,
         )
         if analysis.moderation is not None:
             await self.publish_moderation(
@@ -129,7 +134,7 @@ class ResultSink:
                     ("tenant", tenant.encode()),
                     ("trace-id", (trace_id or uuid.uuid4().hex).encode()),
                 ),
-                event_id=str(getattr(event, "event_id")),
+                event_id=str(event.event_id),
             )
         )
         if self._relay is not None:
@@ -142,7 +147,12 @@ class ResultSink:
         if deleted:
             event = codec.media_deleted_event(tenant, media_id, deleted, produced_at=time.time())
             await self.publish(
-                self._topic, media_id, event, schema="understanding.v1.MediaDeletedEvent", tenant=tenant, trace_id=trace_id
+                self._topic,
+                media_id,
+                event,
+                schema="understanding.v1.MediaDeletedEvent",
+                tenant=tenant,
+                trace_id=trace_id,
             )
         return deleted
 

@@ -27,7 +27,8 @@ from understanding.api.servicer import RequestLimits, UnderstandingServicer
 from understanding.api.validation import speech_options
 from understanding.config import Settings
 from understanding.domain import InvalidInput, LimitExceeded, NotFound, UnderstandingError
-from understanding.v1 import common_pb2, understanding_pb2 as pb
+from understanding.v1 import common_pb2
+from understanding.v1 import understanding_pb2 as pb
 
 HOSTILE = [
     "", " ", "\x00", "a\x00b", "../../etc/passwd", "..\\..\\windows", "'; DROP TABLE points; --", "\" OR 1=1 --",
@@ -68,7 +69,9 @@ _SETTINGS = Settings()
 PORTS = SimpleNamespace(
     analyzer=SimpleNamespace(analyze_and_index=_areach, check=lambda *a, **k: None),
     searcher=SimpleNamespace(search=_areach),
-    catalog=SimpleNamespace(points=lambda *a, **k: asyncio.sleep(0, result=[]), delete=lambda *a, **k: asyncio.sleep(0, result=0)),
+    catalog=SimpleNamespace(
+        points=lambda *a, **k: asyncio.sleep(0, result=[]), delete=lambda *a, **k: asyncio.sleep(0, result=0)
+    ),
     jobs=SimpleNamespace(get=_no_job, cancel=_ano_job, list=_reach),
     embedding_model=lambda: SimpleNamespace(name="m", version="1"),
     limits=RequestLimits(_SETTINGS.max_texts_per_call, _SETTINGS.max_text_bytes, _SETTINGS.max_upload_bytes),
@@ -107,20 +110,32 @@ def outcome(method: str, data: bytes) -> str:
     return "ok"
 
 
-text_items = st.lists(
-    st.builds(pb.TextItem, media_id=hostile_text, text=hostile_text, metadata=metadata), max_size=70
-)
+text_items = st.lists(st.builds(pb.TextItem, media_id=hostile_text, text=hostile_text, metadata=metadata), max_size=70)
 messages = st.one_of(
     st.builds(lambda items: pb.AnalyzeTextRequest(items=items), text_items),
     st.builds(
         lambda text, top_k, offset, mode, mods, ids, langs, tags, md, thr, cursor: pb.SearchRequest(
-            text=text, top_k=top_k, offset=offset, mode=mode, cursor=cursor, score_threshold=thr,
+            text=text,
+            top_k=top_k,
+            offset=offset,
+            mode=mode,
+            cursor=cursor,
+            score_threshold=thr,
             filter=pb.SearchFilter(
                 modalities=mods, media_ids=ids, languages=langs, tags=pb.TagFilter(any=tags, min_score=thr), metadata=md
             ),
         ),
-        hostile_text, big_uint, big_uint, enum_value, st.lists(enum_value, max_size=4), st.lists(hostile_text, max_size=5),
-        st.lists(hostile_text, max_size=5), st.lists(hostile_text, max_size=300), metadata, any_float, hostile_text,
+        hostile_text,
+        big_uint,
+        big_uint,
+        enum_value,
+        st.lists(enum_value, max_size=4),
+        st.lists(hostile_text, max_size=5),
+        st.lists(hostile_text, max_size=5),
+        st.lists(hostile_text, max_size=300),
+        metadata,
+        any_float,
+        hostile_text,
     ),  # fmt: skip
     st.builds(lambda v: pb.SearchRequest(vector=pb.Vector(values=v)), st.lists(any_float, max_size=400)),
     st.builds(lambda m, i: pb.SearchRequest(example=pb.Example(media_id=m, chunk_index=i)), hostile_text, big_uint),
@@ -130,7 +145,9 @@ messages = st.one_of(
     st.builds(lambda j: pb.CancelJobRequest(job_id=j), hostile_text),
     st.builds(
         lambda s, n, t: pb.ListJobsRequest(states=s, page_size=n, page_token=t),
-        st.lists(enum_value, max_size=5), big_uint, hostile_text,
+        st.lists(enum_value, max_size=5),
+        big_uint,
+        hostile_text,
     ),
 )
 
@@ -194,6 +211,8 @@ def test_job_specs_validate(modality: int, key: str, media_id: str, text: str, f
 
 def test_unknown_enum_values_are_named() -> None:
     assert outcome("Search", pb.SearchRequest(text="x", mode=99).SerializeToString()) == "INVALID_ARGUMENT"
-    bad_modality = pb.SearchRequest(text="x", filter=pb.SearchFilter(modalities=[common_pb2.Modality.Value("MODALITY_TEXT"), 77]))
+    bad_modality = pb.SearchRequest(
+        text="x", filter=pb.SearchFilter(modalities=[common_pb2.Modality.Value("MODALITY_TEXT"), 77])
+    )
     assert outcome("Search", bad_modality.SerializeToString()) == "INVALID_ARGUMENT"
     assert outcome("ListJobs", pb.ListJobsRequest(states=[1234]).SerializeToString()) == "INVALID_ARGUMENT"

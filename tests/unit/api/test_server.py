@@ -8,7 +8,8 @@ import pytest
 from understanding.api.identity import Identity
 from understanding.api.server import Observer, build_handler
 from understanding.domain import NotFound
-from understanding.v1 import understanding_pb2 as pb, understanding_pb2_grpc
+from understanding.v1 import understanding_pb2 as pb
+from understanding.v1 import understanding_pb2_grpc
 
 
 class OnlyGetJob:
@@ -36,7 +37,9 @@ async def test_unimplemented_and_domain_errors(stub) -> None:  # type: ignore[no
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await client.GetJob(pb.GetJobRequest(job_id="j"))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND and err.value.details() == "job_id: no job 'j'"
-    raw = channel.unary_unary("/understanding.v1.Understanding/GetJob", request_serializer=lambda b: b, response_deserializer=lambda b: b)
+    raw = channel.unary_unary(
+        "/understanding.v1.Understanding/GetJob", request_serializer=lambda b: b, response_deserializer=lambda b: b
+    )
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await raw(b"\x0a\x02\xff\xfe")
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "GetJobRequest" in err.value.details()

@@ -13,7 +13,8 @@ from understanding.api.identity import Identity
 from understanding.api.server import Observer, build_handler
 from understanding.api.tls import server_credentials
 from understanding.config import Settings
-from understanding.v1 import jobs_pb2, understanding_pb2 as pb, understanding_pb2_grpc
+from understanding.v1 import jobs_pb2, understanding_pb2_grpc
+from understanding.v1 import understanding_pb2 as pb
 
 
 class Echo:
@@ -46,7 +47,9 @@ async def get_job(channel: grpc.aio.Channel) -> str:
         await channel.close()
 
 
-def client_credentials(pki: Pki, cert: pathlib.Path | None = None, key: pathlib.Path | None = None) -> grpc.ChannelCredentials:
+def client_credentials(
+    pki: Pki, cert: pathlib.Path | None = None, key: pathlib.Path | None = None
+) -> grpc.ChannelCredentials:
     return grpc.ssl_channel_credentials(
         root_certificates=pki.ca_cert.read_bytes(),
         private_key=key.read_bytes() if key else None,

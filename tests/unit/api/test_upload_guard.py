@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import errno
 import pathlib
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 

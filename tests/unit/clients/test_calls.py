@@ -15,6 +15,9 @@ from typing import Any
 
 import grpc
 import pytest
+
+from understanding.v1 import admin_pb2, common_pb2, jobs_pb2
+from understanding.v1 import understanding_pb2 as pb
 from understanding_client import (
     NO_RETRY,
     Analysis,
@@ -33,9 +36,6 @@ from understanding_client import (
     _calls,
 )
 from understanding_client.upload import UploadSource
-
-from understanding.v1 import admin_pb2, common_pb2, jobs_pb2
-from understanding.v1 import understanding_pb2 as pb
 
 
 class RpcError(grpc.RpcError):

@@ -15,6 +15,10 @@ from typing import Any
 
 import grpc
 import pytest
+
+from tests.unit.clients.test_calls import RpcError
+from understanding.v1 import admin_pb2, common_pb2, jobs_pb2
+from understanding.v1 import understanding_pb2 as pb
 from understanding_client import (
     AdminClient,
     AsyncAdminClient,
@@ -27,10 +31,6 @@ from understanding_client import (
     RetryPolicy,
     Unavailable,
 )
-
-from tests.unit.clients.test_calls import RpcError
-from understanding.v1 import admin_pb2, common_pb2, jobs_pb2
-from understanding.v1 import understanding_pb2 as pb
 
 FAST = RetryPolicy(max_attempts=3, initial_backoff_s=0.001, max_backoff_s=0.001)
 UNAVAILABLE = RpcError(grpc.StatusCode.UNAVAILABLE, "restarting")

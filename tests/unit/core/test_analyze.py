@@ -75,7 +75,9 @@ async def test_each_modality_reaches_its_pipeline_with_its_typed_options(tmp_pat
     image = await use_case.analyze("t", MediaRequest(Modality.IMAGE, "m4", path=media, options=skip_ocr))
     assert image.kind == "image" and pipelines["image"].calls[0][1].options == ImageOptions(skip_ocr=True)
     await use_case.analyze("t", MediaRequest(Modality.VIDEO, "m5", path=media, options=skip_ocr))
-    assert pipelines["video"].calls[1][1].image_options == ImageOptions(skip_ocr=True)  # frames follow the image options
+    assert pipelines["video"].calls[1][1].image_options == ImageOptions(
+        skip_ocr=True
+    )  # frames follow the image options
 
 
 async def test_indexing_is_skipped_for_a_dry_run_and_the_version_can_be_pinned() -> None:
@@ -97,10 +99,14 @@ async def test_media_modalities_need_a_file_and_a_worker_without_a_sink_cannot_i
 
 
 def test_a_job_asks_for_what_its_spec_says(tmp_path: pathlib.Path) -> None:
-    spec = JobSpec(Modality.VIDEO, "vid-1", options=AnalysisOptions(video=VideoOptions(return_keyframes=True)), metadata={"a": "b"})
+    spec = JobSpec(
+        Modality.VIDEO, "vid-1", options=AnalysisOptions(video=VideoOptions(return_keyframes=True)), metadata={"a": "b"}
+    )
     job = Job(job_id="job-1", tenant="t", spec=spec, state=JobState.QUEUED, created_at=1.0)
     request = media_request(job, tmp_path / "blob")
-    assert request == MediaRequest(Modality.VIDEO, "vid-1", path=tmp_path / "blob", options=spec.options, metadata={"a": "b"})
+    assert request == MediaRequest(
+        Modality.VIDEO, "vid-1", path=tmp_path / "blob", options=spec.options, metadata={"a": "b"}
+    )
 
 
 def test_a_swap_moves_every_consumer_in_one_step() -> None:

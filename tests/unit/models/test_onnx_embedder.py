@@ -138,9 +138,7 @@ def test_two_processes_exporting_at_once_agree(model_dir: pathlib.Path, tmp_path
     assert path_a == path_b and inode_a == inode_b  # one export, not two renamed over each other
     target = pathlib.Path(path_a)
     assert not [p for p in target.parent.iterdir() if p.name.endswith(".tmp")]
-    encoder = OnnxEmbedder(
-        model_dir, cache_root=tmp_path, model_ref=onnx_embedder.ModelRef("m", "race")
-    )
+    encoder = OnnxEmbedder(model_dir, cache_root=tmp_path, model_ref=onnx_embedder.ModelRef("m", "race"))
     assert encoder.path == target and encoder.dimension == 384
 
 
@@ -160,4 +158,3 @@ def test_int8_backend(model_dir: pathlib.Path, cache: pathlib.Path, torch_embedd
 def test_unknown_backend_is_rejected(model_dir: pathlib.Path) -> None:
     with pytest.raises(ValueError, match="unknown embedding backend"):
         load_embedder(model_dir, backend="tensorrt")
-

@@ -8,8 +8,8 @@ import pytest
 
 from tests.fixtures.speech import concat_with_silence, make_speech_wav
 from tests.unit.models.test_whisper import ENGLISH, LIBRARY, MAX_WER, REPORT, SPANISH, speech, wer
-from understanding.media.audio import decode_audio
 from understanding.domain import SpeechOptions
+from understanding.media.audio import decode_audio
 from understanding.models.whisper import PACKAGED, Transcriber, _windows, resolve_whisper_model
 
 
@@ -30,7 +30,11 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
 def test_windows_end_at_pauses_and_stay_under_30_s() -> None:
     sr = 16000
     assert _windows([10 * sr, 25 * sr, 5 * sr]) == [{"start": 0.0, "end": 10.0}, {"start": 10.0, "end": 40.0}]
-    assert _windows([70 * sr]) == [{"start": 0.0, "end": 30.0}, {"start": 30.0, "end": 60.0}, {"start": 60.0, "end": 70.0}]
+    assert _windows([70 * sr]) == [
+        {"start": 0.0, "end": 30.0},
+        {"start": 30.0, "end": 60.0},
+        {"start": 60.0, "end": 70.0},
+    ]
     assert _windows([]) == []
 
 

@@ -37,4 +37,7 @@ def test_unspaced_scripts_are_windowed_by_character_units() -> None:
     thai = chunk_text("เที่ยวบินของเราไปโตเกียวล่าช้า" * 20, max_words=10, overlap_words=0)
     assert len(thai) > 1 and all(len(s.text) <= 40 for s in thai)
     # Mixed text: Latin words stay words, Han/kana count two characters per unit.
-    assert [s.text for s in chunk_text("Firefoxの設定を開く", max_words=3, overlap_words=0)] == ["Firefoxの設定を", "開く"]
+    assert [s.text for s in chunk_text("Firefoxの設定を開く", max_words=3, overlap_words=0)] == [
+        "Firefoxの設定を",
+        "開く",
+    ]

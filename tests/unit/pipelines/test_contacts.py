@@ -127,7 +127,10 @@ def test_code_and_prose_lookalikes_are_not_contacts(text: str) -> None:
 
 
 def test_country_domains_that_look_like_file_extensions() -> None:
-    assert kinds("kup na allegro.pl albo sklep.com.py") == [("url", "http://allegro.pl"), ("url", "http://sklep.com.py")]
+    assert kinds("kup na allegro.pl albo sklep.com.py") == [
+        ("url", "http://allegro.pl"),
+        ("url", "http://sklep.com.py"),
+    ]
 
 
 def test_a_possible_number_counts_after_a_phone_word() -> None:

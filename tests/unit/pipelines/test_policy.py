@@ -75,18 +75,50 @@ def test_rule_severity_and_zero_shot_cap() -> None:
 @pytest.mark.parametrize(
     ("text", "line", "words"),
     [
-        ('version = "1"\n[policy.default.category.offensive]\nreview = 0.5\n[policy.default.category.nudes]\nreview = 1\n', 4, "unknown category 'nudes'"),
+        (
+            'version = "1"\n[policy.default.category.offensive]\nreview = 0.5\n[policy.default.category.nudes]\nreview = 1\n',
+            4,
+            "unknown category 'nudes'",
+        ),
         ('version = "1"\n\n[policy.default.category.offensive]\nreview = 1.5\n', 4, "within [0, 1]"),
-        ('version = "1"\n[policy.default.category.offensive]\nreview = 0.9\nblock = 0.5\n', 4, "block 0.5 is below review 0.9"),
+        (
+            'version = "1"\n[policy.default.category.offensive]\nreview = 0.9\nblock = 0.5\n',
+            4,
+            "block 0.5 is below review 0.9",
+        ),
         ('version = "1"\n[policy.default.category.offensive]\nreveiw = 0.5\n', 3, "unknown key 'reveiw'"),
-        ('version = "1"\n[policy.default.category.offensive]\nreview = 0.5\n[policy.x]\nextends = "nope"\n', 5, "unknown policy 'nope'"),
-        ('version = "1"\n[policy.default.category.offensive]\nreview = 0.5\nzero_shot = "maybe"\n', 4, "zero_shot must be"),
-        ('version = "1"\n[policy.default.category.offensive]\nreview = 0.5\n[tenant.a]\npolicy = "gone"\n', 5, "unknown policy 'gone'"),
-        ('[policy.default.category.offensive]\nreview = 0.5\n', None, "`version` is required"),
+        (
+            'version = "1"\n[policy.default.category.offensive]\nreview = 0.5\n[policy.x]\nextends = "nope"\n',
+            5,
+            "unknown policy 'nope'",
+        ),
+        (
+            'version = "1"\n[policy.default.category.offensive]\nreview = 0.5\nzero_shot = "maybe"\n',
+            4,
+            "zero_shot must be",
+        ),
+        (
+            'version = "1"\n[policy.default.category.offensive]\nreview = 0.5\n[tenant.a]\npolicy = "gone"\n',
+            5,
+            "unknown policy 'gone'",
+        ),
+        ("[policy.default.category.offensive]\nreview = 0.5\n", None, "`version` is required"),
         ('version = "1"\n[policy.default.category.offensive\nreview = 0.5\n', 2, "not valid TOML"),
-        ('version = "1"\ndefault_policy = "main"\n[policy.default.category.offensive]\nreview = 0.5\n', 2, "'main' is not defined"),
-        ('version = "1"\n[policy.default.category]\noffensive = { review = 0.5, bloc = 0.9 }\n', 3, "unknown key 'bloc'"),
-        ('version = "1"\n[policy.default.category.offensive]\nreview = 0.5\n[tenant.t.category.offensive]\nblock = 0.1\n', 5, "below review"),
+        (
+            'version = "1"\ndefault_policy = "main"\n[policy.default.category.offensive]\nreview = 0.5\n',
+            2,
+            "'main' is not defined",
+        ),
+        (
+            'version = "1"\n[policy.default.category]\noffensive = { review = 0.5, bloc = 0.9 }\n',
+            3,
+            "unknown key 'bloc'",
+        ),
+        (
+            'version = "1"\n[policy.default.category.offensive]\nreview = 0.5\n[tenant.t.category.offensive]\nblock = 0.1\n',
+            5,
+            "below review",
+        ),
     ],
 )
 def test_mistakes_name_the_line(text: str, line: int | None, words: str) -> None:

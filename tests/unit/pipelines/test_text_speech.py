@@ -140,7 +140,9 @@ async def test_code_switching_call_gets_a_language_per_segment_and_chunk() -> No
         ),
         language=Language("en", 0.8), duration_s=45.0, task="transcribe", model=ModelRef("whisper", "base"),
     )  # fmt: skip
-    speech = SpeechPipeline(transcriber=FakeTranscriber(transcript), text=pipeline(Recorder(), max_words=50), max_duration_s=60.0)  # type: ignore[arg-type]
+    speech = SpeechPipeline(
+        transcriber=FakeTranscriber(transcript), text=pipeline(Recorder(), max_words=50), max_duration_s=60.0
+    )  # type: ignore[arg-type]
     labelled = await speech.transcribe(np.zeros(16000, dtype=np.float32), SpeechOptions())
     assert [s.language.code if s.language else None for s in labelled.segments] == ["en", "de", "en"]
     analysis = await speech.analyze_transcript("t", "call-1", labelled, {})

@@ -21,12 +21,13 @@ from understanding.domain import (
     Modality,
     ModelRef,
     Segment,
+    SpeechOptions,
     Transcript,
+    VideoOptions,
     Word,
 )
 from understanding.media.video import DecodeStats, probe_video, sample_frames
 from understanding.models.language import LanguageDetector
-from understanding.domain import SpeechOptions, VideoOptions
 from understanding.pipelines.speech import SpeechPipeline
 from understanding.pipelines.tagging import Tagger, Taxonomy
 from understanding.pipelines.text import TextPipeline
@@ -365,7 +366,9 @@ async def test_pipeline_builds_shots_chunks_and_transcript(
 ) -> None:
     transcriber = FakeTranscriber()
     stages: list[tuple[str, float]] = []
-    item = VideoInput("vid-1", videos["shots"], SpeechOptions(), VideoOptions(return_keyframes=True), metadata={"k": "v"})
+    item = VideoInput(
+        "vid-1", videos["shots"], SpeechOptions(), VideoOptions(return_keyframes=True), metadata={"k": "v"}
+    )
     a = await _pipeline(faces, transcriber).analyze("t1", item, progress=lambda s, f: stages.append((s, f)))
     assert a.modality is Modality.VIDEO and a.metadata == {"k": "v"} and a.language == Language("en", 0.97)
     assert a.video is not None and a.video.has_audio and a.video.frames_analyzed == 30
@@ -390,7 +393,9 @@ async def test_pipeline_without_audio_or_when_skipped(faces: FaceDetector, video
     transcriber = FakeTranscriber()
     pipeline = _pipeline(faces, transcriber)
     silent = await pipeline.analyze("t1", VideoInput("vid-2", videos["silent"], SpeechOptions()))
-    skipped = await pipeline.analyze("t1", VideoInput("vid-3", videos["shots"], SpeechOptions(), VideoOptions(skip_audio=True)))
+    skipped = await pipeline.analyze(
+        "t1", VideoInput("vid-3", videos["shots"], SpeechOptions(), VideoOptions(skip_audio=True))
+    )
     for a in (silent, skipped):
         assert a.transcript is None and a.language is None and len(a.shots) == 4
         assert all(s.keyframe_jpeg == b"" and s.transcript_text == "" for s in a.shots)

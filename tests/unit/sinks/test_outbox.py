@@ -6,7 +6,13 @@ from understanding.sinks.outbox import Outbox, OutboxRecord
 
 
 def rec(i: int) -> OutboxRecord:
-    return OutboxRecord(topic="t", key=f"k{i}".encode(), value=bytes([i, 0, 255]), headers=(("schema", b"s"), ("bin", b"\x00\xff")), event_id=f"e{i}")
+    return OutboxRecord(
+        topic="t",
+        key=f"k{i}".encode(),
+        value=bytes([i, 0, 255]),
+        headers=(("schema", b"s"), ("bin", b"\x00\xff")),
+        event_id=f"e{i}",
+    )
 
 
 def test_append_peek_remove_in_order(tmp_path: pathlib.Path) -> None:

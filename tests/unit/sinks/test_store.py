@@ -13,15 +13,15 @@ import dataclasses
 import logging
 import pathlib
 import uuid
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
 from tests.support.qdrant import QdrantEndpoint
-from understanding.core.embedding import StoreOpener
 from understanding.config import Settings
+from understanding.core.embedding import StoreOpener
 from understanding.domain import Modality, ModelRef, point_id
 from understanding.sinks import qdrant_remote
 from understanding.sinks.edge_store import EdgeVectorStore, read_alias
