@@ -249,3 +249,23 @@ def test_picture_text_is_looked_at_once(detector: TextSignals) -> None:
     assert not [
         s for s in detector.detect(units, tagger=None, embedding_model=None) if s.category.startswith("contact.")
     ]
+
+
+def test_evidence_names_the_speaker_who_said_it(detector: TextSignals) -> None:
+    """Diarized transcripts: the evidence of a window names the speaker of the segments its span covers."""
+    segments = (
+        Segment(0, 0.0, 2.0, " Hello there.", -0.1, 0.0, speaker="S1"),
+        Segment(1, 2.0, 5.5, " My number is +44 7700 900123.", -0.1, 0.0, speaker="S2"),
+    )
+    text = "Hello there. My number is +44 7700 900123."
+    analysis = Analysis(
+        tenant="t", media_id="call", modality=Modality.SPEECH, language=Language("en", 0.9), tags=(),
+        chunks=(Chunk(index=0, text=text, embedding=_axis(7), start_s=0.0, end_s=5.5),), embedding_model=MODEL,
+        created_at=0.0, version=1, transcript=Transcript(segments, Language("en", 0.9), 5.5, "transcribe", MODEL),
+    )  # fmt: skip
+    (phone,) = [
+        s
+        for s in detector.detect(text_units(analysis), tagger=None, embedding_model=None)
+        if s.category == "contact.phone"
+    ]
+    assert phone.evidence.speaker == "S2" and (phone.evidence.start_s, phone.evidence.end_s) == (2.0, 5.5)
