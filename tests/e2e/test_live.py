@@ -355,8 +355,14 @@ async def test_beyond_the_stream_limit_resource_exhausted_with_retry_after(serve
 
         async def requests() -> AsyncIterator[live_pb2.LiveRequest]:
             yield live.config(f"hold-{i}")
-            yield live_pb2.LiveRequest(audio=live_pb2.LiveAudio(data=SILENCE))
-            await release.wait()
+            # 0.1 s of silence each second until released: never idle for the server's 3 s idle
+            # timeout, however long the other holder takes to be admitted on a busy machine.
+            sent = 0
+            while not release.is_set():
+                yield live_pb2.LiveRequest(audio=live_pb2.LiveAudio(data=SILENCE, capture_time_us=sent * 1_000_000))
+                sent += 1
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(release.wait(), 1.0)
             yield live_pb2.LiveRequest(end=live_pb2.LiveEnd())
 
         while True:

@@ -146,6 +146,10 @@ class SpeechPipeline:
             if progress is not None:
                 progress("transcribe", fraction)
 
+        if progress is not None:
+            # Visible at once: the first segment can take as long as the whole audio (a 30 s
+            # window decoded again at higher temperatures), and a watcher must see the stage.
+            progress("transcribe", 0.0)
         transcript = await asyncio.to_thread(self._transcriber.transcribe, audio, options, on_segment)
         return await asyncio.to_thread(self.with_segment_languages, transcript)
 
