@@ -139,12 +139,12 @@ class MediaDecoder:
             with contextlib.suppress(FileNotFoundError):
                 out.unlink()
 
-    def probe_audio(self, path: pathlib.Path) -> _audio.AudioInfo:
+    def probe_audio(self, path: pathlib.Path, *, cancelled: threading.Event | None = None) -> _audio.AudioInfo:
         """`media.audio.probe_audio`: container facts of the best audio stream (channels, duration), nothing decoded."""
         if not self.settings.isolate:
             return _audio.probe_audio(path)
         _must_exist(path)
-        info: _audio.AudioInfo = self._run("probe_audio", (str(path),), {}, cpu_s=_PROBE_CPU_S)
+        info: _audio.AudioInfo = self._run("probe_audio", (str(path),), {}, cancelled=cancelled, cpu_s=_PROBE_CPU_S)
         return info
 
     def decode_channels(

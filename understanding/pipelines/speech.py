@@ -193,7 +193,7 @@ class SpeechPipeline:
         """The channels and their participants when they are one participant each, else None (mix)."""
         if not options.diarize or options.channels == "mix":
             return None
-        info = await asyncio.to_thread(self.decoder.probe_audio, path)
+        info = await asyncio.to_thread(self.decoder.probe_audio, path, cancelled=cancelled)
         budget = channel_budget_s(info.channels, info.duration_s, options, self._speakers)
         if budget is None:
             return None
