@@ -139,13 +139,15 @@ def test_decompression_bomb_is_refused(media: pathlib.Path, tmp_path: pathlib.Pa
     assert list(tmp_path.iterdir()) == []
 
 
-def test_cancel_kills_the_child(tmp_path: pathlib.Path, wav: pathlib.Path) -> None:
-    # The child hangs and its idle timeout is out of reach: only the cancel can end the call.
+@pytest.mark.parametrize("call", ["decode_audio", "probe_audio"])
+def test_cancel_kills_the_child(tmp_path: pathlib.Path, wav: pathlib.Path, call: str) -> None:
+    # The child hangs and its idle timeout is out of reach: only the cancel can end the call
+    # (the channel probe comes first in the speech path, so it must take the cancel too).
     d = decoder(tmp_path, "decode_hang=1")
     cancelled = threading.Event()
     threading.Timer(0.5, cancelled.set).start()  # early or late, the call must end Cancelled
     with pytest.raises(Cancelled):
-        d.decode_audio(wav, cancelled=cancelled)
+        getattr(d, call)(wav, cancelled=cancelled)
     assert not decoder_children()
     assert list(tmp_path.iterdir()) == []
 
