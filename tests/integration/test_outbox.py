@@ -21,8 +21,11 @@ from understanding.v1 import understanding_pb2 as pb
 MD = [("x-tenant-id", "outbox")]
 
 
+ANALYSIS_TOPIC = "understanding.analysis.v1"  # the default (moderation events wait on their own topic)
+
+
 def outbox_media_ids(server: ServerProcess) -> list[str]:
-    return [events_pb2.AnalysisEvent.FromString(v).analysis.media_id for v in server.outbox()]
+    return [events_pb2.AnalysisEvent.FromString(v).analysis.media_id for v in server.outbox(ANALYSIS_TOPIC)]
 
 
 def test_health_not_serving_until_warm_and_embedded_outbox(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -89,7 +92,7 @@ async def test_outbox_delivers_exactly_once_when_broker_returns(tmp_path) -> Non
         assert response.results[0].media_id == "late-1"
         # The relay tried to deliver it, failed, and kept it.
         wait_until(lambda: "outbox relay: kafka unavailable" in server.log_path.read_text(), what="a failed delivery")
-        assert len(server.outbox()) == 1
+        assert len(server.outbox(topic)) == 1  # its moderation event waits beside it, on its own topic
 
         kafka("up", env)  # the broker comes (back) up
         records = await collect(bootstrap, topic, until=lambda rs: any(r.key == b"late-1" for r in rs), settle_s=5)
