@@ -113,7 +113,7 @@ def test_images_and_visual_findings_round_trip_publicly_and_in_records() -> None
 def test_image_options_travel_in_job_records_and_change_the_fingerprint_only_when_set() -> None:
     plain = _job().spec
     skipping = JobSpec(**{**{f: getattr(plain, f) for f in JobSpec.__slots__},
-                          "options": AnalysisOptions(plain.options.speech, plain.options.video, ImageOptions(skip_ocr=True))})  # fmt: skip
+                          "options": AnalysisOptions(plain.options.speech, plain.options.video, image=ImageOptions(skip_ocr=True))})  # fmt: skip
     assert records.job_spec_from_record(records.job_spec_record(skipping)).options.image == ImageOptions(skip_ocr=True)
     assert skipping.fingerprint() != plain.fingerprint()
     # Default image options leave the hashed document as earlier releases wrote it.
