@@ -12,7 +12,9 @@ Per stream, on the client's clock (audio at media time t is sent at start + t):
   was sent (the speaker stopped; segments cut inside a long turn count too);
 - partial cadence: the gaps between consecutive hypotheses (partials and the
   final) of one utterance, while it is being spoken;
-- frame latency: when a frame's signals arrive minus when the frame was sent.
+- frame latency: when a frame's signals arrive minus when the frame was sent;
+  on a moderated stream (the default) they are sent after the picture models
+  (open_nsfw, PP-OCRv4 on the frame's digits) judged it: the frame's moderation result.
 
 WER: the live finals and the batch `Transcribe` of the same file (same
 server, same model) against the recording's reference transcript.

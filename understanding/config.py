@@ -242,12 +242,14 @@ class Settings:
         64, "Most text lines read per image or frame (the most confident, largest first): bounds a frame full of text."
     )
     frame_nudity_interval_s: float = _setting(
-        1.0, "Video: a shot's first sampled frame, then one every this many seconds, go through the nudity model."
+        1.0,
+        "Video and live frames: a shot's first sampled frame, then one every this many seconds, go through the "
+        "nudity model.",
     )
     frame_ocr_interval_s: float = _setting(
         2.0,
-        "Video: a shot's first sampled frame, then one every this many seconds, go through OCR, unless the frame "
-        "is nearly identical to the last one read in the shot (see frame_ocr_reuse_max_change).",
+        "Video and live frames: a shot's first sampled frame, then one every this many seconds, go through OCR, "
+        "unless the frame is nearly identical to the last one read in the shot (see frame_ocr_reuse_max_change).",
     )
     frame_ocr_reuse_max_change: float = _setting(
         0.03,
@@ -256,8 +258,8 @@ class Settings:
     )
     frame_detail_max_side: int = _setting(
         1280,
-        "Video: the picture models see sampled frames at up to this long side (on-screen text is unreadable at "
-        "the 320 px analysis size); boxes are reported in the video's pixels.",
+        "Video and live frames: the picture models see sampled frames at up to this long side (on-screen text is "
+        "unreadable at the 320 px analysis size); boxes are reported in the video's pixels.",
     )
     nudity_signal_min_score: float = _setting(
         0.1, "Nudity scores below this are not passed to moderation as signals (they stay in the analysis)."

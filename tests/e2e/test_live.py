@@ -22,6 +22,7 @@ import grpc
 import jiwer
 import pytest
 
+from tests.fixtures import images as ifx
 from tests.fixtures import speech
 from tests.fixtures.real_speech import conversation
 from tests.support import live
@@ -240,6 +241,85 @@ async def test_moderation_decisions_reach_the_client_and_the_topic_while_the_str
     finally:
         partial_on_topic.cancel()
         assert proc.stop() == 0, proc.log()
+
+
+MODERATION_TOPIC = "understanding.moderation.v1"  # the default: the module's server keeps it in its outbox
+
+
+async def test_a_phone_number_shown_to_the_camera_is_judged_during_the_stream_and_kept_in_its_shot(
+    server: ServerProcess,
+) -> None:
+    """Frames go through the real picture models (open_nsfw, PP-OCRv4) while the stream runs:
+    the on-screen number is a REVIEW verdict with its frame time and box before the stream
+    ends, in the outbox as a partial moderation event, and in the final analysis's shot."""
+    media_id = "live-onscreen-phone"
+    frames = ifx.onscreen_text_frames(fps=1.0)  # 8 s: portrait, a phone-number caption, a poster
+    silence = bytes(2 * 16000 * len(frames))
+    decided = asyncio.Event()
+    ended_after_verdict: list[bool] = []
+
+    async def requests() -> AsyncIterator[live_pb2.LiveRequest]:
+        async for request in live.paced(silence, frames=frames, end=False, first=live.config(media_id)):
+            yield request
+        with contextlib.suppress(TimeoutError):  # hold the stream open until the verdict came (or a deadline)
+            await asyncio.wait_for(decided.wait(), 300)
+        ended_after_verdict.append(decided.is_set())
+        yield live_pb2.LiveRequest(end=live_pb2.LiveEnd())
+
+    got = live.Received()
+    deadline = time.monotonic() + 120
+    while True:  # other streams of this module's server may still be finishing: retry as told
+        got = live.Received()
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            from understanding.v1 import understanding_pb2_grpc
+
+            call = understanding_pb2_grpc.UnderstandingStub(channel).AnalyzeLive(requests(), metadata=MD, timeout=600)
+            with contextlib.suppress(grpc.RpcError):
+                async for event in call:
+                    got.events.append((0.0, event))
+                    if event.WhichOneof("event") == "moderation" and event.moderation.source == "frame":
+                        decided.set()
+            got.code = await call.code()
+            got.details = await call.details() or ""
+        if got.code != grpc.StatusCode.RESOURCE_EXHAUSTED or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(1.0)
+    assert got.code == grpc.StatusCode.OK, got.details
+    assert ended_after_verdict == [True]  # the verdict came while the stream was open
+
+    start, end, _ = ifx.TEXT_SHOTS[ifx.PHONE_SHOT]
+    verdicts = [v for v in got.of("moderation") if v.source == "frame"]
+    assert verdicts, [e.WhichOneof("event") for _, e in got.events]
+    first = verdicts[0]
+    assert first.moderation.decision == common_pb2.DECISION_REVIEW and first.moderation.policy == "default"
+    assert start <= first.frame_s < end and first.start_s == first.end_s == first.frame_s
+    phone = next(c for c in first.moderation.categories if c.category == "contact.phone")
+    evidence = phone.evidence[0]
+    assert "".join(evidence.text.split()).endswith("4155550132"), evidence.text
+    assert evidence.model.name == "pp-ocrv4-mobile" and evidence.modality == common_pb2.MODALITY_VIDEO
+    assert evidence.frame_s == pytest.approx(first.frame_s)
+    assert 20 <= evidence.box.x <= 80 and 260 <= evidence.box.y <= 300  # in the camera's 640x360 pixels
+    # Only the caption's frames are judged: the portrait and the poster show no contact details.
+    assert all(start <= v.frame_s < end for v in verdicts)
+
+    summary = got.of("summary")[0]
+    assert summary.indexed and summary.reason == live_pb2.LIVE_END_REASON_CLIENT
+    analysis = summary.analysis
+    assert analysis.modality == common_pb2.MODALITY_VIDEO
+    assert sorted(m.name for m in analysis.visual_models) == ["open-nsfw", "pp-ocrv4-mobile"]
+    assert any("WhatsApp" in shot.ocr_text for shot in analysis.shots), [s.ocr_text for s in analysis.shots]
+    assert analysis.moderation.decision == common_pb2.DECISION_REVIEW
+    assert "contact.phone" in {c.category for c in analysis.moderation.categories}
+
+    # Published at once as a partial moderation event (the outbox; the broker gets it from there).
+    def partials() -> list[moderation_pb2.ModerationEvent]:
+        events = [moderation_pb2.ModerationEvent.FromString(raw) for raw in server.outbox(MODERATION_TOPIC)]
+        return [e for e in events if e.media_id == media_id and e.partial]
+
+    found = partials()
+    assert len(found) == len(verdicts)
+    assert sorted(e.window_start_s for e in found) == pytest.approx(sorted(v.frame_s for v in verdicts))
+    assert all(e.version == analysis.version and e.modality == common_pb2.MODALITY_VIDEO for e in found)
 
 
 async def _bad(server: ServerProcess, *messages: live_pb2.LiveRequest) -> live.Received:

@@ -16,7 +16,10 @@ config's, else the tenant's default; an unknown name is INVALID_ARGUMENT on
 `config.policy` before any media is read), each final segment is judged with
 the moderation core's text signals and REVIEW/BLOCK verdicts are published at
 once through the result sink's outbox (`SinkPublisher`); the final analysis
-is moderated like any other media's and keeps the stream's version.
+is moderated like any other media's and keeps the stream's version. When the
+picture models are loaded, frames are decoded with a detail copy and judged
+too (`LivePictures`: nudity, contact details on screen), and their findings
+join the final analysis's shots as an uploaded video's would.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from understanding.models.vad import StreamingVad
 from understanding.models.whisper import Transcriber
 from understanding.pipelines.live import (
     DecisionPublisher,
+    LivePictures,
     LiveResult,
     LiveSession,
     LiveSettings,
@@ -60,6 +64,7 @@ from understanding.pipelines.live import (
     TaggerSignals,
     WhisperRecognizer,
 )
+from understanding.pipelines.screening import ScreeningSettings, VisualModels
 from understanding.pipelines.speech import SpeechPipeline
 from understanding.pipelines.text import TextPipeline
 from understanding.pipelines.video import VideoPipeline
@@ -154,6 +159,8 @@ class LiveStreams:
         frame_limits: FrameLimits,
         moderator: Moderator | None = None,
         publisher: DecisionPublisher | None = None,
+        pictures: VisualModels | None = None,
+        screening: ScreeningSettings | None = None,
     ) -> None:
         self.settings = settings
         self.limits = limits
@@ -167,6 +174,8 @@ class LiveStreams:
         self._frame_limits = frame_limits
         self._moderator = moderator
         self._publisher = publisher
+        self._pictures = pictures or VisualModels()
+        self._screening = screening or ScreeningSettings()
         self._sessions: set[LiveSession] = set()
         self._background: set[asyncio.Task[LiveSummary | None]] = set()
         self._draining = False
@@ -188,6 +197,9 @@ class LiveStreams:
                 retry_after_s=self.limits.retry_after_s,
             )
         moderation = self._moderation(tenant, config)
+        frame_limits = self._frame_limits
+        if moderation is not None and moderation.pictures is not None:  # the models read a larger copy
+            frame_limits = dataclasses.replace(frame_limits, detail_max_side=self._screening.detail_max_side)
         session = LiveSession(
             config,
             self.settings,
@@ -195,7 +207,7 @@ class LiveStreams:
             recognize=self._recognize,
             model=self._model,
             vad=StreamingVad(),
-            decoder=self._decoder.stream_decoder(self._frame_limits, opus=config.audio_format.value == "opus"),
+            decoder=self._decoder.stream_decoder(frame_limits, opus=config.audio_format.value == "opus"),
             faces=self._video.faces,
             signals=TaggerSignals(self._text, config.signals, face_model=_FACE_MODEL),
             moderation=moderation,
@@ -217,8 +229,14 @@ class LiveStreams:
             policy = self._moderator.policy(tenant, ModerationOptions(policy=config.policy))
         except InvalidInput as error:  # named after the batch requests' field: say which field it is here
             raise InvalidInput(error.message, field="config.policy") from None
+        pictures = LivePictures(
+            self._pictures, self._screening, detect_language=lambda text: self._text.detect_language(text).code
+        )
         return StreamModeration(
-            policy=policy, signals=ModeratorSignals(self._moderator, self._text), publisher=self._publisher
+            policy=policy,
+            signals=ModeratorSignals(self._moderator, self._text),
+            publisher=self._publisher,
+            pictures=pictures if pictures.enabled else None,
         )
 
     async def finish(self, session: LiveSession, *, trace_id: str = "") -> LiveSummary:
@@ -324,6 +342,7 @@ class LiveStreams:
         )
         stats = DecodeStats(frames_decoded=result.frames_received, frames_sampled=result.visual.frames_analyzed)
         transcript = result.transcript if result.transcript.duration_s > 0 else None
+        pictures = session.moderation.pictures if session.moderation is not None else None
         return await self._video.assemble(
             session.tenant,
             media_id=config.media_id,
@@ -332,4 +351,6 @@ class LiveStreams:
             stats=stats,
             visual=result.visual,
             transcript=transcript,
+            findings=result.findings,
+            visual_models=pictures.models if pictures is not None and result.findings else (),
         )

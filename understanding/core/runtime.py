@@ -42,6 +42,7 @@ from understanding.models.whisper import Transcriber, resolve_whisper_model
 from understanding.pipelines.image import ImagePipeline, ImageSettings
 from understanding.pipelines.live import AsrSettings, EndpointSettings, LiveSettings
 from understanding.pipelines.policy import PolicyError, PolicySet, load_policy
+from understanding.pipelines.screening import ScreeningSettings, VisualModels
 from understanding.pipelines.speakers import SpeakerSettings
 from understanding.pipelines.speech import SpeechPipeline
 from understanding.pipelines.text import TextPipeline
@@ -282,7 +283,9 @@ class Core:
         searcher = catalog = jobs = reindex = live = None
         if role == "serve":
             assert sink is not None and unit.store is not None
-            live = _live_streams(settings, transcriber, text, speech, video, decoder, analyzer, moderator, sink)
+            live = _live_streams(
+                settings, transcriber, text, speech, video, decoder, analyzer, moderator, sink, visual.models, screening
+            )
             searcher = Searcher(unit.store, unit.batcher.submit, detect_language=text.detect_language)
             query_side = searcher
             embedding.subscribe(lambda u: query_side.rebind(_store_of(u), u.batcher.submit))
@@ -398,6 +401,8 @@ def _live_streams(
     analyzer: Analyzer,
     moderator: Moderator | None,
     sink: ResultSink,
+    pictures: VisualModels,
+    screening: ScreeningSettings,
 ) -> LiveStreams:
     live = LiveSettings(
         asr=AsrSettings(
@@ -430,6 +435,8 @@ def _live_streams(
         frame_limits=FrameLimits(max_pixels=settings.video_max_pixels),
         moderator=moderator,
         publisher=SinkPublisher(sink),
+        pictures=pictures,
+        screening=screening,
     )
 
 

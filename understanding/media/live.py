@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from understanding.domain import InvalidInput
 
-__all__ = ["FrameLimits", "OpusDecoder", "decode_image"]
+__all__ = ["DecodedFrame", "FrameLimits", "OpusDecoder", "decode_image"]
 
 SAMPLE_RATE = 16000
 
@@ -24,11 +24,24 @@ SAMPLE_RATE = 16000
 class FrameLimits:
     max_pixels: int = 3840 * 2160  # width*height of the encoded image
     analysis_width: int = 320  # downscaled to this width for analysis
+    # Also a copy at up to this long side for the picture moderation models (0: none);
+    # on-screen text is unreadable at the analysis width.
+    detail_max_side: int = 0
 
 
-def decode_image(data: bytes, limits: FrameLimits) -> tuple[npt.NDArray[np.uint8], int, int]:
-    """A JPEG/PNG as BGR downscaled to the analysis width, with the encoded width and height;
-    InvalidInput when it is not an image (or too large)."""
+@dataclass(frozen=True, slots=True)
+class DecodedFrame:
+    """A frame as BGR at the analysis width, its encoded size, and the detail copy if asked for."""
+
+    image: npt.NDArray[np.uint8]
+    width: int
+    height: int
+    detail: npt.NDArray[np.uint8] | None = None
+
+
+def decode_image(data: bytes, limits: FrameLimits) -> DecodedFrame:
+    """A JPEG/PNG as BGR downscaled to the analysis width (and the detail copy), with the encoded
+    width and height; InvalidInput when it is not an image (or too large)."""
     buffer = np.frombuffer(data, dtype=np.uint8)
     # The header tells the size before any pixel is decoded (a 60000x60000 "image" is refused here).
     ok, width, height = _dimensions(data)
@@ -42,7 +55,8 @@ def decode_image(data: bytes, limits: FrameLimits) -> tuple[npt.NDArray[np.uint8
             (4, cv2.IMREAD_REDUCED_COLOR_4),
             (2, cv2.IMREAD_REDUCED_COLOR_2),
         ):
-            if width // factor >= limits.analysis_width:
+            detail_ok = not limits.detail_max_side or max(width, height) // factor >= limits.detail_max_side
+            if width // factor >= limits.analysis_width and detail_ok:
                 flag = reduced
                 break
     image = cv2.imdecode(buffer, flag)
@@ -53,10 +67,19 @@ def decode_image(data: bytes, limits: FrameLimits) -> tuple[npt.NDArray[np.uint8
         width, height = w, h
         if h * w > limits.max_pixels:
             raise InvalidInput(f"frame of {w}x{h} exceeds {limits.max_pixels} pixels", field="frame.jpeg")
+    detail: npt.NDArray[np.uint8] | None = None
+    if limits.detail_max_side:
+        large = image
+        if max(w, h) > limits.detail_max_side:
+            ratio = limits.detail_max_side / max(w, h)
+            large = cv2.resize(
+                image, (max(2, round(w * ratio)), max(2, round(h * ratio))), interpolation=cv2.INTER_AREA
+            )
+        detail = np.ascontiguousarray(large, dtype=np.uint8)
     if w > limits.analysis_width:
         size = (limits.analysis_width, max(2, round(h * limits.analysis_width / w)))
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(image, dtype=np.uint8), width, height
+    return DecodedFrame(np.ascontiguousarray(image, dtype=np.uint8), width, height, detail)
 
 
 def _dimensions(data: bytes) -> tuple[bool, int, int]:

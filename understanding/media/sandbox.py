@@ -384,10 +384,10 @@ class StreamDecoder:
         self._local: _LiveDecoding | None = _LiveDecoding(limits, opus) if not settings.isolate else None
         self.restarts = 0
 
-    def image(self, data: bytes) -> tuple[npt.NDArray[np.uint8], int, int]:
-        """BGR frame downscaled to the analysis width, with the encoded width and height
-        (InvalidInput if it is not an image)."""
-        result: tuple[npt.NDArray[np.uint8], int, int] = self._call("image", data)
+    def image(self, data: bytes) -> _live.DecodedFrame:
+        """BGR frame downscaled to the analysis width (and the detail copy when the limits ask),
+        with the encoded width and height (InvalidInput if it is not an image)."""
+        result: _live.DecodedFrame = self._call("image", data)
         return result
 
     def opus(self, packet: bytes) -> npt.NDArray[np.float32]:

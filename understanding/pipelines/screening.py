@@ -44,6 +44,7 @@ from understanding.models.ocr import OcrResult
 from understanding.pipelines.contacts import ContactKind, find_contacts
 
 __all__ = [
+    "CheckSchedule",
     "FrameFindings",
     "FrameScreener",
     "ScreeningSettings",
@@ -148,6 +149,47 @@ def _thumbnail(image: Image) -> npt.NDArray[np.float32]:
     return np.asarray(small, np.float32) / 255.0
 
 
+class CheckSchedule:
+    """Which of a stream of sampled frames each picture model looks at (batch video and live).
+
+    A shot's first frame, then one every `nudity_interval_s` / `ocr_interval_s`; a frame
+    nearly identical to the last one read in its shot is not read again (`reused`).
+    """
+
+    def __init__(self, settings: ScreeningSettings, *, nudity: bool, ocr: bool) -> None:
+        self._settings = settings
+        self._nudity = nudity
+        self._ocr = ocr
+        self._last_nudity_s = -1e9
+        self._last_ocr_s = -1e9
+        self._last_read: npt.NDArray[np.float32] | None = None
+        self.reused = 0  # frames not read again (near-identical to the last read in the shot)
+
+    @property
+    def enabled(self) -> bool:
+        return self._nudity or self._ocr
+
+    def due(self, t_s: float, detail: Image, *, new_shot: bool) -> tuple[bool, bool]:
+        """(nudity, ocr) for the frame at `t_s` (frames in time order); records what it chose."""
+        s = self._settings
+        if new_shot:
+            self._last_nudity_s = self._last_ocr_s = -1e9
+            self._last_read = None
+        nudity = self._nudity and t_s - self._last_nudity_s >= s.nudity_interval_s - 1e-6
+        ocr = self._ocr and t_s - self._last_ocr_s >= s.ocr_interval_s - 1e-6
+        if ocr:
+            self._last_ocr_s = t_s
+            thumb = _thumbnail(detail)
+            previous, self._last_read = self._last_read, thumb
+            if previous is not None and float(np.mean(np.abs(thumb - previous))) < s.ocr_reuse_max_change:
+                ocr = False
+                self._last_read = previous  # compare with what was read, not with the skipped frame
+                self.reused += 1
+        if nudity:
+            self._last_nudity_s = t_s
+        return nudity, ocr
+
+
 class FrameScreener:
     """Chooses a video's frames for the models and runs them on the event loop.
 
@@ -166,50 +208,34 @@ class FrameScreener:
         stop: threading.Event | None = None,
     ) -> None:
         self._models = models
-        self._settings = settings
-        self._nudity, self._ocr = models.wanted(options)
+        nudity, ocr = models.wanted(options)
+        self._schedule = CheckSchedule(settings, nudity=nudity, ocr=ocr)
         self._loop = loop
         self._scale = scale
         self._stop = stop
         self._slots = threading.BoundedSemaphore(settings.max_pending)
         self._pending: list[concurrent.futures.Future[FrameFindings]] = []
-        self._last_nudity_s = -1e9
-        self._last_ocr_s = -1e9
-        self._last_read: npt.NDArray[np.float32] | None = None
-        self.reused = 0  # frames not read again (near-identical to the last read in the shot)
 
     @property
     def enabled(self) -> bool:
-        return self._nudity or self._ocr
+        return self._schedule.enabled
+
+    @property
+    def reused(self) -> int:
+        return self._schedule.reused
 
     def offer(self, frame: SampledFrame, new_shot: bool) -> None:
         """Decide and submit the checks for one sampled frame (thread side)."""
         detail = frame.detail
         if detail is None or not self.enabled:
             return
-        t = frame.t_s
-        s = self._settings
-        if new_shot:
-            self._last_nudity_s = self._last_ocr_s = -1e9
-            self._last_read = None
-        nudity = self._nudity and t - self._last_nudity_s >= s.nudity_interval_s - 1e-6
-        ocr = self._ocr and t - self._last_ocr_s >= s.ocr_interval_s - 1e-6
-        if ocr:
-            self._last_ocr_s = t
-            thumb = _thumbnail(detail)
-            previous, self._last_read = self._last_read, thumb
-            if previous is not None and float(np.mean(np.abs(thumb - previous))) < s.ocr_reuse_max_change:
-                ocr = False
-                self._last_read = previous  # compare with what was read, not with the skipped frame
-                self.reused += 1
-        if nudity:
-            self._last_nudity_s = t
+        nudity, ocr = self._schedule.due(frame.t_s, detail, new_shot=new_shot)
         if not (nudity or ocr):
             return
         while not self._slots.acquire(timeout=0.2):
             if self._stop is not None and self._stop.is_set():
                 return
-        call = look(self._models, detail, t_s=t, scale=self._scale(detail), nudity=nudity, ocr=ocr)
+        call = look(self._models, detail, t_s=frame.t_s, scale=self._scale(detail), nudity=nudity, ocr=ocr)
         future = asyncio.run_coroutine_threadsafe(call, self._loop)
         future.add_done_callback(lambda _: self._slots.release())
         self._pending.append(future)

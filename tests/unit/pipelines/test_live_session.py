@@ -31,8 +31,11 @@ from understanding.domain import (
     Transcript,
     Word,
 )
-from understanding.pipelines.live import DecodeJob, LiveSession, LiveSettings, StreamModeration
+from understanding.media.live import DecodedFrame
+from understanding.media.video import SampledFrame
+from understanding.pipelines.live import DecodeJob, FrameCheck, LiveSession, LiveSettings, StreamModeration
 from understanding.pipelines.policy import load_policy
+from understanding.pipelines.screening import FrameFindings
 from understanding.pipelines.visual import FrameSignals
 
 MODEL = ModelRef("fake", "1")
@@ -47,10 +50,10 @@ class FakeDecoder:
     def __init__(self) -> None:
         self.closed = False
 
-    def image(self, data: bytes) -> tuple[npt.NDArray[np.uint8], int, int]:
+    def image(self, data: bytes) -> DecodedFrame:
         if data != b"jpeg":
             raise InvalidInput("not a decodable JPEG or PNG image", field="frame.jpeg")
-        return np.full((18, 32, 3), 128, np.uint8), 320, 180
+        return DecodedFrame(np.full((18, 32, 3), 128, np.uint8), 320, 180, np.full((36, 64, 3), 128, np.uint8))
 
     def opus(self, packet: bytes) -> npt.NDArray[np.float32]:
         if packet != b"opus":
@@ -380,3 +383,59 @@ async def test_a_client_ahead_of_real_time_is_paced() -> None:
     assert s.pace_wait_s() == pytest.approx(5.0)
     clock.now += 6.0
     assert s.pace_wait_s() == 0.0
+
+
+# ---------------------------------------------------------------- moderation per frame
+NUDITY_MODEL = ModelRef("open-nsfw", "1")
+
+
+class NudeEverySecondFrame:
+    """Stands in for the picture models: every second frame checked is nude (score 0.97)."""
+
+    models = (NUDITY_MODEL,)
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[float, tuple[int, ...], bool, int, int]] = []
+
+    async def __call__(self, frame: SampledFrame, *, new_shot: bool, width: int, height: int) -> FrameCheck | None:
+        assert frame.detail is not None
+        self.seen.append((frame.t_s, frame.detail.shape, new_shot, width, height))
+        nude = len(self.seen) % 2 == 0
+        score = 0.97 if nude else 0.01
+        evidence = Evidence(Modality.VIDEO, NUDITY_MODEL, frame.t_s, frame.t_s, frame_s=frame.t_s, detail="nsfw")
+        signals = (Signal("nudity", score, evidence),) if nude else ()
+        return FrameCheck(FrameFindings(t_s=frame.t_s, nudity=score), signals, (NUDITY_MODEL,))
+
+
+async def test_a_nude_frame_is_blocked_and_published_at_once_and_its_findings_reach_the_result() -> None:
+    pictures, publisher = NudeEverySecondFrame(), RecordingPublisher()
+    policy = load_policy().resolve("t")  # the packaged default policy: nudity at 0.97 is BLOCK
+    moderation = StreamModeration(policy=policy, signals=DigitsAreAPhone(), publisher=publisher, pictures=pictures)
+    s, _ = session(moderation=moderation, version=7)
+    publisher.session = s
+    s.start()
+    s.frame(b"jpeg", 1_000_000)  # t = 0: checked, clean
+    await asyncio.wait_for(next_event(s, LiveSignals), 10)
+    s.frame(b"jpeg", 2_000_000)  # t = 1: checked, nude
+    verdict = await asyncio.wait_for(next_event(s, LiveModeration), 10)
+    assert isinstance(verdict, LiveModeration)
+    assert verdict.source == "frame" and verdict.frame_s == 1.0 and (verdict.start_s, verdict.end_s) == (1.0, 1.0)
+    assert verdict.moderation.decision is Decision.BLOCK
+    (category,) = verdict.moderation.categories
+    assert category.category == "nudity" and category.evidence[0].frame_s == 1.0
+    assert [p.verdict for p in publisher.published] == [verdict]
+    assert publisher.published[0].stream_ended is None  # during the stream, not at its end
+    assert publisher.published[0].modality is Modality.VIDEO and publisher.published[0].version == 7
+    # the frame's signals follow its verdict and name the picture model that judged it
+    after = await asyncio.wait_for(next_event(s, LiveSignals), 10)
+    assert isinstance(after, LiveSignals) and after.frame_s == 1.0 and after.models == (MODEL, NUDITY_MODEL)
+    s.end(EndReason.CLIENT)
+    result = await s.wait()
+    # the models saw each frame's detail copy, with the encoded size; the first frame starts a shot
+    assert [(t, shape, width, height) for t, shape, _, width, height in pictures.seen] == [
+        (0.0, (36, 64, 3), 320, 180),
+        (1.0, (36, 64, 3), 320, 180),
+    ]
+    assert pictures.seen[0][2] is True
+    assert [(f.t_s, f.nudity) for f in result.findings] == [(0.0, 0.01), (1.0, 0.97)]
+    assert len(publisher.published) == 1  # the clean frame published nothing

@@ -190,3 +190,42 @@ def test_settings_are_checked() -> None:
         ScreeningSettings(ocr_interval_s=0)
     with pytest.raises(ValueError):
         ScreeningSettings(detail_max_side=10)
+
+
+# ---------------------------------------------------------------- live frames
+async def test_live_frames_follow_the_video_schedule_and_become_signals() -> None:
+    from understanding.pipelines.live import LivePictures
+
+    fake = FakeModels()
+    pictures = LivePictures(
+        fake.models(), ScreeningSettings(nudity_interval_s=1.0, ocr_interval_s=2.0), detect_language=lambda _: "en"
+    )
+    assert pictures.enabled and pictures.models == (NSFW, OCR)
+    checks = []
+    for i in range(4):  # 1 frame/s of a changing picture, one shot; encoded at 1280x720, detail at 640x360
+        checks.append(await pictures(frame(float(i), 200 + 10 * i), new_shot=i == 0, width=1280, height=720))
+    assert all(c is not None for c in checks)
+    assert [c.findings.lines is not None for c in checks if c is not None] == [True, False, True, False]
+    assert [c.models for c in checks if c is not None] == [(NSFW, OCR), (NSFW,), (NSFW, OCR), (NSFW,)]
+    first = checks[0]
+    assert first is not None
+    by_category = {s.category: s for s in first.signals}
+    assert set(by_category) == {"nudity", "contact.phone"}
+    phone = by_category["contact.phone"].evidence
+    assert phone.text == "+1 415 555 0132" and phone.frame_s == 0.0 and phone.modality is Modality.VIDEO
+    assert phone.box == pytest.approx((200.0, 100.0, 400.0, 60.0))  # in the encoded frame's pixels (x2)
+    nude = by_category["nudity"]
+    assert nude.score == pytest.approx(200 / 255, abs=1e-3) and nude.evidence.frame_s == 0.0
+    assert pictures.checked == 4
+
+
+async def test_a_live_frame_without_detail_or_not_due_is_not_checked() -> None:
+    from understanding.pipelines.live import LivePictures
+
+    fake = FakeModels()
+    pictures = LivePictures(fake.models(), ScreeningSettings(nudity_interval_s=2.0, ocr_interval_s=2.0))
+    assert await pictures(SampledFrame(0.0, np.zeros((9, 16, 3), np.uint8)), new_shot=True, width=16, height=9) is None
+    assert await pictures(frame(0.0, 50), new_shot=True, width=640, height=360) is not None
+    assert await pictures(frame(1.0, 50), new_shot=False, width=640, height=360) is None  # within both intervals
+    assert await pictures(frame(1.5, 90), new_shot=True, width=640, height=360) is not None  # a cut: at once
+    assert not LivePictures(VisualModels(), ScreeningSettings()).enabled

@@ -2,10 +2,12 @@
 
 from understanding.pipelines.live.asr import AsrSettings, DecodeJob, StreamingAsr
 from understanding.pipelines.live.endpointing import EndpointSettings
+from understanding.pipelines.live.pictures import FrameCheck, LivePictures
 from understanding.pipelines.live.recognizer import WhisperRecognizer
 from understanding.pipelines.live.session import LiveResult, LiveSession, LiveSettings
 from understanding.pipelines.live.signals import (
     DecisionPublisher,
+    PictureChecks,
     SignalStep,
     StreamModeration,
     TaggerSignals,
@@ -17,9 +19,12 @@ __all__ = [
     "DecisionPublisher",
     "DecodeJob",
     "EndpointSettings",
+    "FrameCheck",
+    "LivePictures",
     "LiveResult",
     "LiveSession",
     "LiveSettings",
+    "PictureChecks",
     "SignalStep",
     "StreamModeration",
     "StreamingAsr",

@@ -18,18 +18,24 @@ dropped:
   before the next decode, so a T&S consumer can act during the call. The
   partial verdicts carry the stream's `version`, which its final analysis
   keeps, so a consumer can tie them to the stream's final verdict.
+  Frames are judged the same way when the picture models run
+  (`StreamModeration.pictures`), in the frame task, so a frame's verdict
+  never waits for a decode; the frame's signals event follows its verdict
+  and names the picture models that looked at it.
 
-`wait()` returns a `LiveResult`: the transcript of every final segment and
-the frame pass's shots, for the core to assemble, index and publish.
+`wait()` returns a `LiveResult`: the transcript of every final segment,
+the frame pass's shots and the picture models' findings, for the core to
+assemble, index and publish.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -51,15 +57,18 @@ from understanding.domain import (
     Modality,
     ModelRef,
     Segment,
+    Signal,
     Transcript,
     UnderstandingError,
 )
+from understanding.media.live import DecodedFrame
 from understanding.media.video import SampledFrame
 from understanding.pipelines.live.asr import AsrSettings, DecodeJob, StreamingAsr
 from understanding.pipelines.live.channel import EventChannel
 from understanding.pipelines.live.signals import SignalStep, StreamModeration
 from understanding.pipelines.live.timeline import Timeline
 from understanding.pipelines.moderation import decide
+from understanding.pipelines.screening import FrameFindings
 from understanding.pipelines.text import new_version
 from understanding.pipelines.visual import FaceDetector, FramePass, VisualResult
 
@@ -86,7 +95,7 @@ class Vad(Protocol):
 class StreamDecoding(Protocol):
     """Decoding of the stream's untrusted bytes (media.sandbox.StreamDecoder)."""
 
-    def image(self, data: bytes) -> tuple[npt.NDArray[np.uint8], int, int]: ...
+    def image(self, data: bytes) -> DecodedFrame: ...
 
     def opus(self, packet: bytes) -> npt.NDArray[np.float32]: ...
 
@@ -117,6 +126,7 @@ class LiveResult:
     duration_s: float
     status: LiveStatus
     reason: EndReason
+    findings: tuple[FrameFindings, ...] = ()  # the picture models' checks, in frame order
 
 
 @dataclass(slots=True)
@@ -162,6 +172,7 @@ class LiveSession:
         self._timeline = Timeline()
         self._frames = FramePass(faces=faces, sample_fps=settings.frame_fps)
         self._finals: list[Segment] = []
+        self._findings: list[FrameFindings] = []
         self._final_language: Language | None = None
         self._pending_frame: _Frame | None = None
         self._last_frame_s: float | None = None  # last frame accepted (any reason to drop comes later)
@@ -238,6 +249,7 @@ class LiveSession:
             duration_s=self.duration_s,
             status=status,
             reason=self._ended or EndReason.CLIENT_GONE,
+            findings=tuple(self._findings),
         )
 
     async def abort(self) -> None:
@@ -401,15 +413,52 @@ class LiveSession:
         """Judge a final segment; a REVIEW or BLOCK goes to the client and out at once."""
         segment = final.segment
         found = await moderation.signals(final)
+        await self._judge(
+            moderation,
+            found,
+            source="transcript",
+            start_s=segment.start_s,
+            end_s=segment.end_s,
+            segment_index=segment.index,
+        )
+
+    async def _moderate_frame(
+        self, moderation: StreamModeration, frame: SampledFrame, decoded: DecodedFrame, new_shot: bool
+    ) -> tuple[ModelRef, ...]:
+        """The picture models on a due frame; a REVIEW or BLOCK goes to the client and out at once.
+        Returns the models that looked at it (none when it was not due)."""
+        if moderation.pictures is None:
+            return ()
+        check = await moderation.pictures(frame, new_shot=new_shot, width=decoded.width, height=decoded.height)
+        if check is None:
+            return ()
+        self._findings.append(check.findings)
+        await self._judge(
+            moderation, check.signals, source="frame", start_s=frame.t_s, end_s=frame.t_s, frame_s=frame.t_s
+        )
+        return check.models
+
+    async def _judge(
+        self,
+        moderation: StreamModeration,
+        found: Sequence[Signal],
+        *,
+        source: str,
+        start_s: float,
+        end_s: float,
+        segment_index: int | None = None,
+        frame_s: float | None = None,
+    ) -> None:
         verdict = decide(found, moderation.policy)
         if verdict.decision is Decision.ALLOW:
             return
         event = LiveModeration(
-            source="transcript",
-            start_s=segment.start_s,
-            end_s=segment.end_s,
+            source=source,
+            start_s=start_s,
+            end_s=end_s,
             moderation=verdict,
-            segment_index=segment.index,
+            segment_index=segment_index,
+            frame_s=frame_s,
         )
         self.events.put(event)
         await moderation.publisher.publish(
@@ -439,17 +488,25 @@ class LiveSession:
 
     async def _analyse_frame(self, frame: _Frame) -> None:
         try:
-            image, width, height = await asyncio.to_thread(self._decoder.image, frame.data)
+            decoded = await asyncio.to_thread(self._decoder.image, frame.data)
         except UnderstandingError as exc:
             log.info("live frame dropped", extra={"reason": exc.message, "frame_s": round(frame.t_s, 3)})
             self._drop_frame(DropReason.FRAME_UNDECODABLE)
             return
         if self._frame_size == (0, 0):
-            self._frame_size = (width, height)
-        signals = await asyncio.to_thread(self._frames.push, SampledFrame(frame.t_s, image))
-        found = await self._signals.frame(image, signals)
-        if found is not None:
-            self.events.put(found)
+            self._frame_size = (decoded.width, decoded.height)
+        sampled = SampledFrame(frame.t_s, decoded.image, detail=decoded.detail)
+        shot_starts: list[bool] = []
+        signals = await asyncio.to_thread(
+            self._frames.push, sampled, on_sample=lambda _frame, first: shot_starts.append(first)
+        )
+        found = await self._signals.frame(decoded.image, signals)
+        checked_by: tuple[ModelRef, ...] = ()
+        if self.moderation is not None:
+            new_shot = bool(shot_starts and shot_starts[0])
+            checked_by = await self._moderate_frame(self.moderation, sampled, decoded, new_shot=new_shot)
+        if found is not None:  # after the verdict: a frame's signals say it has been judged, and by which models
+            self.events.put(dataclasses.replace(found, models=(*found.models, *checked_by)))
 
     async def _status_loop(self) -> None:
         while True:

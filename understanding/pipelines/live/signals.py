@@ -11,8 +11,9 @@ core builds on `Moderator.window_signals`: offensive model, contact details,
 zero-shot categories), then `pipelines.moderation.decide` with the stream's
 resolved policy. A REVIEW or BLOCK goes to the client and, through the
 `DecisionPublisher`, onto the moderation topic at once, not at the end of
-the stream. Frames keep today's visual signals until the visual Trust &
-Safety models (nudity, OCR) join as another `TranscriptSignals`-like port.
+the stream. Frames are judged the same way when the picture models are
+loaded (`PictureChecks`, see pictures.py: nudity, contact details in
+on-screen text), on the batch video schedule.
 """
 
 from __future__ import annotations
@@ -25,11 +26,20 @@ import numpy as np
 import numpy.typing as npt
 
 from understanding.domain import LiveFinal, LiveModeration, LiveSignals, Modality, ModelRef, Signal, SignalKind, Tag
+from understanding.media.video import SampledFrame
+from understanding.pipelines.live.pictures import FrameCheck
 from understanding.pipelines.policy import Policy
 from understanding.pipelines.text import TextPipeline, Window
 from understanding.pipelines.visual import FrameSignals, frame_tags
 
-__all__ = ["DecisionPublisher", "SignalStep", "StreamModeration", "TaggerSignals", "TranscriptSignals"]
+__all__ = [
+    "DecisionPublisher",
+    "PictureChecks",
+    "SignalStep",
+    "StreamModeration",
+    "TaggerSignals",
+    "TranscriptSignals",
+]
 
 VISUAL_SIGNALS = ModelRef("visual-signals", "1")
 
@@ -47,6 +57,17 @@ class SignalStep(Protocol):
 class TranscriptSignals(Protocol):
     async def __call__(self, final: LiveFinal) -> Sequence[Signal]:
         """The moderation core's signals of one final segment (evidence spans within its text)."""
+        ...
+
+
+class PictureChecks(Protocol):
+    @property
+    def models(self) -> tuple[ModelRef, ...]:
+        """The picture models that run (for the final analysis's `visual_models`)."""
+        ...
+
+    async def __call__(self, frame: SampledFrame, *, new_shot: bool, width: int, height: int) -> FrameCheck | None:
+        """The picture models' findings and signals of one frame, or None when it is not due."""
         ...
 
 
@@ -68,11 +89,12 @@ class DecisionPublisher(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class StreamModeration:
-    """How a stream is moderated: its resolved policy, the segment signals, where verdicts go."""
+    """How a stream is moderated: its resolved policy, the segment and frame signals, where verdicts go."""
 
     policy: Policy
     signals: TranscriptSignals
     publisher: DecisionPublisher
+    pictures: PictureChecks | None = None  # None: no picture model loaded (frames keep their visual signals)
 
 
 class TaggerSignals:
