@@ -11,7 +11,11 @@ each mode in its own process so peak memory is its own:
   same per-frame analysis (shot detector, faces, signals) on every frame;
 - analyze: the whole VideoPipeline in-process (picture and Whisper at once,
   embeddings);
-- AnalyzeVideo through a real server (upload, analyze, index, outbox).
+- AnalyzeVideo through a real server (upload, analyze, index, outbox), with
+  moderation on (the default: open_nsfw and PP-OCRv4 on sampled frames, the
+  text signals and the policy) and off (`UNDERSTANDING_MODERATION_ENABLED=false`,
+  `UNDERSTANDING_NUDITY_MODEL=off`, `UNDERSTANDING_OCR_MODEL=off`): the cost of
+  moderation as a ratio of real-time factors measured in the same run.
 """
 
 from __future__ import annotations
@@ -182,7 +186,14 @@ def in_child(mode: str, clip: pathlib.Path) -> dict[str, float]:
     return json.loads(line[len("MODE ") :])  # type: ignore[no-any-return]
 
 
-def through_grpc(clip: pathlib.Path) -> tuple[float, float] | None:
+MODERATION_OFF = {
+    "UNDERSTANDING_MODERATION_ENABLED": "false",
+    "UNDERSTANDING_NUDITY_MODEL": "off",
+    "UNDERSTANDING_OCR_MODEL": "off",
+}
+
+
+def through_grpc(clip: pathlib.Path, env: dict[str, str] | None = None) -> tuple[float, float] | None:
     """(seconds, server peak RSS MB) for one AnalyzeVideo, or None when the server lacks the RPC."""
     import grpc
     import psutil
@@ -191,7 +202,7 @@ def through_grpc(clip: pathlib.Path) -> tuple[float, float] | None:
     from understanding.v1 import understanding_pb2 as pb
     from understanding.v1 import understanding_pb2_grpc
 
-    server = start_server({"UNDERSTANDING_MAX_UPLOAD_BYTES": str(1024 * 1024 * 1024)})
+    server = start_server({"UNDERSTANDING_MAX_UPLOAD_BYTES": str(1024 * 1024 * 1024), **(env or {})})
     peak = 0.0
     done = threading.Event()
 
@@ -247,6 +258,7 @@ def main() -> None:
         naive = in_child("naive", clip)
         full = in_child("analyze", clip)
         grpc_run = through_grpc(clip)
+        grpc_off = through_grpc(clip, MODERATION_OFF) if grpc_run is not None else None
     duration = visual["duration_s"]
 
     def speed(run: dict[str, float]) -> float:
@@ -267,7 +279,11 @@ def main() -> None:
         print(
             f"{'AnalyzeVideo via gRPC (server process)':44} {grpc_run[0]:8.2f} {duration / grpc_run[0]:10.1f} {'':8} {'':8} {grpc_run[1]:8.0f}"
         )
-    else:
+    if grpc_off is not None:
+        print(
+            f"{'AnalyzeVideo via gRPC, moderation off':44} {grpc_off[0]:8.2f} {duration / grpc_off[0]:10.1f} {'':8} {'':8} {grpc_off[1]:8.0f}"
+        )
+    if grpc_run is None:
         print("AnalyzeVideo via gRPC: not served by this build (UNIMPLEMENTED)")
     result("video x realtime, visual pass vs naive every-frame loop", speed(visual), speed(naive), ">= 3", "x")
     result(
@@ -288,6 +304,15 @@ def main() -> None:
     result("video x realtime, full analyze (picture + Whisper)", speed(full), None, ">= 1", "x")
     if grpc_run is not None:
         result("video x realtime, AnalyzeVideo via gRPC", duration / grpc_run[0], speed(full), ">= 0.85", "x")
+    if grpc_run is not None and grpc_off is not None:
+        result(
+            "video x realtime, AnalyzeVideo moderation on vs off",
+            duration / grpc_run[0],
+            duration / grpc_off[0],
+            "report",
+            "x",
+        )
+        result("video server peak RSS MB, moderation on vs off", grpc_run[1], grpc_off[1], "report", "MB")
         result("video server peak RSS MB during AnalyzeVideo", grpc_run[1], None, "report", "MB")
 
 
