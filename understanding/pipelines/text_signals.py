@@ -11,6 +11,10 @@
   threshold, +0.25 per +0.1 of similarity) and marked `zero_shot` (a policy caps what it may
   call for).
 
+Video shots: the spoken part of a shot's chunk is a transcript window; the text read on screen
+is a unit of its own (offensive model; zero-shot when nothing was said), its contact details
+left to the picture pipeline, which reports them with their boxes.
+
 Spans are character ranges of the chunk text (`Evidence.chunk_index`); for transcript windows
 the evidence is narrowed to the segment(s) the span lies in: their time range and speaker.
 """
@@ -22,7 +26,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from understanding.domain import CATEGORIES, Analysis, Evidence, Modality, ModelRef, Segment, Signal, Vector
+from understanding.domain import (
+    CATEGORIES,
+    Analysis,
+    Chunk,
+    Evidence,
+    Modality,
+    ModelRef,
+    Segment,
+    Shot,
+    Signal,
+    Vector,
+)
 from understanding.models.offensive import OffensiveScore, OffensiveTextModel
 from understanding.pipelines.contacts import Contact, ContactKind, find_contacts
 from understanding.pipelines.tagging import Tagger
@@ -67,6 +82,7 @@ class TextUnit:
     # False where the picture pipelines already report the contact details of this text
     # (OCR lines, with their boxes): the text detectors then add only the other signals.
     contacts: bool = True
+    offset: int = 0  # where `text` starts in the chunk's text (evidence spans are the chunk's)
 
 
 def _segments_of(text: str, start_s: float, end_s: float, segments: Sequence[Segment]) -> tuple[Segment, ...]:
@@ -77,21 +93,19 @@ def _segments_of(text: str, start_s: float, end_s: float, segments: Sequence[Seg
 
 
 def text_units(analysis: Analysis) -> list[TextUnit]:
-    """What to look at in an analysis: its text chunks, transcript windows, and the spoken
-    text of video shots (a silent shot's chunk is a description of its pictures: skipped)."""
+    """What to look at in an analysis: its text chunks, transcript windows, and the spoken and
+    on-screen text of video shots (a shot's chunk without either describes its pictures: skipped)."""
     default_language = analysis.language.code if analysis.language is not None else None
     segments = analysis.transcript.segments if analysis.transcript is not None else ()
-    # A shot's chunk text is what is said, then the text read on screen; the shot pipeline reports
-    # the on-screen contact details itself (with boxes), so only the spoken part is looked at here.
-    spoken_shots = {s.index: s.transcript_text for s in analysis.shots if s.transcript_text.strip()}
+    shots = {s.index: s for s in analysis.shots}
     units = []
     for chunk in analysis.chunks:
-        text, contacts = chunk.text, True
+        language = chunk.language.code if chunk.language is not None else default_language
+        embedding = chunk.embedding if len(chunk.embedding) else None
         if analysis.modality is Modality.VIDEO:
-            said = spoken_shots.get(chunk.index, "")
-            if not said or not chunk.text.startswith(said):
-                continue
-            text = said
+            units.extend(_shot_units(chunk, shots.get(chunk.index), language, embedding, segments))
+            continue
+        text, contacts = chunk.text, True
         if analysis.modality is Modality.IMAGE:
             if chunk.index == 0:  # a description of the picture, not text the picture shows
                 continue
@@ -109,9 +123,56 @@ def text_units(analysis: Analysis) -> list[TextUnit]:
                 contacts=contacts,
                 start_s=chunk.start_s,
                 end_s=chunk.end_s,
-                language=chunk.language.code if chunk.language is not None else default_language,
-                embedding=chunk.embedding if len(chunk.embedding) else None,
+                language=language,
+                embedding=embedding,
                 segments=_segments_of(text, chunk.start_s, chunk.end_s, segments) if segments else (),
+            )
+        )
+    return units
+
+
+def _shot_units(
+    chunk: Chunk, shot: Shot | None, language: str | None, embedding: Vector | None, segments: Sequence[Segment]
+) -> list[TextUnit]:
+    """A shot's chunk text is what is said, then (after a newline) the text read on screen.
+
+    The spoken part is looked at like a transcript window. The on-screen part gets the
+    offensive model and, when nothing was said, the zero-shot categories (the chunk's
+    embedding is of both); its contact details come from the picture pipeline, with boxes.
+    """
+    if shot is None:
+        return []
+    index, text = chunk.index, chunk.text
+    said = shot.transcript_text if shot.transcript_text.strip() and text.startswith(shot.transcript_text) else ""
+    units = []
+    if said:
+        window = _segments_of(said, chunk.start_s, chunk.end_s, segments) if segments else ()
+        units.append(
+            TextUnit(
+                index,
+                said,
+                Modality.SPEECH,
+                chunk.start_s,
+                chunk.end_s,
+                language=language,
+                embedding=embedding,
+                segments=window,
+            )
+        )
+    shown = shot.ocr_text
+    offset = len(said) + 1 if said else 0
+    if shown.strip() and text[offset : offset + len(shown)] == shown:
+        units.append(
+            TextUnit(
+                index,
+                shown,
+                Modality.VIDEO,
+                chunk.start_s,
+                chunk.end_s,
+                language=language,
+                embedding=None if said else embedding,
+                contacts=False,
+                offset=offset,
             )
         )
     return units
@@ -169,7 +230,7 @@ class TextSignals:
             start_s=start_s,
             end_s=end_s,
             text=unit.text[start:end],
-            span=(start, end),
+            span=(start + unit.offset, end + unit.offset),
             chunk_index=unit.chunk_index,
             speaker=speaker,
             detail=detail,

@@ -238,7 +238,30 @@ def test_picture_text_is_looked_at_once(detector: TextSignals) -> None:
         embedding_model=MODEL, created_at=0.0, version=1,
         shots=(Shot(0, 0.0, 2.0, 1.0, transcript_text=said, ocr_text=shown), Shot(1, 2.0, 4.0, 3.0, ocr_text=shown)),
     )  # fmt: skip
-    assert [(u.chunk_index, u.text, u.modality) for u in text_units(video)] == [(0, said, Modality.SPEECH)]
+    units = text_units(video)
+    assert [(u.chunk_index, u.text, u.modality, u.contacts, u.offset) for u in units] == [
+        (0, said, Modality.SPEECH, True, 0),
+        (0, shown, Modality.VIDEO, False, len(said) + 1),  # the on-screen text: no contacts, its place in the chunk
+        (1, shown, Modality.VIDEO, False, 0),
+    ]
+    assert units[0].embedding is not None and units[1].embedding is None and units[2].embedding is not None
+    assert not [
+        s for s in detector.detect(units, tagger=None, embedding_model=None) if s.category.startswith("contact.")
+    ]
+    # An insult shown on screen is found, its span in the shot's chunk text.
+    insult = "You are a fucking idiot"
+    rude = Analysis(
+        tenant="t", media_id="v2", modality=Modality.VIDEO, language=Language("en", 0.9), tags=(),
+        chunks=(Chunk(index=0, text=f"{said}\n{insult}", embedding=_axis(7)),),
+        embedding_model=MODEL, created_at=0.0, version=1,
+        shots=(Shot(0, 0.0, 2.0, 1.0, transcript_text=said, ocr_text=insult),),
+    )  # fmt: skip
+    (offensive,) = [
+        s for s in detector.detect(text_units(rude), tagger=None, embedding_model=None) if s.category == "offensive"
+    ]
+    evidence = offensive.evidence
+    assert evidence.modality is Modality.VIDEO and evidence.span is not None and offensive.score >= 0.5
+    assert rude.chunks[0].text[evidence.span[0] : evidence.span[1]] == evidence.text and "idiot" in evidence.text
     image = Analysis(
         tenant="t", media_id="i", modality=Modality.IMAGE, language=Language("en", 0.9), tags=(),
         chunks=(Chunk(index=0, text="a bright picture", embedding=_axis(7)), Chunk(index=1, text=shown, embedding=_axis(7))),
