@@ -229,8 +229,16 @@ class LiveStreams:
             policy = self._moderator.policy(tenant, ModerationOptions(policy=config.policy))
         except InvalidInput as error:  # named after the batch requests' field: say which field it is here
             raise InvalidInput(error.message, field="config.policy") from None
+        moderator = self._moderator
+
+        async def shown_text(text: str, t_s: float, language: str | None) -> Sequence[Signal]:
+            return await moderator.shown_text_signals(text, t_s=t_s, language=language)
+
         pictures = LivePictures(
-            self._pictures, self._screening, detect_language=lambda text: self._text.detect_language(text).code
+            self._pictures,
+            self._screening,
+            detect_language=lambda text: self._text.detect_language(text).code,
+            shown_text=shown_text,
         )
         return StreamModeration(
             policy=policy,

@@ -84,6 +84,17 @@ class Moderator:
             else found
         )
 
+    async def shown_text_signals(self, text: str, *, t_s: float, language: str | None = None) -> list[Signal]:
+        """Signals of text read on a live frame at `t_s`: the offensive model (its contact details
+        come from the OCR lines, with boxes; a frame has no embedding for the zero-shot ones)."""
+        if not text.strip():
+            return []
+        unit = TextUnit(
+            chunk_index=0, text=text, modality=Modality.VIDEO, start_s=t_s, end_s=t_s, language=language, contacts=False
+        )
+        found = await asyncio.to_thread(self._signals.detect, [unit], tagger=None, embedding_model=None)
+        return [dataclasses.replace(s, evidence=dataclasses.replace(s.evidence, frame_s=t_s)) for s in found]
+
     def decide(self, tenant: str, signals: Sequence[Signal], options: ModerationOptions | None = None) -> Moderation:
         """The policy's verdict on some signals (a live window's): pure, no I/O."""
         return decide(signals, self.policy(tenant, options))

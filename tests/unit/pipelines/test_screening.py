@@ -229,3 +229,24 @@ async def test_a_live_frame_without_detail_or_not_due_is_not_checked() -> None:
     assert await pictures(frame(1.0, 50), new_shot=False, width=640, height=360) is None  # within both intervals
     assert await pictures(frame(1.5, 90), new_shot=True, width=640, height=360) is not None  # a cut: at once
     assert not LivePictures(VisualModels(), ScreeningSettings()).enabled
+
+
+async def test_text_read_on_a_live_frame_goes_to_the_text_detectors() -> None:
+    from understanding.domain import Evidence, Signal
+    from understanding.pipelines.live import LivePictures
+
+    asked: list[tuple[str, float, str | None]] = []
+
+    async def shown_text(text: str, t_s: float, language: str | None) -> list[Signal]:
+        asked.append((text, t_s, language))
+        evidence = Evidence(Modality.VIDEO, ModelRef("alt-profanity-check", "1"), t_s, t_s, frame_s=t_s, text=text)
+        return [Signal("offensive", 0.9, evidence)]
+
+    fake = FakeModels()
+    pictures = LivePictures(fake.models(), ScreeningSettings(), detect_language=lambda _: "en", shown_text=shown_text)
+    check = await pictures(frame(3.0, 40), new_shot=True, width=1280, height=720)
+    assert check is not None and asked == [("CALL +1 415 555 0132", 3.0, "en")]
+    assert {s.category for s in check.signals} == {"nudity", "contact.phone", "offensive"}
+    no_text = LivePictures(VisualModels(fake.nudity, None, NSFW, None), ScreeningSettings(), shown_text=shown_text)
+    await no_text(frame(4.0, 40), new_shot=True, width=1280, height=720)
+    assert len(asked) == 1  # nothing read, nothing asked

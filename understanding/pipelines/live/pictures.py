@@ -4,14 +4,15 @@ A stream's frames go through the same models, on the same schedule, as a video's
 sampled frames (`screening.CheckSchedule`: a shot's first frame, then one every
 `nudity_interval_s` / `ocr_interval_s`, a frame nearly identical to the last one read
 not read again), at the detail size the decoder made for them. What a check finds
-becomes moderation signals at once (the session decides and publishes them while the
+(nudity, contact details in the text read, and what the text detectors make of
+that text: `shown_text`, the offensive model) becomes moderation signals at once (the session decides and publishes them while the
 call goes on) and is kept as `FrameFindings`, so the stream's final analysis carries
 each shot's nudity and on-screen text like an uploaded video's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from understanding.domain import ImageOptions, Modality, ModelRef, Signal
@@ -26,7 +27,10 @@ from understanding.pipelines.screening import (
     nudity_signals,
 )
 
-__all__ = ["FrameCheck", "LivePictures"]
+__all__ = ["FrameCheck", "LivePictures", "ShownText"]
+
+# The text detectors on text read from a frame at a time (the offensive model): core's Moderator.
+ShownText = Callable[[str, float, "str | None"], Awaitable[Sequence[Signal]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +51,14 @@ class LivePictures:
         settings: ScreeningSettings,
         *,
         detect_language: Callable[[str], str] | None = None,
+        shown_text: ShownText | None = None,
     ) -> None:
         self._models = models
         self._settings = settings
         nudity, ocr = models.wanted(ImageOptions())
         self._schedule = CheckSchedule(settings, nudity=nudity, ocr=ocr)
         self._detect_language = detect_language
+        self._shown_text = shown_text
         self.checked = 0
 
     @property
@@ -76,9 +82,18 @@ class LivePictures:
         findings = await look(self._models, detail, t_s=frame.t_s, scale=scale, nudity=nudity, ocr=ocr)
         self.checked += 1
         ran = (self._models.nudity_model if nudity else None, self._models.ocr_model if ocr else None)
-        return FrameCheck(findings, tuple(self._signals(findings)), tuple(m for m in ran if m is not None))
+        signals = self._signals(findings, language := self._language(findings.text))
+        if findings.text.strip() and self._shown_text is not None:
+            signals += await self._shown_text(findings.text, frame.t_s, language)
+        return FrameCheck(findings, tuple(signals), tuple(m for m in ran if m is not None))
 
-    def _signals(self, found: FrameFindings) -> list[Signal]:
+    def _language(self, text: str) -> str | None:
+        if not text.strip() or self._detect_language is None:
+            return None
+        code = self._detect_language(text)
+        return code if code not in ("", "und") else None
+
+    def _signals(self, found: FrameFindings, language: str | None) -> list[Signal]:
         t_s = found.t_s
         models = self._models
         signals: list[Signal] = []
@@ -94,14 +109,13 @@ class LivePictures:
                 end_s=t_s,
             )
         if found.text.strip() and models.ocr_model is not None:
-            language = self._detect_language(found.text) if self._detect_language is not None else None
             signals += contact_signals(
                 found.lines or (),
                 found.text,
                 modality=Modality.VIDEO,
                 model=models.ocr_model,
                 chunks=(),
-                language=language if language not in (None, "", "und") else None,
+                language=language,
                 start_s=t_s,
                 end_s=t_s,
             )
