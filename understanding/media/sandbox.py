@@ -476,6 +476,7 @@ class _LiveDecoding:
 def _stream_main(
     conn: multiprocessing.connection.Connection, limits: _live.FrameLimits, opus: bool, memory_bytes: int, cpu_s: int
 ) -> None:
+    _let_forkserver_go()
     _confine(memory_bytes, cpu_s)
     decoding = _LiveDecoding(limits, opus)
     while True:
@@ -591,6 +592,7 @@ def _child_main(
     faults: _Faults,
 ) -> None:
     try:
+        _let_forkserver_go()
         _confine(memory_bytes, cpu_s)
         if faults.crash:
             os.kill(os.getpid(), signal.SIGSEGV)
@@ -608,6 +610,24 @@ def _child_main(
         conn.send(("failed", f"{type(exc).__name__}: {exc}"[:500]))
     finally:
         conn.close()
+
+
+def _let_forkserver_go() -> None:
+    """Drop this child's copy of the forkserver's "alive" pipe.
+
+    CPython hands every forkserver child the pipe's write end, so the forkserver
+    lives while any child does; ours die with the forkserver (PR_SET_PDEATHSIG in
+    `_confine`). Keeping both, a child hung in hostile media would keep the
+    forkserver alive after the server was SIGKILLed (or OOM-killed), and the
+    forkserver would keep the child: both forever. Without it, the forkserver sees
+    its server gone, exits, and takes its children with it.
+    """
+    server = getattr(forkserver, "_forkserver", None)
+    fd = getattr(server, "_forkserver_alive_fd", None)
+    if isinstance(fd, int):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        server._forkserver_alive_fd = None  # type: ignore[union-attr]
 
 
 def _confine(memory_bytes: int, cpu_s: int) -> None:

@@ -181,3 +181,55 @@ def test_isolated_channels_equal_in_process(wav: pathlib.Path, media: pathlib.Pa
         d.decode_channels(stereo, max_duration_s=1.0)
     assert limit.value.field == "duration"
     assert list(tmp_path.iterdir()) == []
+
+
+_HANGING_SERVER = """
+import sys, threading, time, pathlib
+from understanding.faults import FaultInjector
+from understanding.media.sandbox import MediaDecoder, SandboxSettings
+d = MediaDecoder(SandboxSettings(work_dir=pathlib.Path(sys.argv[1]), timeout_s=3600), faults=FaultInjector.from_spec("decode_hang=1"))
+threading.Thread(target=d.decode_audio, args=(pathlib.Path(sys.argv[2]),), daemon=True).start()
+print("decoding", flush=True)
+time.sleep(3600)
+"""
+
+
+def test_a_killed_server_takes_its_hung_decoder_child_and_forkserver_with_it(
+    tmp_path: pathlib.Path, wav: pathlib.Path
+) -> None:
+    """SIGKILL (or the OOM killer) gives the server no chance to clean up: the forkserver and
+    a child hung in hostile media must still end, not live on holding memory forever."""
+    import signal
+    import sys
+    import time
+
+    import psutil
+
+    server = subprocess.Popen(
+        [sys.executable, "-c", _HANGING_SERVER, str(tmp_path), str(wav)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "decoding"
+        parent = psutil.Process(server.pid)
+        deadline = time.monotonic() + 120
+        while True:  # the forkserver (the server's child) and the hung decoder (the forkserver's)
+            forkservers = [p for p in parent.children() if "forkserver" in " ".join(_cmdline(p))]
+            family = forkservers + [c for f in forkservers for c in f.children()]
+            if len(family) >= 2:
+                break
+            assert time.monotonic() < deadline, f"no hung decoder child: {family}"
+            time.sleep(0.1)
+    finally:
+        server.send_signal(signal.SIGKILL)
+        server.wait(30)
+    gone, alive = psutil.wait_procs(family, timeout=60)
+    assert not alive, [(p.pid, p.cmdline()) for p in alive]
+
+
+def _cmdline(process: object) -> list[str]:
+    import psutil
+
+    try:
+        return list(process.cmdline())  # type: ignore[attr-defined]
+    except psutil.Error:
+        return []
