@@ -198,6 +198,9 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="one stream of 15 s")
     parser.add_argument("--levels", default="1,2,4,8")
+    parser.add_argument(
+        "--no-picture-models", action="store_true", help="frames without nudity/OCR (the baseline of their cost)"
+    )
     args = parser.parse_args()
     recording = conversation()
     with wave.open(str(recording.wav)) as w:
@@ -206,7 +209,10 @@ def main() -> int:
     if args.quick:
         pcm = pcm[: 15 * 32000]
     limit = max(levels)
-    server = start_server({"UNDERSTANDING_LIVE_MAX_STREAMS": str(limit), "UNDERSTANDING_LIVE_RETRY_AFTER_S": "10"})
+    env = {"UNDERSTANDING_LIVE_MAX_STREAMS": str(limit), "UNDERSTANDING_LIVE_RETRY_AFTER_S": "10"}
+    if args.no_picture_models:
+        env.update({"UNDERSTANDING_NUDITY_MODEL": "off", "UNDERSTANDING_OCR_MODEL": "off"})
+    server = start_server(env)
     try:
         print(f"server ready in {server.serving_after_s:.1f} s; {len(pcm) / 32000:.0f} s of real speech per stream")
         rows = {}

@@ -45,6 +45,9 @@ class SpeechOptions:
     moderation evidence and "what did the host say" need it; measured cost in
     benchmarks/diarization_bench.py); `num_speakers` is a hint (None: detect the
     count); `channels` says whether each audio channel is one participant.
+    `fallback`: re-decode at higher temperatures when a decode looks wrong
+    (Whisper's default); the live path turns it off, a re-decode would multiply
+    its latency while the next decode corrects the hypothesis anyway.
     """
 
     language: str | None = None
@@ -57,6 +60,7 @@ class SpeechOptions:
     diarize: bool = True
     num_speakers: int | None = None
     channels: ChannelMode = "auto"
+    fallback: bool = True
 
     def __post_init__(self) -> None:
         if self.language is not None and self.language not in SPEECH_LANGUAGES:

@@ -393,6 +393,8 @@ class Transcriber:
                 initial_prompt=options.initial_prompt,
                 hotwords=options.hotwords,
             )
+            if not options.fallback:
+                decoding["temperature"] = 0.0
             if self._batched is not None:
                 lengths = [c["end"] - c["start"] for c in chunks] if options.vad else [samples.size]
                 pieces, info = self._batched.transcribe(

@@ -439,3 +439,22 @@ async def test_a_nude_frame_is_blocked_and_published_at_once_and_its_findings_re
     assert pictures.seen[0][2] is True
     assert [(f.t_s, f.nudity) for f in result.findings] == [(0.0, 0.01), (1.0, 0.97)]
     assert len(publisher.published) == 1  # the clean frame published nothing
+
+
+async def test_frames_skip_the_picture_models_while_recognition_is_behind() -> None:
+    pictures, publisher = NudeEverySecondFrame(), RecordingPublisher()
+    moderation = StreamModeration(
+        policy=load_policy().resolve("t"), signals=DigitsAreAPhone(), publisher=publisher, pictures=pictures
+    )
+    s, _ = session(moderation=moderation)  # not started: nothing decodes the audio
+    publisher.session = s
+    for _ in range(30):  # 3 s of audio the fake VAD has not caught up with: 2 s behind or more
+        await s.audio(b"\x00\x00" * 1600, 0)
+    assert s.status().behind_s >= 2.0
+    s._tasks = [asyncio.create_task(s._frame_loop())]  # noqa: SLF001 - only the frame side runs
+    s.frame(b"jpeg", 11_000_000)
+    event = await asyncio.wait_for(next_event(s, LiveSignals), 10)
+    assert isinstance(event, LiveSignals) and event.models == (MODEL,)  # no picture model named
+    assert pictures.seen == []  # audio first: the picture models waited
+    s.end(EndReason.CLIENT)
+    await asyncio.wait_for(s._tasks[0], 10)  # noqa: SLF001

@@ -33,5 +33,6 @@ class WhisperRecognizer:
             vad=False,
             initial_prompt=job.prompt,
             beam_size=self._beam_size,
+            fallback=False,
         )
         return self._transcriber.transcribe(job.audio, options)

@@ -21,7 +21,9 @@ dropped:
   Frames are judged the same way when the picture models run
   (`StreamModeration.pictures`), in the frame task, so a frame's verdict
   never waits for a decode; the frame's signals event follows its verdict
-  and names the picture models that looked at it.
+  and names the picture models that looked at it. While recognition is
+  `behind_s` behind, frames skip the picture models (audio first): their
+  signals then name none.
 
 `wait()` returns a `LiveResult`: the transcript of every final segment,
 the frame pass's shots and the picture models' findings, for the core to
@@ -502,7 +504,9 @@ class LiveSession:
         )
         found = await self._signals.frame(decoded.image, signals)
         checked_by: tuple[ModelRef, ...] = ()
-        if self.moderation is not None:
+        # The picture models cost more than the rest of a frame together: while recognition is
+        # behind they wait (audio before frames); the frame's signals then name no picture model.
+        if self.moderation is not None and self._asr.behind_s <= self.settings.behind_s:
             new_shot = bool(shot_starts and shot_starts[0])
             checked_by = await self._moderate_frame(self.moderation, sampled, decoded, new_shot=new_shot)
         if found is not None:  # after the verdict: a frame's signals say it has been judged, and by which models
