@@ -201,6 +201,7 @@ def main() -> int:
     parser.add_argument(
         "--no-picture-models", action="store_true", help="frames without nudity/OCR (the baseline of their cost)"
     )
+    parser.add_argument("--set", action="append", default=[], help="a server setting, KEY=VALUE (repeatable)")
     args = parser.parse_args()
     recording = conversation()
     with wave.open(str(recording.wav)) as w:
@@ -212,6 +213,7 @@ def main() -> int:
     env = {"UNDERSTANDING_LIVE_MAX_STREAMS": str(limit), "UNDERSTANDING_LIVE_RETRY_AFTER_S": "10"}
     if args.no_picture_models:
         env.update({"UNDERSTANDING_NUDITY_MODEL": "off", "UNDERSTANDING_OCR_MODEL": "off"})
+    env.update(dict(item.split("=", 1) for item in args.set))
     server = start_server(env)
     try:
         print(f"server ready in {server.serving_after_s:.1f} s; {len(pcm) / 32000:.0f} s of real speech per stream")
