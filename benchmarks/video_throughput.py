@@ -116,7 +116,7 @@ def mode_analyze(clip: pathlib.Path) -> dict[str, float]:
     from understanding.batching import MicroBatcher
     from understanding.config import Settings
     from understanding.domain import SpeechOptions
-    from understanding.models.embedder import Embedder, resolve_embedding_model
+    from understanding.models.embedder import load_text_encoder, resolve_model
     from understanding.models.language import LanguageDetector
     from understanding.models.whisper import Transcriber, resolve_whisper_model
     from understanding.pipelines.speech import SpeechPipeline
@@ -126,7 +126,9 @@ def mode_analyze(clip: pathlib.Path) -> dict[str, float]:
 
     async def run() -> dict[str, float]:
         settings = Settings()
-        embedder = Embedder(resolve_embedding_model(settings.embedding_model), device="cpu")
+        embedder = load_text_encoder(
+            resolve_model(settings.embedding_model), backend="onnx", cache_dir=settings.cache_path / "models"
+        )
         embedder.warm_up()
         batcher = MicroBatcher(
             lambda texts: embedder.encode(texts), name="embed", max_batch_size=32, max_wait_ms=4, max_queue=4096
@@ -134,7 +136,7 @@ def mode_analyze(clip: pathlib.Path) -> dict[str, float]:
         await batcher.start()
         text = TextPipeline(
             embed=batcher.submit_many,
-            tagger=Tagger(Taxonomy.load(None), embedder.encode),
+            tagger=Tagger(Taxonomy.load(None), embedder.encode, model=embedder.model_ref.name),
             language=LanguageDetector(),
             model=embedder.model_ref,
             chunk_max_words=settings.chunk_max_words,
