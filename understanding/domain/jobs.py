@@ -15,7 +15,12 @@ from understanding.domain.media import Modality
 from understanding.domain.options import AnalysisOptions
 
 # Speech options that did not exist when fingerprints were first computed, with their defaults.
-_SPEECH_DEFAULTS_ADDED: dict[str, object] = {"diarize": True, "num_speakers": None, "channels": "auto"}
+_SPEECH_DEFAULTS_ADDED: dict[str, object] = {
+    "diarize": True,
+    "num_speakers": None,
+    "channels": "auto",
+    "fallback": True,
+}
 
 
 class JobState(enum.Enum):
