@@ -12,9 +12,9 @@ skip, except under CI (`CI=true`), where they fail.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
@@ -77,10 +77,15 @@ def ready(url: str) -> bool:
         return False
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL it if the test process dies without stopping it."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+def _dying_with_parent(argv: list[str]) -> list[str]:
+    """`argv` run so that the server gets SIGKILL if the test process dies without stopping it.
+
+    util-linux's setpriv (always in Debian) sets PR_SET_PDEATHSIG and execs the server, same pid.
+    Not a `preexec_fn`: that forks a process full of gRPC threads and runs Python in the child,
+    where gRPC's fork handlers once broke the child before exec (seen in a stressed run).
+    """
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else argv
 
 
 class QdrantServer:
@@ -117,13 +122,12 @@ class QdrantServer:
         with self._log.open("ab") as log:
             # cwd = run dir: the server reads ./config and writes ./snapshots there, never beside the binary.
             self.proc = subprocess.Popen(
-                [str(self.binary)],
+                _dying_with_parent([str(self.binary)]),
                 cwd=self.run_dir,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
-                preexec_fn=_die_with_parent,
             )
         return self
 

@@ -276,51 +276,65 @@ class QdrantClientStore:
         # False: per-tenant IDF computed here (see the module docstring); True: a
         # collection made before that, whose sparse vector has the server's IDF.
         self._server_idf = False
-        if self._call("collection_exists", lambda: self._client.collection_exists(collection)):
-            params = self._call("get_collection", lambda: self._client.get_collection(collection)).config.params
-            vectors = params.vectors if isinstance(params.vectors, dict) else {}
-            if DENSE_VECTOR not in vectors:
-                raise ValueError(
-                    f"collection {collection} has the pre-hybrid layout (unnamed vector); index into a new one"
-                )
-            existing = int(vectors[DENSE_VECTOR].size)
-            if dimension is not None and dimension != existing:
-                raise ValueError(f"collection {collection} holds {existing}-dim vectors, not {dimension}")
-            self.dimension = existing
-            sparse = (params.sparse_vectors or {}).get(SPARSE_VECTOR)
-            self._server_idf = bool(sparse is not None and sparse.modifier == models.Modifier.IDF)
-            if self._server_idf:
-                log.warning(
-                    "this collection was made with the server computing lexical IDF over every tenant; "
-                    "re-index it into a new collection to get per-tenant IDF",
-                    extra={"collection": collection},
-                )
-            if self._server:  # payload fields added since the collection was made (e.g. moderation) get indexes
-                indexed = set(self._client.get_collection(collection).payload_schema or {})
-                for name in KEYWORD_FIELDS:
-                    if name not in indexed:
-                        self._client.create_payload_index(
-                            collection, field_name=name, field_schema=models.PayloadSchemaType.KEYWORD
-                        )
-            return
-        if dimension is None:
-            raise LookupError(f"no collection {collection}")
-        self.dimension = dimension
-        self._create(collection, dimension)
+        if not self._call("collection_exists", lambda: self._client.collection_exists(collection)):
+            if dimension is None:
+                raise LookupError(f"no collection {collection}")
+            if self._create(collection, dimension):
+                self.dimension = dimension
+                return
+        self._open_existing(collection, dimension)
 
-    def _create(self, collection: str, dimension: int) -> None:
-        self._call(
-            "create_collection",
-            lambda: self._client.create_collection(
-                collection,
-                vectors_config={DENSE_VECTOR: models.VectorParams(size=dimension, distance=models.Distance.COSINE)},
-                # No modifier: IDF per tenant is applied to the query (see `_tenant_idf`).
-                sparse_vectors_config={SPARSE_VECTOR: models.SparseVectorParams()},
-                hnsw_config=models.HnswConfigDiff(m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT),
-            ),
-        )
-        if not self._server:  # local mode ignores payload indexes (and warns)
-            return
+    def _open_existing(self, collection: str, dimension: int | None) -> None:
+        info = self._call("get_collection", lambda: self._client.get_collection(collection))
+        params = info.config.params
+        vectors = params.vectors if isinstance(params.vectors, dict) else {}
+        if DENSE_VECTOR not in vectors:
+            raise ValueError(
+                f"collection {collection} has the pre-hybrid layout (unnamed vector); index into a new one"
+            )
+        existing = int(vectors[DENSE_VECTOR].size)
+        if dimension is not None and dimension != existing:
+            raise ValueError(f"collection {collection} holds {existing}-dim vectors, not {dimension}")
+        self.dimension = existing
+        sparse = (params.sparse_vectors or {}).get(SPARSE_VECTOR)
+        self._server_idf = bool(sparse is not None and sparse.modifier == models.Modifier.IDF)
+        if self._server_idf:
+            log.warning(
+                "this collection was made with the server computing lexical IDF over every tenant; "
+                "re-index it into a new collection to get per-tenant IDF",
+                extra={"collection": collection},
+            )
+        if self._server:
+            # Fields added since the collection was made (e.g. moderation) get their indexes, with the
+            # parameters a new collection gets: a process that lost the race to create it (replicas and
+            # workers starting at once) asks for exactly what the winner asks for, in either order.
+            self._create_indexes(collection, skip=set(info.payload_schema or {}))
+
+    def _create(self, collection: str, dimension: int) -> bool:
+        """Make the collection; False when another process made it first (it exists, ours failed)."""
+        try:
+            self._call(
+                "create_collection",
+                lambda: self._client.create_collection(
+                    collection,
+                    vectors_config={DENSE_VECTOR: models.VectorParams(size=dimension, distance=models.Distance.COSINE)},
+                    # No modifier: IDF per tenant is applied to the query (see `_tenant_idf`).
+                    sparse_vectors_config={SPARSE_VECTOR: models.SparseVectorParams()},
+                    hnsw_config=models.HnswConfigDiff(m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT),
+                ),
+            )
+        except Exception:
+            # Replicas and workers starting at once all see no collection; one creation wins, the
+            # server refuses the others (409 "already exists"), which then open the winner's.
+            if self._call("collection_exists", lambda: self._client.collection_exists(collection)):
+                log.info("collection made meanwhile by another process", extra={"collection": collection})
+                return False
+            raise
+        if self._server:  # local mode ignores payload indexes (and warns)
+            self._create_indexes(collection, skip=set())
+        return True
+
+    def _create_indexes(self, collection: str, *, skip: set[str]) -> None:
         schema: list[tuple[str, Any]] = [
             ("tenant", models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True))
         ]
@@ -338,6 +352,8 @@ class QdrantClientStore:
         # the first write (wait=True) returns after every index exists; waiting
         # for each index would cost ~0.1 s apiece.
         for name, kind in schema:
+            if name in skip:
+                continue
             self._call(
                 "create_payload_index",
                 lambda name=name, kind=kind: self._client.create_payload_index(  # type: ignore[misc]

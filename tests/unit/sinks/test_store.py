@@ -460,6 +460,51 @@ def test_qdrant_aliases_switch_atomically(make_store: StoreFactory, backend: str
     assert client.count(alias, exact=True).count == 6
 
 
+def index_schema(client: QdrantClient, collection: str) -> dict[str, object]:
+    """Each payload index's type and parameters (not its point count)."""
+    schema = client.get_collection(collection).payload_schema or {}
+    return {name: (info.data_type, info.params) for name, info in schema.items()}
+
+
+class _SawNoCollection:
+    """A client that missed the collection once: what a process saw that checked just before
+    another process (a replica or worker starting at the same time) created it."""
+
+    def __init__(self, real: QdrantClient) -> None:
+        self._real = real
+        self._missed = False
+
+    def collection_exists(self, name: str) -> bool:
+        if not self._missed:
+            self._missed = True
+            return False
+        return self._real.collection_exists(name)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._real, name)
+
+
+@pytest.mark.parametrize("backend", CLIENTS)
+def test_a_process_that_loses_the_race_to_create_the_collection_opens_the_winners(
+    make_store: StoreFactory, backend: str
+) -> None:
+    winner = make_store(backend, "race")
+    assert isinstance(winner, QdrantClientStore)
+    client: QdrantClient = winner._client
+    winner.upsert(make_points(5))  # a write waits for every index the creation asked for
+    schema_before = index_schema(client, winner.collection)
+    late = QdrantClientStore(
+        dimension=DIM,
+        collection=winner.collection,
+        client=_SawNoCollection(client),  # type: ignore[arg-type]
+    )
+    assert late._client._missed  # type: ignore[attr-defined]  # it did try to create the collection
+    late.upsert(make_points(8))
+    assert winner.count() == 8 == late.count()
+    # The loser asked for no index the winner had not made, and changed none.
+    assert index_schema(client, winner.collection) == schema_before
+
+
 def test_open_store_serves_the_alias_of_the_configured_model(tmp_path: pathlib.Path) -> None:
     settings = Settings.from_env({}, data_dir=str(tmp_path), qdrant_url="")
     v1, v2 = ModelRef("mini", "aaa"), ModelRef("mini", "bbb")
