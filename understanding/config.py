@@ -293,6 +293,16 @@ class Settings:
         10.0, "Deadline of each call to the remote Qdrant; calls are retried with back-off for up to ~20 s."
     )
     qdrant_collection: str = _setting("understanding", "Collection (alias) name prefix.")
+    qdrant_alias_poll_s: float = _setting(
+        5.0,
+        "With a remote Qdrant: how often a process checks whether a reindex in another process moved the alias "
+        "(it then loads the new model and serves its collection); 0 follows only when writing.",
+    )
+    reindex_handover_s: float = _setting(
+        120.0,
+        "With a remote Qdrant: the lease within which a reindex's final pass and alias move must end (writers in "
+        "other processes wait for the alias until then); a final pass that outlasts it fails the reindex.",
+    )
     # --- events
     kafka_bootstrap: str = _setting("", "Kafka bootstrap servers; empty keeps events in the outbox.")
     kafka_analysis_topic: str = _setting("understanding.analysis.v1", "Topic for analysis events.")

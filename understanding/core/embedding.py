@@ -27,7 +27,7 @@ from understanding.models.embedder import (
 )
 from understanding.pipelines.tagging import Tagger, Taxonomy
 from understanding.pipelines.text import EmbeddingBinding
-from understanding.sinks.store import VectorStore, collection_name
+from understanding.sinks.store import SharedCollection, VectorStore, collection_name
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class StoreOpener:
         collection exists, how to open a collection)."""
         settings, alias = self._settings, self.alias
         if settings.qdrant_url:
-            from understanding.sinks.qdrant_remote import QdrantClientStore, connect
+            from understanding.sinks.qdrant_remote import MODEL_PATH_KEY, QdrantClientStore, connect
 
             client = connect(
                 settings.qdrant_url,
@@ -89,7 +89,10 @@ class StoreOpener:
                     dimension=dim, collection=name, client=client, timeout_s=settings.qdrant_timeout_s
                 )
 
-            return current, "", current is None and client.collection_exists(alias), remote
+            recorded = ""
+            if current is not None:
+                recorded = str(QdrantClientStore.collection_metadata(client, current).get(MODEL_PATH_KEY, ""))
+            return current, recorded, current is None and client.collection_exists(alias), remote
         from understanding.sinks.edge_store import EdgeVectorStore, read_alias
 
         root = settings.data_path / "qdrant-edge"
@@ -107,6 +110,25 @@ class StoreOpener:
         if current is None:
             raise LookupError(f"alias {self.alias!r} points at no collection yet: nothing to reindex")
         return make(current, None)
+
+    def open(self, collection: str) -> tuple[VectorStore, str]:
+        """An existing collection and the model path recorded with it (a follower's new store)."""
+        _, _, _, make = self._backend()
+        store = make(collection, None)
+        return store, self.recorded_model(store)
+
+    @staticmethod
+    def recorded_model(store: VectorStore) -> str:
+        return _spec_name(store.recorded_model_path()) if isinstance(store, SharedCollection) else ""
+
+    def model_spec_for(self, collection: str, recorded: str) -> str:
+        """The model spec to load for `collection`: the recorded one, else the packaged model
+        whose collection it is ("" when neither)."""
+        if recorded:
+            return _spec_name(recorded)
+        return next(
+            (name for name, ref in packaged_model_refs().items() if collection_name(self.alias, ref) == collection), ""
+        )
 
     def target(self, model: ModelRef, dimension: int) -> VectorStore:
         """`model`'s collection, created if needed; the alias is left alone (a reindex's target)."""
@@ -147,10 +169,11 @@ class StoreOpener:
         """The embedding model to serve: the configured one, unless it is the default.
 
         A server left at the default follows the alias: to the model a reindex
-        switched it to (the embedded store records the model with the alias),
-        or to the packaged model whose collection the alias names (a remote
-        Qdrant alias records nothing; deployments from before the multilingual
-        default serve MiniLM this way until `reindex` moves them). An explicitly
+        switched it to (recorded in the embedded store's alias pointer, in a
+        Qdrant server's collection metadata), or to the packaged model whose
+        collection the alias names (what a collection recorded nothing tells:
+        deployments from before the multilingual default serve MiniLM this way
+        until `reindex` moves them). An explicitly
         configured model wins, and `serving` refuses a mismatch with the model to set.
         """
         settings = self._settings
@@ -168,9 +191,7 @@ class StoreOpener:
             )
             return DEFAULT_MODEL
         if not followed:
-            followed = next(
-                (name for name, ref in packaged_model_refs().items() if collection_name(self.alias, ref) == current), ""
-            )
+            followed = self.model_spec_for(current, "")
         if followed and followed != DEFAULT_MODEL:
             log.warning(
                 "serving the model the alias follows, not the default: `understanding reindex --to-model "

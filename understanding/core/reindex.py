@@ -17,6 +17,15 @@ from the current collection with the current model:
    pipeline's binding, which speech/video/jobs share, the searcher's store and
    query embedding, the sink's store), then resume writes.
 
+Other processes on the same Qdrant server (replicas, workers that write
+vectors directly) follow by themselves (`follow`, driven by
+core/follow.py): before the final pass the old collection is marked as
+handed over to the new one, for a lease; a process that writes there sees
+the mark right after its write, waits for the alias to move, switches to
+the recorded model and writes again (ids are idempotent), so no write made
+after the final pass stays behind. Processes that do not write notice the
+alias by polling it.
+
 Readers never wait: searches in flight during the swap run again on the new
 pair (`Searcher.rebind`), analyses embedded with the old model re-embed
 (`TextPipeline.rebind`, `ResultSink.switch_store`). The old collection stays
@@ -41,7 +50,7 @@ from understanding.core.embedding import EmbeddingFactory, EmbeddingSwitch, Serv
 from understanding.domain import InvalidInput, ModelRef, PreconditionFailed, Unavailable, UnderstandingError, Vector
 from understanding.models.embedder import EmbeddingModel, TextEncoder
 from understanding.sinks.results import ResultSink
-from understanding.sinks.store import ReindexStats, VectorStore, collection_name, reembed_into
+from understanding.sinks.store import ReindexStats, SharedCollection, VectorStore, collection_name, reembed_into
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +69,9 @@ RETIRE_BATCHER_AFTER_S = 30.0
 OPTIMIZE_MIN_POINTS = 20_000
 # Progress is streamed at most this often.
 PROGRESS_INTERVAL_S = 0.25
+# On a shared server, the final pass and the alias move must end within this lease
+# (writers elsewhere wait for the alias to move until then).
+DEFAULT_HANDOVER_S = 120.0
 
 
 class Phase(enum.Enum):
@@ -127,8 +139,17 @@ class _Cancelled(Exception):
 class OnlineReindex:
     """At most one reindex at a time in the serving process; see the module docstring."""
 
-    def __init__(self, *, switch: EmbeddingSwitch, factory: EmbeddingFactory, sink: ResultSink) -> None:
+    def __init__(
+        self,
+        *,
+        switch: EmbeddingSwitch,
+        factory: EmbeddingFactory,
+        sink: ResultSink,
+        handover_s: float = DEFAULT_HANDOVER_S,
+    ) -> None:
         self._switch = switch
+        self._handover_s = handover_s
+        self._follow_lock = asyncio.Lock()
         self._factory = factory
         self._sink = sink
         self._state: ReindexState | None = None
@@ -220,6 +241,59 @@ class OnlineReindex:
         for store in stores.values():
             await asyncio.to_thread(store.close)
 
+    @property
+    def running(self) -> bool:
+        return self._state is not None and not self._state.finished
+
+    async def follow(self, collection: str) -> bool:
+        """Serve `collection`, which a reindex in another process filled and pointed the
+        alias at: load its recorded model, then swap as a local reindex does (writes
+        paused for the swap only). False when this process serves it already, or runs
+        a reindex of its own (which decides)."""
+        async with self._follow_lock:
+            current = self._switch.current
+            if current.collection == collection or self.running:
+                return False
+            stores = self._factory.stores
+            store = self._retired_stores.pop(collection, None)
+            try:
+                if store is None:
+                    store, recorded = await asyncio.to_thread(stores.open, collection)
+                else:
+                    recorded = await asyncio.to_thread(stores.recorded_model, store)
+                spec = stores.model_spec_for(collection, recorded)
+                if not spec:
+                    raise PreconditionFailed(
+                        f"the alias {stores.alias!r} moved to {collection!r}, which records no model this "
+                        "process can load: restart it with UNDERSTANDING_EMBEDDING_MODEL set to that model"
+                    )
+                encoder = await asyncio.to_thread(self._load, self._factory.resolve(spec))
+                wanted = collection_name(stores.alias, encoder.model_ref)
+                if wanted != collection:
+                    raise PreconditionFailed(
+                        f"the alias {stores.alias!r} moved to {collection!r}, but its recorded model {spec} "
+                        f"has the collection {wanted!r}"
+                    )
+                unit = await asyncio.to_thread(self._factory.assemble, encoder, store, spec)
+            except BaseException:
+                if store is not None:
+                    self._retired_stores[collection] = store
+                raise
+            await unit.batcher.start()
+            await self._sink.pause_writes()
+            try:
+                previous = self._switch.swap(unit)
+            finally:
+                self._sink.resume_writes()
+            if previous.store is not None:
+                self._retired_stores[previous.collection] = previous.store
+            self._retire(previous.batcher)
+            log.info(
+                "followed the alias to another model",
+                extra={"alias": stores.alias, "from": previous.collection, "to": collection, "model": spec},
+            )
+            return True
+
     # ------------------------------------------------------------ the run
     def _changed(self) -> None:
         tick, self._tick = self._tick, asyncio.Event()
@@ -265,7 +339,9 @@ class OnlineReindex:
         source = serving.store
         target: VectorStore | None = None
         unit: ServingEmbedding | None = None
-        paused = swapped = False
+        paused = swapped = marked = False
+        shared = source if isinstance(source, SharedCollection) else None
+        lease_ends = 0.0
         try:
             if source is None:
                 raise PreconditionFailed("this process does not own the vector store")
@@ -303,9 +379,23 @@ class OnlineReindex:
             paused_at = time.monotonic()
             await self._sink.pause_writes()
             paused = True
-            # Nothing can be written now: this pass leaves the two collections equal.
+            if shared is not None:
+                # Other processes writing to the server: from now on, one that writes here
+                # sees the mark after its write and writes again into the new collection.
+                lease_ends = time.time() + self._handover_s
+                await asyncio.to_thread(shared.begin_handover, target.collection, lease_ends)
+                marked = True
+            # Nothing can be written now (here; elsewhere, see above): this pass leaves the
+            # two collections equal.
             await self._pass(source, target, encoder, state, batch_size)
+            if marked and time.time() >= lease_ends:
+                raise Unavailable(
+                    f"the final pass outlasted the {self._handover_s:g} s handover lease: writers in other "
+                    "processes may have stopped waiting; nothing was switched (raise "
+                    "UNDERSTANDING_REINDEX_HANDOVER_S and run the reindex again)"
+                )
             await asyncio.to_thread(target.promote, state.alias, model_path=state.model_path)
+            marked = False  # the source keeps its mark: a late writer there must follow the alias
             # One event-loop step, no await: every consumer moves to the new model together.
             previous = self._switch.swap(unit)
             swapped = True
@@ -336,6 +426,14 @@ class OnlineReindex:
             log.exception("reindex failed")
             state.error = UnderstandingError(f"reindex failed: {type(error).__name__}: {error}")
         finally:
+            if marked and shared is not None:
+                try:
+                    # Unless the alias did move (a promote that failed after it took effect): then
+                    # a late writer there must still follow it.
+                    if await asyncio.to_thread(shared.alias_points_at, state.alias) == shared.collection:
+                        await asyncio.to_thread(shared.end_handover)
+                except Exception:  # noqa: BLE001 - the mark expires with its lease anyway
+                    log.warning("could not clear the handover mark; writers wait for its lease to end")
             if paused:
                 self._sink.resume_writes()
             if not swapped:

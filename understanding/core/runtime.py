@@ -20,6 +20,7 @@ from understanding.batching import BatchObserver
 from understanding.config import Settings
 from understanding.core.analyze import Analyzer
 from understanding.core.embedding import EmbeddingFactory, EmbeddingSwitch, ServingEmbedding
+from understanding.core.follow import AliasFollower
 from understanding.core.live import LiveLimits, LiveStreams, SinkPublisher
 from understanding.core.media import MediaCatalog
 from understanding.core.moderate import Moderator
@@ -146,6 +147,7 @@ class Core:
         reindex: OnlineReindex | None,
         live: LiveStreams | None = None,
         visual: VisualModelUnit | None = None,
+        follower: AliasFollower | None = None,
     ) -> None:
         self.settings = settings
         self.factory = factory
@@ -161,6 +163,7 @@ class Core:
         self.reindex = reindex
         self.live = live
         self.visual = visual
+        self.follower = follower
 
     @property
     def spool_dir(self) -> pathlib.Path:
@@ -290,8 +293,17 @@ class Core:
             query_side = searcher
             embedding.subscribe(lambda u: query_side.rebind(_store_of(u), u.batcher.submit))
             catalog = MediaCatalog(sink)
-            reindex = OnlineReindex(switch=embedding, factory=factory, sink=sink)
             jobs = cls._job_backend(settings, blobs=blobs, sink=sink, analyzer=analyzer)
+        follower = None
+        if sink is not None:
+            reindex = OnlineReindex(
+                switch=embedding, factory=factory, sink=sink, handover_s=settings.reindex_handover_s
+            )
+            if settings.qdrant_url:  # other processes may reindex the same alias
+                follower = AliasFollower(
+                    switch=embedding, reindex=reindex, alias=factory.stores.alias, poll_s=settings.qdrant_alias_poll_s
+                )
+                sink.set_fence(follower.written)
         log.info("core ready", extra={"seconds": round(time.perf_counter() - started, 2), "role": role})
         return cls(
             settings=settings,
@@ -308,6 +320,7 @@ class Core:
             reindex=reindex,
             live=live,
             visual=visual,
+            follower=follower,
         )
 
     @staticmethod
@@ -342,10 +355,14 @@ class Core:
             await self.relay.start()
         if self.jobs is not None:
             await self.jobs.start()
+        if self.follower is not None:
+            await self.follower.start()
 
     async def stop(self) -> None:
-        """Reverse order: jobs, reindex, batchers (embedding, picture models), sink, relay (flushes for
+        """Reverse order: alias follower, jobs, reindex, batchers (embedding, picture models), sink, relay (flushes for
         up to 5 s), stores."""
+        if self.follower is not None:
+            await self.follower.stop()
         if self.jobs is not None:
             await self.jobs.stop()
         if self.reindex is not None:

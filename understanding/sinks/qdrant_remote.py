@@ -54,6 +54,7 @@ from understanding.sinks.store import (
     PUBLISHED,
     SEARCH_HNSW_EF,
     SPARSE_VECTOR,
+    Handover,
     PointFilter,
     PointRecord,
     StoredPoint,
@@ -70,6 +71,11 @@ log = logging.getLogger(__name__)
 SUPPORTED_SERVERS = ((1, 16), (1, 18))
 # Payload field holding a point's lexical term ids (see the module docstring).
 LEXICAL_TERMS = "lexical_terms"
+# Collection metadata keys: the embedding model recorded by `promote`, and the reindex
+# handover mark (see `sinks.store.SharedCollection`).
+MODEL_PATH_KEY = "understanding_model_path"
+HANDOVER_TO_KEY = "understanding_handover_to"
+HANDOVER_UNTIL_KEY = "understanding_handover_until"
 
 # Matches staged points; used as `must_not` by every read.
 _NOT_PENDING = models.FieldCondition(key="pending", match=models.MatchValue(value=PENDING))
@@ -371,9 +377,10 @@ class QdrantClientStore:
         return None
 
     def promote(self, alias: str, *, model_path: str = "") -> None:
-        # Delete + create in one request: Qdrant applies alias changes atomically.
-        # `model_path` is not recorded: a Qdrant alias carries no data (replicas
-        # are configured with their model explicitly).
+        # The collection's metadata records the model (read by replicas that follow the
+        # alias, and at start-up) and loses any handover mark left by an earlier reindex away
+        # from it; then delete + create in one request: Qdrant applies alias changes atomically.
+        self._set_metadata({MODEL_PATH_KEY: model_path, HANDOVER_TO_KEY: "", HANDOVER_UNTIL_KEY: 0.0})
         ops: list[Any] = []
         if self.alias_target(self._client, alias) is not None:
             ops.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
@@ -385,6 +392,43 @@ class QdrantClientStore:
         self._call(
             "update_collection_aliases", lambda: self._client.update_collection_aliases(change_aliases_operations=ops)
         )
+
+    # ------------------------------------------------------------ handover (SharedCollection)
+    @staticmethod
+    def collection_metadata(client: QdrantClient, collection: str) -> dict[str, Any]:
+        call = RetryingCaller(describe(client), DEFAULT_RETRY, timeout_s=10.0)
+        info = call("get_collection", lambda: client.get_collection(collection))
+        return dict(getattr(info.config, "metadata", None) or {})
+
+    def _metadata(self) -> dict[str, Any]:
+        info = self._call("get_collection", lambda: self._client.get_collection(self.collection))
+        return dict(getattr(info.config, "metadata", None) or {})
+
+    def alias_points_at(self, alias: str) -> str | None:
+        """The collection `alias` names now (through this store's connection)."""
+        for a in self._call("get_aliases", self._client.get_aliases).aliases:
+            if a.alias_name == alias:
+                return str(a.collection_name)
+        return None
+
+    def _set_metadata(self, values: dict[str, Any]) -> None:
+        # Qdrant merges the keys into the collection's metadata (a consensus operation:
+        # applied when the call returns).
+        self._call("update_collection", lambda: self._client.update_collection(self.collection, metadata=values))
+
+    def recorded_model_path(self) -> str:
+        return str(self._metadata().get(MODEL_PATH_KEY, ""))
+
+    def handover(self) -> Handover | None:
+        meta = self._metadata()
+        to = str(meta.get(HANDOVER_TO_KEY, ""))
+        return Handover(to, float(meta.get(HANDOVER_UNTIL_KEY, 0.0))) if to else None
+
+    def begin_handover(self, to: str, until: float) -> None:
+        self._set_metadata({HANDOVER_TO_KEY: to, HANDOVER_UNTIL_KEY: until})
+
+    def end_handover(self) -> None:
+        self._set_metadata({HANDOVER_TO_KEY: "", HANDOVER_UNTIL_KEY: 0.0})
 
     # ------------------------------------------------------------ writes
     def _point(self, p: PointRecord, pending: int) -> models.PointStruct:

@@ -55,6 +55,7 @@ class ResultSink:
         # how to embed with it (for analyses made with the previous model).
         self._model: ModelRef | None = None
         self._reembed: Callable[[Sequence[str]], Awaitable[list[Vector]]] | None = None
+        self._fence: Callable[[VectorStore], Awaitable[bool]] | None = None
 
     @property
     def batchers(self) -> tuple[MicroBatcher[Any, None], ...]:
@@ -74,10 +75,14 @@ class ResultSink:
         moderation topic when it was moderated); returns the analysis event's id."""
         if self._faults is not None:
             self._faults.check("store_write")
-        async with self._gate.passage():
-            analysis = await self._in_store_model(analysis)
-            await self._store_writes.submit((analysis, analysis_points(analysis)))
-            collection = self.store.collection
+        while True:
+            async with self._gate.passage():
+                analysis = await self._in_store_model(analysis)
+                store = self.store
+                await self._store_writes.submit((analysis, analysis_points(analysis)))
+            if not await self._moved_on(store):
+                break
+        collection = store.collection
         event = codec.analysis_event(analysis, collection=collection, produced_at=time.time())
         await self.publish(
             self._topic,
@@ -142,8 +147,14 @@ class ResultSink:
 
     async def delete_media(self, tenant: str, media_id: str, *, trace_id: str = "") -> int:
         """Remove every point of the media and tell consumers (MediaDeletedEvent)."""
-        async with self._gate.passage():
-            deleted = await asyncio.to_thread(self.store.delete_media, tenant, media_id)
+        deleted = 0
+        while True:
+            async with self._gate.passage():
+                store = self.store
+                # Made again after a switch (see `set_fence`), it may find the media gone already.
+                deleted = max(deleted, await asyncio.to_thread(store.delete_media, tenant, media_id))
+            if not await self._moved_on(store):
+                break
         if deleted:
             event = codec.media_deleted_event(tenant, media_id, deleted, produced_at=time.time())
             await self.publish(
@@ -179,6 +190,15 @@ class ResultSink:
         written, so the store never mixes two models' vectors.
         """
         self.store, self._model, self._reembed = store, model, embed
+
+    def set_fence(self, fence: Callable[[VectorStore], Awaitable[bool]]) -> None:
+        """`fence(store)` runs after every write into `store` (outside the write gate); True
+        means this process serves another collection now and the write is made again there
+        (core/follow.py: another process's reindex moved the alias)."""
+        self._fence = fence
+
+    async def _moved_on(self, store: VectorStore) -> bool:
+        return self._fence is not None and await self._fence(store)
 
     async def _in_store_model(self, analysis: Analysis) -> Analysis:
         if self._model is None or self._reembed is None or analysis.embedding_model == self._model:

@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from understanding.domain import Analysis, Decision, ModelRef, Vector, point_id
 from understanding.sinks import lexical
@@ -330,6 +330,40 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 def collection_name(alias: str, model: ModelRef) -> str:
     """The physical collection holding `model`'s vectors behind `alias`."""
     return f"{alias}__{_UNSAFE.sub('-', model.name)}__{_UNSAFE.sub('-', model.version)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Handover:
+    """A reindex is moving the alias from this collection to `to`: until `until` (epoch
+    seconds, the reindexer's clock), a write that lands here may be missed by its final pass."""
+
+    to: str
+    until: float
+
+
+@runtime_checkable
+class SharedCollection(Protocol):
+    """A collection several processes write to (a Qdrant server): the online reindex marks
+    the old collection before its final pass, so a writer in another process can tell that
+    what it just wrote must be written again in the new collection (core/follow.py)."""
+
+    collection: str
+
+    def handover(self) -> Handover | None:
+        """The reindex moving readers away from this collection, if one is under way."""
+        ...
+
+    def begin_handover(self, to: str, until: float) -> None: ...
+
+    def end_handover(self) -> None: ...
+
+    def alias_points_at(self, alias: str) -> str | None:
+        """The collection `alias` names now."""
+        ...
+
+    def recorded_model_path(self) -> str:
+        """The model directory (or packaged model name) recorded with this collection."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,8 +28,10 @@ from understanding.sinks.edge_store import EdgeVectorStore, read_alias
 from understanding.sinks.lexical import encoder
 from understanding.sinks.qdrant_remote import QdrantClientStore, UnsupportedServer, version_verdict
 from understanding.sinks.store import (
+    Handover,
     PointFilter,
     PointRecord,
+    SharedCollection,
     StoredPoint,
     VectorStore,
     collection_name,
@@ -609,3 +611,30 @@ def test_connect_says_the_server_version_once(
     assert said[0].levelno == logging.INFO and "supported" in said[0].getMessage()
     # qdrant-client's own warning (minor versions apart) is not shown: ours replaces it.
     assert not [w for w in recwarn if "incompatible" in str(w.message)]
+
+
+@pytest.mark.parametrize("backend", CLIENTS)
+def test_a_handover_mark_and_the_recorded_model_live_with_the_collection(
+    make_store: StoreFactory, backend: str
+) -> None:
+    old = make_store(backend, "handover-old")
+    assert isinstance(old, QdrantClientStore)
+    new = QdrantClientStore(dimension=DIM, collection=f"{old.collection}-new", client=old._client)
+    assert isinstance(old, SharedCollection) and isinstance(new, SharedCollection)
+    alias = f"alias-{uuid.uuid4().hex[:6]}"
+    old.promote(alias, model_path="minilm")
+    assert old.alias_points_at(alias) == old.collection
+    assert old.recorded_model_path() == "minilm" and old.handover() is None
+    # A reindex marks the old collection before its final pass; a writer reads the mark.
+    old.begin_handover(new.collection, 1234.5)
+    assert old.handover() == Handover(new.collection, 1234.5)
+    new.promote(alias, model_path="/models/other")
+    assert new.alias_points_at(alias) == new.collection == old.alias_points_at(alias)
+    assert new.recorded_model_path() == "/models/other"
+    assert old.handover() == Handover(new.collection, 1234.5)  # kept: a late writer there must follow
+    # A failed reindex clears its mark; a rollback (promote back) clears the stale one too.
+    new.begin_handover(old.collection, 99.0)
+    new.end_handover()
+    assert new.handover() is None
+    old.promote(alias, model_path="minilm")
+    assert old.handover() is None and old.recorded_model_path() == "minilm"
