@@ -91,6 +91,8 @@ class AliasFollower:
         while True:
             target = await asyncio.to_thread(store.alias_points_at, self._alias)
             if target is not None and target != store.collection:
+                while self._reindex.running:  # this process's own reindex moved it: it swaps in a moment
+                    await asyncio.sleep(HANDOVER_POLL_S)
                 if self._switch.current.collection != target:
                     await self._reindex.follow(target)
                 if self._switch.current.collection != target:

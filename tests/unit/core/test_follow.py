@@ -148,3 +148,19 @@ async def test_the_poll_follows_the_alias_unless_a_local_reindex_decides() -> No
     finally:
         await follower.stop()
     assert reindex.switch.current.collection == "new" and reindex.followed[:1] == ["new"]
+
+
+async def test_a_write_that_meets_this_process_own_reindex_waits_for_its_swap() -> None:
+    follower, old, reindex, world = setup(running=True)
+    old.begin_handover("new", time.time() + 60)
+    world["alias"] = "new"  # moved by this process's reindex, which has not swapped yet
+
+    async def the_reindex_swaps() -> None:
+        await asyncio.sleep(0.3)
+        reindex.switch.current = Unit(Collection("new", world))
+        reindex.running = False
+
+    swap = asyncio.create_task(the_reindex_swaps())
+    assert await follower.written(old)  # type: ignore[arg-type]  # made again in the new collection
+    await swap
+    assert reindex.followed == []  # the reindex switched this process, not the follower
