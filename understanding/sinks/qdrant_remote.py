@@ -371,10 +371,7 @@ class QdrantClientStore:
     @staticmethod
     def alias_target(client: QdrantClient, alias: str) -> str | None:
         call = RetryingCaller(describe(client), DEFAULT_RETRY, timeout_s=10.0)
-        for a in call("get_aliases", client.get_aliases).aliases:
-            if a.alias_name == alias:
-                return str(a.collection_name)
-        return None
+        return _aliased(call("get_aliases", client.get_aliases), alias)
 
     def promote(self, alias: str, *, model_path: str = "") -> None:
         # The collection's metadata records the model (read by replicas that follow the
@@ -397,19 +394,14 @@ class QdrantClientStore:
     @staticmethod
     def collection_metadata(client: QdrantClient, collection: str) -> dict[str, Any]:
         call = RetryingCaller(describe(client), DEFAULT_RETRY, timeout_s=10.0)
-        info = call("get_collection", lambda: client.get_collection(collection))
-        return dict(getattr(info.config, "metadata", None) or {})
+        return _metadata_of(call("get_collection", lambda: client.get_collection(collection)))
 
     def _metadata(self) -> dict[str, Any]:
-        info = self._call("get_collection", lambda: self._client.get_collection(self.collection))
-        return dict(getattr(info.config, "metadata", None) or {})
+        return _metadata_of(self._call("get_collection", lambda: self._client.get_collection(self.collection)))
 
     def alias_points_at(self, alias: str) -> str | None:
-        """The collection `alias` names now (through this store's connection)."""
-        for a in self._call("get_aliases", self._client.get_aliases).aliases:
-            if a.alias_name == alias:
-                return str(a.collection_name)
-        return None
+        """The collection `alias` names now (through this store's connection and retry policy)."""
+        return _aliased(self._call("get_aliases", self._client.get_aliases), alias)
 
     def _set_metadata(self, values: dict[str, Any]) -> None:
         # Qdrant merges the keys into the collection's metadata (a consensus operation:
@@ -686,6 +678,16 @@ class QdrantClientStore:
         payload = dict(point.payload or {})
         payload.pop(LEXICAL_TERMS, None)  # storage detail, not part of a result
         return StoredPoint(id=str(point.id), score=float(score), payload=payload, vector=vector)
+
+
+def _aliased(aliases: Any, alias: str) -> str | None:
+    """The collection `alias` names in a get_aliases answer."""
+    return next((str(a.collection_name) for a in aliases.aliases if a.alias_name == alias), None)
+
+
+def _metadata_of(info: Any) -> dict[str, Any]:
+    """A get_collection answer's metadata (None on servers without it)."""
+    return dict(getattr(info.config, "metadata", None) or {})
 
 
 def _is_remote(client: QdrantClient) -> bool:
