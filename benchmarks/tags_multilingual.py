@@ -29,6 +29,14 @@ service loads (`--taxonomy`, default the packaged one):
   - per topic, F1 per language;
   - the Firefox sentences (mostly topic-free UI text): the share of
     translations whose tag set equals their English original's.
+
+What more consistency would cost (`--tradeoffs`, held-out half):
+  - every threshold raised by a margin: consistency against mean topic F1
+    (fewer tags agree more often, mostly as empty sets);
+  - per-language thresholds: each label's threshold per language fitted on
+    the calibration half to agree with the English decisions (within 0.08 of
+    the shared one), applied by the language py3langid detects, as the
+    service would have to.
 """
 
 from __future__ import annotations
@@ -106,6 +114,7 @@ def main() -> None:
     parser.add_argument("--languages", default=",".join(LANGUAGES))
     parser.add_argument("--taxonomy", default="", help="taxonomy file to evaluate (default: the packaged one)")
     parser.add_argument("--quick", action="store_true", help="3 languages, 300 Firefox sentences (CI smoke)")
+    parser.add_argument("--tradeoffs", action="store_true", help="what more consistency would cost (see above)")
     args = parser.parse_args()
     languages = ("ko", "ja", "de") if args.quick else tuple(args.languages.split(","))
     langs = ("en", *languages)
@@ -187,6 +196,73 @@ def main() -> None:
         f"  ({n_eval} held-out emoji items, {len(tagged)} tagged in English; {len(sentences.english)} Firefox sentences)"
     )
     result("tags_same_as_english_worst_language", worst, None, ">= 0.90")
+    if args.tradeoffs:
+        tradeoffs(items, split, scores, thresholds, labels, topics, truth, languages)
+
+
+def agreement(
+    scores: dict[str, np.ndarray], thresholds: dict[str, np.ndarray], english: np.ndarray, lang: str
+) -> float:
+    """Share of rows of `lang` whose tag set equals the English one (`english`: the English decisions)."""
+    return float(np.mean(np.all((scores[lang] >= thresholds[lang]) == english, axis=1)))
+
+
+def fit_agreeing(scores: np.ndarray, english: np.ndarray, shared: float, reach: float = 0.08) -> float:
+    """The threshold within `reach` of `shared` whose decisions agree most with English's (ties: nearest)."""
+    candidates = sorted(
+        np.unique(np.append(scores[np.abs(scores - shared) <= reach], shared)), key=lambda c: abs(c - shared)
+    )
+    return float(max(candidates, key=lambda c: int(((scores >= c) == english).sum())))
+
+
+def tradeoffs(
+    items: Sequence[LabelledItem],
+    split: np.ndarray,
+    scores: dict[str, np.ndarray],
+    thresholds: np.ndarray,
+    labels: Sequence[str],
+    topics: Sequence[str],
+    truth: dict[str, np.ndarray],
+    languages: Sequence[str],
+) -> None:
+    from understanding.models.language import LanguageDetector
+
+    held = {lang: m[split] for lang, m in scores.items()}
+    print("\nheld-out: every threshold raised by a margin (same tag set as English; mean topic F1, all languages)")
+    for margin in (0.0, 0.01, 0.02, 0.03, 0.05):
+        raised = thresholds + margin
+        english = held["en"] >= raised
+        same = [agreement(held, {lang: raised}, english, lang) for lang in languages]
+        f1s = [
+            f1(held[lang][:, labels.index(t)], truth[t][split], raised[labels.index(t)])
+            for t in topics
+            for lang in held
+        ]
+        print(f"  +{margin:.2f}: worst {min(same):.3f} mean {np.mean(same):.3f}  topic F1 {np.mean(f1s):.3f}")
+    english_cal = scores["en"][~split] >= thresholds
+    per_lang = {
+        lang: np.array(
+            [
+                fit_agreeing(scores[lang][~split, k], english_cal[:, k], float(thresholds[k]))
+                for k in range(len(labels))
+            ],
+            dtype=np.float32,
+        )
+        for lang in languages
+    }
+    detector = LanguageDetector()
+    texts = [i.texts for i, h in zip(items, split, strict=True) if h]
+    english = held["en"] >= thresholds
+    print("\nheld-out: per-language thresholds fitted on the calibration half to agree with English")
+    print(f"  {'lang':4s} {'shared':>7s} {'own':>7s} {'detected':>9s} {'detected right':>15s}")
+    for lang in languages:
+        shared = agreement(held, {lang: thresholds}, english, lang)
+        own = agreement(held, {lang: per_lang[lang]}, english, lang)
+        codes = [detector.detect(t[lang]).code for t in texts]
+        by_detected = np.stack([per_lang.get(c, thresholds) for c in codes])
+        detected = float(np.mean(np.all((held[lang] >= by_detected) == english, axis=1)))
+        right = float(np.mean([c == lang for c in codes]))
+        print(f"  {lang:4s} {shared:7.3f} {own:7.3f} {detected:9.3f} {right:15.2f}")
 
 
 if __name__ == "__main__":

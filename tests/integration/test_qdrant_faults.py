@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+import grpc
 import numpy as np
 import pytest
 
@@ -118,19 +119,21 @@ def writer(store: QdrantClientStore, media: list[str], log: WriteLog) -> None:
             log.changed.notify_all()
 
 
-@pytest.mark.parametrize(
-    "transport",
-    [
-        pytest.param(
-            "grpc",
-            # Seen once in CI (2026-12-02), never alone: after the SIGKILL and restart, reading a
-            # media's points back over gRPC failed with "Exception deserializing response!" on every
-            # retry. Under investigation (issue 18); not strict, so a pass does not fail the suite.
-            marks=pytest.mark.xfail(reason="gRPC read-back after kill -9 once undecodable (issue 18)", strict=False),
-        ),
-        "rest",
-    ],
-)
+def assert_stored_once(store: QdrantClientStore, media: list[str]) -> None:
+    """Every media in its last version (2), whole, once; nothing staged or stale; searches see version 2."""
+    for name in media:
+        got = store.media_points(TENANT, name)
+        assert [p.payload["text"] for p in got] == [p.payload["text"] for p in chunks(name, 2)], name
+    assert store.count(TENANT) == 2 * len(media)
+    stored = [p for batch in store.scan(batch_size=512) for p in batch]
+    assert len(stored) == len({p.id for p in stored}) == 2 * len(media)
+    raw = store._client.count("faults", exact=True).count  # type: ignore[attr-defined]
+    assert raw == 2 * len(media), "staged or older-version points survived"
+    hits = store.search(chunks(media[0], 2)[0].vector, PointFilter(tenant=TENANT), limit=50)
+    assert hits and {p.payload["version"] for p in hits} == {2}
+
+
+@pytest.mark.parametrize("transport", ["grpc", "rest"])
 def test_sigkill_under_write_load_loses_and_duplicates_nothing(server: QdrantServer, transport: str) -> None:
     # A short budget so writes during the outage are refused (the path a job
     # retry takes), not only retried inside the store.
@@ -160,20 +163,20 @@ def test_sigkill_under_write_load_loses_and_duplicates_nothing(server: QdrantSer
         assert refused.retry_after_s and refused.retry_after_s > 0
         assert "Qdrant" in refused.message and "retry later" in refused.message
 
-    # Every media accepted, in its last version, whole, once.
     assert log.accepted == {name: 2 for name in media}
-    for name in media:
-        got = store.media_points(TENANT, name)
-        assert [p.payload["text"] for p in got] == [p.payload["text"] for p in chunks(name, 2)], name
-    assert store.count(TENANT) == 2 * len(media)
-    # Nothing staged or stale left behind: every stored point is a published version-2 chunk.
-    stored = [p for batch in store.scan(batch_size=512) for p in batch]
-    assert len(stored) == len({p.id for p in stored}) == 2 * len(media)
-    raw = store._client.count("faults", exact=True).count  # type: ignore[attr-defined]
-    assert raw == 2 * len(media), "staged or older-version points survived"
-    # Searches see each media once, in version 2.
-    hits = store.search(chunks(media[0], 2)[0].vector, PointFilter(tenant=TENANT), limit=50)
-    assert hits and {p.payload["version"] for p in hits} == {2}
+    try:
+        assert_stored_once(store, media)
+    except grpc.RpcError as error:
+        # Seen once in CI (2026-12-02), never since: after the SIGKILL and restart, reading points
+        # back over gRPC failed with "Exception deserializing response!" (a client-side decode of
+        # the server's answer; cause not found, issue 18). The data must then be intact over REST:
+        # only that exact failure, with every check passing over REST, is an expected failure.
+        if transport != "grpc" or "deserializing response" not in str(error):
+            raise
+        rest = open_store(server, "rest", timeout_s=5, retry=retry)
+        assert_stored_once(rest, media)
+        rest.close()
+        pytest.xfail(f"gRPC read-back after kill -9 undecodable, data intact over REST: {error}")
     store.close()
 
 
