@@ -92,7 +92,11 @@ class StoreOpener:
             recorded = ""
             if current is not None:
                 recorded = str(QdrantClientStore.collection_metadata(client, current).get(MODEL_PATH_KEY, ""))
-            return current, recorded, current is None and client.collection_exists(alias), remote
+            # Not `collection_exists(alias)`: it also says yes once another process starting at the
+            # same time has made the alias since `current` was read (seen in CI: a worker took it
+            # for a collection from before per-model collections and exited).
+            legacy = current is None and QdrantClientStore.has_collection(client, alias)
+            return current, recorded, legacy, remote
         from understanding.sinks.edge_store import EdgeVectorStore, read_alias
 
         root = settings.data_path / "qdrant-edge"
@@ -149,7 +153,14 @@ class StoreOpener:
                     )
                 log.warning("the pre-hybrid collection %r is not served; its data needs re-indexing", self.alias)
             store = make(wanted, dimension)
-            store.promote(self.alias, model_path=model_path)
+            try:
+                store.promote(self.alias, model_path=model_path)
+            except Exception:
+                # Replicas and workers starting at once all find no alias and make the same
+                # collection; the server may refuse every alias creation but the first.
+                if self._backend()[0] != wanted:
+                    raise
+                log.info("alias made meanwhile by another process", extra={"collection": wanted})
             return store
         if current != wanted:
             hint = (

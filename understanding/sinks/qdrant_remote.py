@@ -373,6 +373,13 @@ class QdrantClientStore:
         call = RetryingCaller(describe(client), DEFAULT_RETRY, timeout_s=10.0)
         return _aliased(call("get_aliases", client.get_aliases), alias)
 
+    @staticmethod
+    def has_collection(client: QdrantClient, name: str) -> bool:
+        """A collection by that name exists (an alias by that name is not one: Qdrant's
+        `collection_exists` also answers yes for an alias)."""
+        call = RetryingCaller(describe(client), DEFAULT_RETRY, timeout_s=10.0)
+        return name in {c.name for c in call("get_collections", client.get_collections).collections}
+
     def promote(self, alias: str, *, model_path: str = "") -> None:
         # The collection's metadata records the model (read by replicas that follow the
         # alias, and at start-up) and loses any handover mark left by an earlier reindex away

@@ -582,6 +582,53 @@ def test_open_store_on_a_server_serves_the_alias_of_the_configured_model(
         admin.close()
 
 
+@pytest.mark.qdrant_server
+@pytest.mark.parametrize("missed", [1, 2], ids=["read-before-the-alias", "promote-before-the-alias"])
+def test_processes_starting_at_once_on_a_server_share_the_first_collection(
+    qdrant_server: QdrantEndpoint, missed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process that read no alias just before another one made it starts on the same collection.
+
+    Seen in CI: a worker starting with another one took the alias the other had
+    just made for a collection from before per-model collections, and exited.
+    `missed` alias reads answer "no alias" as they did for that process: its
+    start-up read (1), and also its promote's (2: it then asks to create an
+    alias that exists).
+    """
+    alias = f"understanding-{uuid.uuid4().hex[:8]}"
+    settings = Settings.from_env(
+        {
+            "UNDERSTANDING_QDRANT_URL": qdrant_server.url,
+            "UNDERSTANDING_QDRANT_GRPC_PORT": str(qdrant_server.grpc_port),
+            "UNDERSTANDING_QDRANT_COLLECTION": alias,
+        }
+    )
+    v1 = ModelRef("mini", "aaa")
+    admin = server_client(qdrant_server, "grpc")
+    real = QdrantClientStore.alias_target
+    try:
+        winner = StoreOpener(settings).serving(v1, DIM, model_path="minilm")
+        stale = [None] * missed
+
+        def racing(client: QdrantClient, name: str) -> str | None:
+            return stale.pop() if stale else real(client, name)
+
+        monkeypatch.setattr(QdrantClientStore, "alias_target", staticmethod(racing))
+        loser = StoreOpener(settings).serving(v1, DIM, model_path="minilm")
+        assert not stale  # every stale read was made
+        monkeypatch.setattr(QdrantClientStore, "alias_target", staticmethod(real))
+        assert loser.collection == winner.collection == real(admin, alias)
+        winner.upsert(make_points(4))
+        assert loser.count() == 4
+        assert StoreOpener.recorded_model(loser) == "minilm"
+        winner.close()
+        loser.close()
+    finally:
+        monkeypatch.setattr(QdrantClientStore, "alias_target", staticmethod(real))
+        admin.delete_collection(collection_name(alias, v1))
+        admin.close()
+
+
 def test_version_verdict_names_the_supported_range() -> None:
     level, message = version_verdict("1.16.3", "http://q:6333")
     assert level == logging.INFO and "1.16.3" in message and "supported" in message
