@@ -200,11 +200,10 @@ def main() -> None:
         tradeoffs(items, split, scores, thresholds, labels, topics, truth, languages)
 
 
-def agreement(
-    scores: dict[str, np.ndarray], thresholds: dict[str, np.ndarray], english: np.ndarray, lang: str
-) -> float:
-    """Share of rows of `lang` whose tag set equals the English one (`english`: the English decisions)."""
-    return float(np.mean(np.all((scores[lang] >= thresholds[lang]) == english, axis=1)))
+def agreement(scores: np.ndarray, thresholds: np.ndarray, english: np.ndarray) -> float:
+    """Share of rows whose tag set equals the English one (`english`: the English decisions);
+    `thresholds` per label, or per row and label."""
+    return float(np.mean(np.all((scores >= thresholds) == english, axis=1)))
 
 
 def fit_agreeing(scores: np.ndarray, english: np.ndarray, shared: float, reach: float = 0.08) -> float:
@@ -232,7 +231,7 @@ def tradeoffs(
     for margin in (0.0, 0.01, 0.02, 0.03, 0.05):
         raised = thresholds + margin
         english = held["en"] >= raised
-        same = [agreement(held, {lang: raised}, english, lang) for lang in languages]
+        same = [agreement(held[lang], raised, english) for lang in languages]
         f1s = [
             f1(held[lang][:, labels.index(t)], truth[t][split], raised[labels.index(t)])
             for t in topics
@@ -256,11 +255,10 @@ def tradeoffs(
     print("\nheld-out: per-language thresholds fitted on the calibration half to agree with English")
     print(f"  {'lang':4s} {'shared':>7s} {'own':>7s} {'detected':>9s} {'detected right':>15s}")
     for lang in languages:
-        shared = agreement(held, {lang: thresholds}, english, lang)
-        own = agreement(held, {lang: per_lang[lang]}, english, lang)
+        shared = agreement(held[lang], thresholds, english)
+        own = agreement(held[lang], per_lang[lang], english)
         codes = [detector.detect(t[lang]).code for t in texts]
-        by_detected = np.stack([per_lang.get(c, thresholds) for c in codes])
-        detected = float(np.mean(np.all((held[lang] >= by_detected) == english, axis=1)))
+        detected = agreement(held[lang], np.stack([per_lang.get(c, thresholds) for c in codes]), english)
         right = float(np.mean([c == lang for c in codes]))
         print(f"  {lang:4s} {shared:7.3f} {own:7.3f} {detected:9.3f} {right:15.2f}")
 

@@ -616,7 +616,6 @@ def test_processes_starting_at_once_on_a_server_share_the_first_collection(
         monkeypatch.setattr(QdrantClientStore, "alias_target", staticmethod(racing))
         loser = StoreOpener(settings).serving(v1, DIM, model_path="minilm")
         assert not stale  # every stale read was made
-        monkeypatch.setattr(QdrantClientStore, "alias_target", staticmethod(real))
         assert loser.collection == winner.collection == real(admin, alias)
         winner.upsert(make_points(4))
         assert loser.count() == 4
@@ -624,7 +623,6 @@ def test_processes_starting_at_once_on_a_server_share_the_first_collection(
         winner.close()
         loser.close()
     finally:
-        monkeypatch.setattr(QdrantClientStore, "alias_target", staticmethod(real))
         admin.delete_collection(collection_name(alias, v1))
         admin.close()
 
