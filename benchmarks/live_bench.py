@@ -2,6 +2,7 @@
 
     python benchmarks/live_bench.py           # 1, 2, 4, 8 concurrent streams, then one over the limit
     python benchmarks/live_bench.py --quick   # one stream of 15 s (CI)
+    python benchmarks/live_bench.py --levels 1 --pauses 1.5 --trace   # the speaker stops 13 times; every final
 
 Each stream plays the pyannote.audio sample (30 s of a real two-speaker phone
 call, not written by the project; tests/fixtures/real_speech.py fetches it)
@@ -16,6 +17,12 @@ Per stream, on the client's clock (audio at media time t is sent at start + t):
   on a moderated stream (the default) they are sent after the picture models
   (open_nsfw, PP-OCRv4 on the frame's digits) judged it: the frame's moderation result.
 
+With `--pauses S`, each of the reference transcript's 13 segments is played
+followed by S seconds of the recording's own room tone (its first 1.5 s, before
+anyone speaks): every segment end is then a moment the speaker stops and the
+endpointer can hear it (the call as recorded has no 500 ms pause: its finals
+come from the 12 s cut and the end of the stream).
+
 WER: the live finals and the batch `Transcribe` of the same file (same
 server, same model) against the recording's reference transcript.
 Figures are printed, never asserted.
@@ -28,6 +35,7 @@ import asyncio
 import pathlib
 import re
 import sys
+import tempfile
 import time
 import wave
 from dataclasses import dataclass, field
@@ -51,6 +59,27 @@ def words(text: str) -> str:
     return " ".join(re.sub(r"[^\w' ]", " ", text.lower()).split())
 
 
+def with_pauses(wav: pathlib.Path, pause_s: float) -> bytes:
+    """The reference segments (sample.stm, next to the wav) with `pause_s` of room tone after each."""
+    with wave.open(str(wav)) as w:
+        rate = w.getframerate()
+        audio = np.frombuffer(w.readframes(w.getnframes()), np.int16)
+    tone = audio[: int(1.5 * rate)]
+    pause = np.resize(tone, int(pause_s * rate))
+    spans = [
+        (float(fields[3]), float(fields[4]))
+        for fields in (line.split(None, 5) for line in wav.with_suffix(".stm").read_text().splitlines())
+        if len(fields) == 6
+    ]
+    parts = [pause]
+    for i, (start, end) in enumerate(spans):
+        # The reference times are tight: up to 0.1 s more on each side, never into a neighbour.
+        before = min(0.1, (start - spans[i - 1][1]) / 2) if i else 0.1
+        after = min(0.1, (spans[i + 1][0] - end) / 2) if i + 1 < len(spans) else 0.1
+        parts += [audio[int((start - before) * rate) : int((end + after) * rate)], pause]
+    return np.concatenate(parts).astype(np.int16).tobytes()
+
+
 def frame_jpeg(t: int) -> bytes:
     image = np.full((360, 640, 3), (40 + 6 * t) % 256, np.uint8)
     cv2.circle(image, (320, 180), 90, (0, 0, 255), -1)
@@ -61,6 +90,7 @@ def frame_jpeg(t: int) -> bytes:
 @dataclass
 class StreamFigures:
     final_latency: list[float] = field(default_factory=list)
+    finals: list[tuple[float, float, str]] = field(default_factory=list)  # (segment start, end, text)
     partial_gaps: list[float] = field(default_factory=list)
     frame_latency: list[float] = field(default_factory=list)
     max_behind_s: float = 0.0
@@ -113,6 +143,7 @@ async def play(target: str, pcm: bytes, media_id: str) -> StreamFigures:
                     if segment.index in last_hypothesis:
                         figures.partial_gaps.append(now - last_hypothesis[segment.index])
                     figures.final_latency.append(now - (started + segment.end_s))
+                    figures.finals.append((segment.start_s, segment.end_s, segment.text))
                     finals.append(segment.text)
                 elif kind == "signals" and event.signals.source == "frame":
                     figures.frame_latency.append(now - (started + event.signals.frame_s))
@@ -202,10 +233,16 @@ def main() -> int:
         "--no-picture-models", action="store_true", help="frames without nudity/OCR (the baseline of their cost)"
     )
     parser.add_argument("--set", action="append", default=[], help="a server setting, KEY=VALUE (repeatable)")
+    parser.add_argument(
+        "--pauses", type=float, default=0.0, help="seconds of room tone after each reference segment (0: as recorded)"
+    )
+    parser.add_argument("--trace", action="store_true", help="print every final of the single stream, with its latency")
     args = parser.parse_args()
     recording = conversation()
     with wave.open(str(recording.wav)) as w:
         pcm = w.readframes(w.getnframes())
+    if args.pauses > 0:
+        pcm = with_pauses(recording.wav, args.pauses)
     levels = [1] if args.quick else [int(x) for x in args.levels.split(",")]
     if args.quick:
         pcm = pcm[: 15 * 32000]
@@ -224,11 +261,21 @@ def main() -> int:
             rows[n] = summarise(n, streams)
             if n == 1:
                 single = streams
+                if args.trace:
+                    trace(streams[0])
         if not args.quick:
             print(f"stream {limit + 1} while {limit} run: {asyncio.run(_over_limit(server.target, pcm, limit))}")
         reference = words(recording.reference)
         live_wer = jiwer.wer(reference, words(single[0].text)) if not args.quick else float("nan")
-        text, batch_s = batch_text(server.target, recording.wav)
+        played = recording.wav
+        if args.pauses > 0:  # the batch side transcribes the same audio as the live one
+            played = pathlib.Path(tempfile.mkdtemp()) / "paused.wav"
+            with wave.open(str(played), "wb") as w:
+                w.setnchannels(1)
+                w.setsampwidth(2)
+                w.setframerate(16000)
+                w.writeframes(pcm)
+        text, batch_s = batch_text(server.target, played)
         batch_wer = jiwer.wer(reference, words(text))
         print(f"WER on the full recording: live {live_wer:.3f}  batch Transcribe {batch_wer:.3f} ({batch_s:.1f} s)")
         one = rows[1]
@@ -244,6 +291,12 @@ def main() -> int:
     finally:
         server.stop()
     return 0
+
+
+def trace(stream: StreamFigures) -> None:
+    """What the single stream's final latency is made of: each segment, when it ended, how late its final came."""
+    for (start_s, end_s, text), late in zip(stream.finals, stream.final_latency, strict=True):
+        print(f"    final {start_s:5.2f}-{end_s:5.2f} s  +{late:4.2f} s  {text[:70]}")
 
 
 async def _over_limit(target: str, pcm: bytes, limit: int) -> str:

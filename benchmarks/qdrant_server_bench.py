@@ -118,6 +118,8 @@ def load(store: VectorStore, corpus: Corpus, start: int, n: int) -> tuple[float,
         mask = np.array([p.payload["tenant"] == "t0" for p in batch])
         t0_vectors.append(vectors[mask])
         t0_ids.append(np.arange(s, s + len(batch))[mask])
+        if (s - start + len(batch)) % 100_000 < BATCH and n >= 200_000:
+            print(f"loaded {s - start + len(batch):,} of {n:,} points ({spent:.0f} s in upserts)", flush=True)
     return n / spent, np.concatenate(t0_vectors), np.concatenate(t0_ids)
 
 
@@ -231,6 +233,7 @@ def wait_indexed(store: VectorStore, settle_cap_s: float | None = None) -> str:
     from understanding.sinks.qdrant_remote import QdrantClientStore
 
     if not isinstance(store, QdrantClientStore):
+        print("embedded: building the index over every point", flush=True)
         store.optimize()
         return "indexed"
     from qdrant_client import models

@@ -95,7 +95,7 @@ class ScriptedRecognizer:
         for word in self.words:
             if word.start_s >= job.offset_s - 0.05 and word.end_s <= end:
                 text = word.text
-                if not job.final and end - word.end_s < 0.3:
+                if not job.final and end - word.end_s < 0.15:
                     text = text + "x"  # unstable tail: changes in the next hypothesis
                 out.append(Word(text, word.start_s - job.offset_s, word.end_s - job.offset_s, 0.9))
         segment = Segment(0, 0.0, end - job.offset_s, " ".join(x.text for x in out), -0.2, 0.01, tuple(out))
@@ -112,6 +112,14 @@ def speech_words(start: float, end: float, prefix: str, every_s: float = 0.4) ->
     return words
 
 
+def drain(asr: StreamingAsr, recognizer: ScriptedRecognizer, events: list[LivePartial | LiveFinal]) -> None:
+    """What the session's decode loop does: finals that need no decode, then each decode asked for."""
+    events.extend(asr.settle())
+    while (job := asr.next_job()) is not None:
+        events.extend(asr.on_result(job, recognizer(job)))
+        events.extend(asr.settle())
+
+
 def run(asr: StreamingAsr, recognizer: ScriptedRecognizer, speech: list[tuple[float, float]], until_s: float):
     """Feed 100 ms of audio at a time; decode whatever the machine asks for, at once."""
     probs = probabilities(speech, until_s + 1)
@@ -124,11 +132,9 @@ def run(asr: StreamingAsr, recognizer: ScriptedRecognizer, speech: list[tuple[fl
         asr.push(np.zeros(step, np.float32), np.asarray(probs[taken : taken + n_windows], np.float32))
         taken += n_windows
         buffered.append(asr._buffer.duration_s)
-        while (job := asr.next_job()) is not None:
-            events.extend(asr.on_result(job, recognizer(job)))
+        drain(asr, recognizer, events)
     asr.finish()
-    while (job := asr.next_job()) is not None:
-        events.extend(asr.on_result(job, recognizer(job)))
+    drain(asr, recognizer, events)
     return events, buffered
 
 
@@ -147,6 +153,67 @@ def test_partials_grow_a_stable_prefix_and_the_final_holds_every_word() -> None:
         assert all(not t.endswith("x") for t in p.stable_text.split())  # never an unstable tail
     assert partials[-1].stable_text  # agreement reached before the end
     assert finals[0].segment.start_s == pytest.approx(1.0) and finals[0].segment.words[-1].end_s <= 4.0
+
+
+def test_the_decode_started_at_the_pause_is_the_final_when_the_pause_ends_the_utterance() -> None:
+    words = speech_words(1.0, 4.0, "a")
+    recognizer = ScriptedRecognizer(words)
+    events, _ = run(StreamingAsr(), recognizer, [(1.0, 4.0)], 6.0)
+    finals = [e for e in events if isinstance(e, LiveFinal)]
+    assert [x.text for f in finals for x in f.segment.words] == [x.text for x in words]
+    # Speech stops at ~4.0 (last word 3.4-3.7, its window rounded): one decode up to the would-be end
+    # (silence start + 0.2 s pad), none while the silence lasts, no second decode once it ends the utterance.
+    after_speech = [j for j in recognizer.jobs if j.end_s > 4.0 + WINDOW_S]
+    assert len(after_speech) == 1 and not after_speech[0].final
+    assert after_speech[0].end_s == pytest.approx(4.2, abs=2 * WINDOW_S)
+    assert not any(j.final for j in recognizer.jobs)
+
+
+def test_a_pause_decode_that_returns_after_the_utterance_ended_is_its_final() -> None:
+    words = speech_words(1.0, 3.0, "a")
+    recognizer = ScriptedRecognizer(words)
+    asr = StreamingAsr()
+    probs = probabilities([(1.0, 3.0)], 6.0)
+    pending: DecodeJob | None = None
+    events: list[LivePartial | LiveFinal] = []
+    taken = 0
+    for tenth in range(1, 50):  # 100 ms pushes; every decode but the pause's returns at once
+        n = int(tenth * 0.1 / WINDOW_S) - taken
+        asr.push(np.zeros(1600, np.float32), np.asarray(probs[taken : taken + n], np.float32))
+        taken += n
+        events.extend(asr.settle())
+        while pending is None and (job := asr.next_job()) is not None:
+            if job.end_s > 3.0 + WINDOW_S:
+                pending = job  # the pause's decode: still running while the silence goes on
+            else:
+                events.extend(asr.on_result(job, recognizer(job)))
+    assert pending is not None and not asr.speaking  # the utterance ended while it ran
+    finals = asr.on_result(pending, recognizer(pending))
+    assert [type(e) for e in finals] == [LiveFinal]
+    assert [x.text for x in finals[0].segment.words] == [x.text for x in words]  # type: ignore[union-attr]
+    assert asr.next_job() is None and asr.settle() == []
+
+
+def test_a_pause_that_does_not_end_the_utterance_is_decoded_as_a_partial() -> None:
+    words = speech_words(1.0, 2.5, "a") + speech_words(2.8, 4.5, "b")
+    recognizer = ScriptedRecognizer(words)
+    events, _ = run(StreamingAsr(), recognizer, [(1.0, 2.5), (2.8, 4.5)], 7.0)
+    finals = [e for e in events if isinstance(e, LiveFinal)]
+    assert len(finals) == 1  # a 0.3 s pause does not end the utterance
+    assert [x.text for x in finals[0].segment.words] == [x.text for x in words]
+    assert any(2.5 < j.end_s <= 2.8 + WINDOW_S and not j.final for j in recognizer.jobs)  # decoded at the pause
+
+
+def test_a_pause_the_vad_cannot_call_silence_does_not_stop_partials() -> None:
+    asr = StreamingAsr()
+    recognizer = ScriptedRecognizer(speech_words(1.0, 3.0, "a"))
+    speech = [0.9] * int(3.0 / WINDOW_S) + [0.2] * 3 + [0.4] * int(5.0 / WINDOW_S)  # then 5 s of "maybe"
+    for i in range(0, len(speech), 3):
+        asr.push(np.zeros(3 * 512, np.float32), np.asarray(speech[i : i + 3], np.float32))
+        drain(asr, recognizer, [])
+    assert asr.speaking  # never called silence long enough to end it
+    late = [j for j in recognizer.jobs if j.end_s > 3.2 + WINDOW_S + 0.5 + 0.1]
+    assert late and all(not j.final for j in late)  # partials went on through the ambiguous audio
 
 
 def test_two_utterances_give_two_finals_and_history_is_never_decoded_again() -> None:

@@ -13,6 +13,13 @@ That keeps every decision testable with a fake recogniser:
   each decode yields a `LivePartial` (stable prefix + tentative rest).
 - When it closes, one last decode over the whole utterance becomes the
   `LiveFinal` (the committed words plus the rest of that last hypothesis).
+  That decode starts when the speaker pauses, not when the pause has lasted
+  long enough to end the utterance: it covers the audio up to where the
+  utterance would end (`Endpointer.pending_end_s`), so if the pause is the
+  end, its result is the final (`on_result`, or `settle` when it came back
+  before the endpoint) and the final follows the speaker by one decode, not
+  by the end silence plus one; if the speaker goes on, it was a partial. No
+  other decode starts during a pause (nothing new was said).
 - The buffer is bounded: an utterance longer than `trim_s` is cut after its
   last committed sentence (or, past `max_buffer_s`, after its last committed
   word), the words before the cut become a final segment and their audio is
@@ -39,6 +46,7 @@ from understanding.pipelines.live.endpointing import Endpointer, EndpointSetting
 __all__ = ["AsrSettings", "DecodeJob", "StreamingAsr"]
 
 _SENTENCE_END = (".", "?", "!", "。", "？", "！")
+_EPS_S = 1e-6
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +86,10 @@ class _Utterance:
     decoded_to_s: float = 0.0  # end of the audio of its last decode
     agreement: LocalAgreement = field(default_factory=LocalAgreement)
     segment_ends: set[float] = field(default_factory=set)  # end times of the last hypothesis's segment-final words
+    last: Transcript | None = None  # its latest decode
+
+    def decoded_through(self, t_s: float) -> bool:
+        return self.decoded_to_s >= t_s - _EPS_S
 
 
 class StreamingAsr:
@@ -153,7 +165,17 @@ class StreamingAsr:
             return None
         first = self._utterances[0]
         if first.end_s is not None:
+            if first.last is not None and first.decoded_through(first.end_s):
+                return None  # already decoded to its end: `settle` finalizes it
             return self._job(first, first.end_s, final=True)
+        pending = self._endpointer.pending_end_s
+        # A pause: decode up to where it would end the utterance, once. (Audio the VAD finds neither
+        # speech nor silence can hold a pause open without ending it: after `end_silence_s` more,
+        # partials resume.)
+        if pending is not None and self.received_s - pending <= self.settings.endpoint.end_silence_s:
+            if self.received_s >= pending and not first.decoded_through(pending):
+                return self._job(first, pending, final=False)
+            return None
         enough = first.decoded_to_s > first.start_s or self.received_s - first.start_s >= self.settings.first_decode_s
         if enough and self.received_s - first.decoded_to_s >= self.settings.step_s:
             return self._job(first, self.received_s, final=False)
@@ -166,16 +188,13 @@ class StreamingAsr:
         if utterance is None:  # dropped meanwhile (overflow)
             return []
         utterance.decoded_to_s = job.end_s
+        utterance.last = transcript
         self._learn_language(transcript)
         words = self._words(transcript, job.offset_s, utterance)
-        if job.final:
+        if job.final or (utterance.end_s is not None and utterance.decoded_through(utterance.end_s)):
+            # The final decode, or the decode started at the pause that then ended the utterance.
             utterance.agreement.commit_all(words)
-            final = self._final(utterance, utterance.agreement.take_committed(), transcript)
-            self._utterances.popleft()
-            self._buffer.drop_before(self._utterances[0].start_s if self._utterances else job.end_s)
-            if not self._utterances:
-                self._buffer.drop_before(self.received_s - self.settings.preroll_s)
-            return [final] if final is not None else []
+            return list(self._close(utterance, transcript))
         utterance.agreement.insert(words)
         events: list[LivePartial | LiveFinal] = []
         trimmed = self._trim(utterance, transcript)
@@ -184,10 +203,32 @@ class StreamingAsr:
         events.append(self._partial(utterance))
         return events
 
+    def settle(self) -> list[LiveFinal]:
+        """Finals that need no decode: closed utterances whose last decode, started at
+        the pause, covered them (it came back before the pause ended them)."""
+        finals: list[LiveFinal] = []
+        while self._utterances:
+            first = self._utterances[0]
+            if first.end_s is None or first.last is None or not first.decoded_through(first.end_s):
+                break
+            first.agreement.commit_all(first.agreement.tentative)
+            finals.extend(self._close(first, first.last))
+        return finals
+
     # ------------------------------------------------------------ internals
+    def _close(self, utterance: _Utterance, transcript: Transcript) -> list[LiveFinal]:
+        """The first utterance is over: its committed words become its final segment."""
+        final = self._final(utterance, utterance.agreement.take_committed(), transcript)
+        self._utterances.popleft()
+        self._buffer.drop_before(self._utterances[0].start_s if self._utterances else utterance.decoded_to_s)
+        if not self._utterances:
+            self._buffer.drop_before(self.received_s - self.settings.preroll_s)
+        return [final] if final is not None else []
+
     def _job(self, utterance: _Utterance, end_s: float, *, final: bool) -> DecodeJob:
         audio = self._buffer.slice(utterance.start_s, end_s)
-        prompt = self._history[-self.settings.prompt_chars :].strip() or None
+        prompt = self._history[-self.settings.prompt_chars :].strip() if self.settings.prompt_chars else None
+        prompt = prompt or None
         return DecodeJob(utterance.number, audio, utterance.start_s, self.language, prompt, final)
 
     def _learn_language(self, transcript: Transcript) -> None:

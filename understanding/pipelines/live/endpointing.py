@@ -47,6 +47,14 @@ class Endpointer:
         """Stream time up to which audio has been classified."""
         return self._t
 
+    @property
+    def pending_end_s(self) -> float | None:
+        """Where the utterance will end if the silence heard since it paused lasts
+        `end_silence_s` (the "end" boundary's time then), or None while speech goes on."""
+        if not self.speaking or self._silence_start is None:
+            return None
+        return self._silence_start + self.settings.pad_s
+
     def push(self, probabilities: list[float] | tuple[float, ...]) -> list[Boundary]:
         s = self.settings
         out: list[Boundary] = []

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import zlib
+
 from understanding.domain import Language, SpeechOptions, Transcript
 from understanding.models.whisper import SAMPLE_RATE, Transcriber
 from understanding.pipelines.live.asr import DecodeJob
@@ -9,6 +13,16 @@ from understanding.pipelines.live.asr import DecodeJob
 __all__ = ["WhisperRecognizer"]
 
 _MIN_AUDIO_S = 0.1  # Whisper on less than this only invents words
+# Whisper's own test for a decode stuck in a loop ("I'm not sure. I'm not sure. ..."): its text
+# compresses more than this (gzip ratio). Such loops come with a high log-probability, so no
+# confidence threshold catches them.
+_MAX_COMPRESSION = 2.4
+# Whisper's own mark of an invented word (its hallucination check scores words below this
+# probability as anomalous): on the silence that ends a pause it adds "I'm sorry." or "Thank you."
+# with ~0.1. Only a hypothesis's trailing run of such words is dropped.
+_INVENTED_TAIL_P = 0.15
+
+log = logging.getLogger(__name__)
 
 
 class WhisperRecognizer:
@@ -17,6 +31,14 @@ class WhisperRecognizer:
     No VAD pass of its own: the stream's endpointing already bounds each
     utterance. Word timestamps are always on: LocalAgreement and the buffer
     trimming work on word times.
+
+    A decode that invents words is not a hypothesis. On a short or unclear
+    utterance the prompt (the stream's recent finals) can pull greedy decoding
+    into a loop for the whole token budget, and a looped final would be the next
+    prompt; the prompt also makes Whisper skip words it has just seen (the other
+    speaker repeating "from Chicago"), leaving only words it is unsure of. Such a
+    decode is retried once without the prompt; if that fails too, this decode
+    gives the utterance no words (nothing is committed).
     """
 
     def __init__(self, transcriber: Transcriber, *, beam_size: int = 1) -> None:
@@ -25,14 +47,56 @@ class WhisperRecognizer:
 
     def __call__(self, job: DecodeJob) -> Transcript:
         if job.audio.size < _MIN_AUDIO_S * SAMPLE_RATE:
-            language = Language(job.language or "", 1.0 if job.language else 0.0)
-            return Transcript((), language, job.audio.size / SAMPLE_RATE, "transcribe", self._transcriber.model_ref)
+            return self._nothing(job)
+        heard = self._heard(job, job.prompt)
+        if heard is None and job.prompt is not None:
+            heard = self._heard(job, None)
+        return heard if heard is not None else self._nothing(job)
+
+    def _nothing(self, job: DecodeJob) -> Transcript:
+        language = Language(job.language or "", 1.0 if job.language else 0.0)
+        return Transcript((), language, job.audio.size / SAMPLE_RATE, "transcribe", self._transcriber.model_ref)
+
+    def _heard(self, job: DecodeJob, prompt: str | None) -> Transcript | None:
+        """The decode without its invented tail, or None if it loops or keeps no word."""
+        transcript = self._decode(job, prompt)
+        if _loops(transcript):
+            log.info(
+                "a live decode (%.1f s, prompt: %s) loops: discarded", job.end_s - job.offset_s, prompt is not None
+            )
+            return None
+        transcript = _without_invented_tail(transcript)
+        return transcript if any(segment.words for segment in transcript.segments) else None
+
+    def _decode(self, job: DecodeJob, prompt: str | None) -> Transcript:
         options = SpeechOptions(
             language=job.language,
             word_timestamps=True,
             vad=False,
-            initial_prompt=job.prompt,
+            initial_prompt=prompt,
             beam_size=self._beam_size,
             fallback=False,
         )
         return self._transcriber.transcribe(job.audio, options)
+
+
+def _loops(transcript: Transcript) -> bool:
+    text = " ".join(segment.text for segment in transcript.segments).encode()
+    return bool(text) and len(text) / len(zlib.compress(text)) > _MAX_COMPRESSION
+
+
+def _without_invented_tail(transcript: Transcript) -> Transcript:
+    segments = list(transcript.segments)
+    while segments:
+        words = list(segments[-1].words)
+        while words and words[-1].probability < _INVENTED_TAIL_P:
+            words.pop()
+        if len(words) == len(segments[-1].words):
+            break
+        if words:
+            segments[-1] = dataclasses.replace(segments[-1], words=tuple(words), text=" ".join(w.text for w in words))
+            break
+        segments.pop()
+    if len(segments) == len(transcript.segments) and (not segments or segments[-1] is transcript.segments[-1]):
+        return transcript
+    return dataclasses.replace(transcript, segments=tuple(segments))

@@ -383,6 +383,11 @@ class LiveSession:
     async def _decode_loop(self) -> None:
         try:
             while True:
+                settled = self._asr.settle()
+                for final in settled:
+                    await self._emit(final)
+                if settled:
+                    continue  # the stream may have ended meanwhile: settle again before deciding
                 job = self._asr.next_job()
                 if job is None:
                     if self._ended is not None and not self._asr.speaking and self._asr.next_job() is None:
@@ -392,17 +397,20 @@ class LiveSession:
                     continue
                 transcript = await asyncio.to_thread(self._recognize, job)
                 for event in self._asr.on_result(job, transcript):
-                    if isinstance(event, LivePartial):
-                        if self.config.partials:
-                            self.events.put(event)
-                        continue
-                    self._finals.append(event.segment)
-                    self._final_language = event.language
-                    self.events.put(event)
-                    await self._after_final(event)
+                    await self._emit(event)
         except BaseException as exc:
             self._fail(exc)
             raise
+
+    async def _emit(self, event: LivePartial | LiveFinal) -> None:
+        if isinstance(event, LivePartial):
+            if self.config.partials:
+                self.events.put(event)
+            return
+        self._finals.append(event.segment)
+        self._final_language = event.language
+        self.events.put(event)
+        await self._after_final(event)
 
     async def _after_final(self, final: LiveFinal) -> None:
         signals = await self._signals.transcript(final)
