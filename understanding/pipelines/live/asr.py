@@ -91,6 +91,12 @@ class _Utterance:
     def decoded_through(self, t_s: float) -> bool:
         return self.decoded_to_s >= t_s - _EPS_S
 
+    def final_decode(self) -> Transcript | None:
+        """Its latest decode if it is closed and that decode reached its end (the decode is its final)."""
+        if self.end_s is None or not self.decoded_through(self.end_s):
+            return None
+        return self.last
+
 
 class StreamingAsr:
     def __init__(self, settings: AsrSettings | None = None, *, language: str | None = None) -> None:
@@ -165,7 +171,7 @@ class StreamingAsr:
             return None
         first = self._utterances[0]
         if first.end_s is not None:
-            if first.last is not None and first.decoded_through(first.end_s):
+            if first.final_decode() is not None:
                 return None  # already decoded to its end: `settle` finalizes it
             return self._job(first, first.end_s, final=True)
         pending = self._endpointer.pending_end_s
@@ -191,7 +197,7 @@ class StreamingAsr:
         utterance.last = transcript
         self._learn_language(transcript)
         words = self._words(transcript, job.offset_s, utterance)
-        if job.final or (utterance.end_s is not None and utterance.decoded_through(utterance.end_s)):
+        if job.final or utterance.final_decode() is not None:
             # The final decode, or the decode started at the pause that then ended the utterance.
             utterance.agreement.commit_all(words)
             return list(self._close(utterance, transcript))
@@ -209,10 +215,10 @@ class StreamingAsr:
         finals: list[LiveFinal] = []
         while self._utterances:
             first = self._utterances[0]
-            if first.end_s is None or first.last is None or not first.decoded_through(first.end_s):
+            if (last := first.final_decode()) is None:
                 break
             first.agreement.commit_all(first.agreement.tentative)
-            finals.extend(self._close(first, first.last))
+            finals.extend(self._close(first, last))
         return finals
 
     # ------------------------------------------------------------ internals
@@ -227,8 +233,8 @@ class StreamingAsr:
 
     def _job(self, utterance: _Utterance, end_s: float, *, final: bool) -> DecodeJob:
         audio = self._buffer.slice(utterance.start_s, end_s)
-        prompt = self._history[-self.settings.prompt_chars :].strip() if self.settings.prompt_chars else None
-        prompt = prompt or None
+        recent = self._history[-self.settings.prompt_chars :] if self.settings.prompt_chars > 0 else ""
+        prompt = recent.strip() or None
         return DecodeJob(utterance.number, audio, utterance.start_s, self.language, prompt, final)
 
     def _learn_language(self, transcript: Transcript) -> None:

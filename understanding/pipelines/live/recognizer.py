@@ -81,22 +81,25 @@ class WhisperRecognizer:
 
 
 def _loops(transcript: Transcript) -> bool:
-    text = " ".join(segment.text for segment in transcript.segments).encode()
+    text = transcript.text.encode()
     return bool(text) and len(text) / len(zlib.compress(text)) > _MAX_COMPRESSION
 
 
 def _without_invented_tail(transcript: Transcript) -> Transcript:
+    """The transcript without its trailing words under `_INVENTED_TAIL_P` (segments left empty go too)."""
     segments = list(transcript.segments)
     while segments:
-        words = list(segments[-1].words)
-        while words and words[-1].probability < _INVENTED_TAIL_P:
-            words.pop()
-        if len(words) == len(segments[-1].words):
+        last = segments[-1]
+        keep = len(last.words)
+        while keep and last.words[keep - 1].probability < _INVENTED_TAIL_P:
+            keep -= 1
+        if keep == len(last.words):
             break
-        if words:
-            segments[-1] = dataclasses.replace(segments[-1], words=tuple(words), text=" ".join(w.text for w in words))
+        if keep:
+            words = last.words[:keep]
+            segments[-1] = dataclasses.replace(last, words=words, text=" ".join(w.text for w in words))
             break
         segments.pop()
-    if len(segments) == len(transcript.segments) and (not segments or segments[-1] is transcript.segments[-1]):
+    if tuple(segments) == transcript.segments:
         return transcript
     return dataclasses.replace(transcript, segments=tuple(segments))
