@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import pathlib
 import re
 import signal
+import subprocess
+import sys
 import time
 import wave
 from collections.abc import AsyncIterator, Iterator
@@ -30,6 +33,7 @@ from tests.support.kafka import collect
 from tests.support.server import ServerProcess
 from understanding.v1 import common_pb2, events_pb2, live_pb2, moderation_pb2
 from understanding.v1 import understanding_pb2 as pb
+from understanding_client import NO_RETRY, AsyncClient, AudioChunk, UnderstandingError
 
 TENANT = "e2e-live"
 MD = [("x-tenant-id", TENANT)]
@@ -483,6 +487,22 @@ async def test_beyond_the_stream_limit_resource_exhausted_with_retry_after(serve
         assert got.code == grpc.StatusCode.RESOURCE_EXHAUSTED, (got.details, ended_early)
         assert "already runs 2 live streams (limit 2)" in got.details
         assert got.trailers.get("retry-after-ms") == "7000"
+
+        # The SDK's client writes media as fast as its source gives it; it waits for the server's
+        # admission header first, so a refused stream is always ResourceExhausted with its retry-after
+        # (before it waited, about 6 in 10 of these came back InternalError, grpc/grpc#36066).
+        async def eager() -> AsyncIterator[AudioChunk]:
+            for i in range(20):
+                yield AudioChunk(SILENCE, i * 0.1)
+
+        outcomes = []
+        async with AsyncClient(server.target, tenant=TENANT, retry=NO_RETRY) as client:
+            for attempt in range(20):
+                with pytest.raises(UnderstandingError) as refused:
+                    async for event in client.live(eager(), media_id=f"one-too-many-{attempt}"):
+                        outcomes.append(f"admitted: {event}")
+                outcomes.append(f"{type(refused.value).__name__} {refused.value.retry_after_s}")
+        assert outcomes == ["ResourceExhausted 7.0"] * 20, (outcomes, ended_early)
     finally:
         release.set()
         held = await asyncio.gather(*holders)
@@ -524,6 +544,35 @@ async def test_a_client_that_cancels_still_gets_what_it_said_indexed(server: Ser
                 break
     media = wait_for_media(server, "live-cancel")
     assert media.points and media.modality == common_pb2.MODALITY_SPEECH
+
+
+def test_the_cli_plays_a_file_through_the_sdk_and_prints_the_events_as_json(
+    server: ServerProcess, tmp_path: pathlib.Path
+) -> None:
+    """`understanding live FILE --json`: the SDK's FileSource and AsyncClient.live against the real server."""
+    recording = conversation()
+    excerpt = tmp_path / "hello.wav"
+    with wave.open(str(excerpt), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+        w.writeframes(pcm_of(recording.wav)[: 16000 * 2 * 14])  # "Hello? Hello? Oh, hello. ..." from 6.7 s
+    done = subprocess.run(
+        [sys.executable, "-m", "understanding", "live", str(excerpt), "--media-id", "live-cli", "--speed", "2"]
+        + ["--language", "en", "--json", "--server", server.target, "--tenant", TENANT],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    kinds = [e["event"] for e in events]
+    assert "LivePartial" in kinds and "LiveStatus" in kinds, kinds
+    finals = [e["segment"]["text"] for e in events if e["event"] == "LiveFinal"]
+    assert "hello" in words(" ".join(finals)), finals
+    summary = events[-1]
+    assert summary["event"] == "LiveSummary" and summary["reason"] == "client" and summary["indexed"], summary
+    assert [s["text"] for s in summary["analysis"]["transcript"]["segments"]] == finals
+    media = wait_for_media(server, "live-cli")
+    assert media.modality == common_pb2.MODALITY_SPEECH and len(media.points) == summary["points"]
 
 
 async def test_sigterm_drains_a_live_stream_then_indexes_it(tmp_path: pathlib.Path) -> None:

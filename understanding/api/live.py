@@ -33,9 +33,11 @@ from understanding.domain.options import SPEECH_LANGUAGES
 from understanding.pipelines.live import LiveSession
 from understanding.v1 import live_pb2
 
-__all__ = ["analyze_live", "live_config"]
+__all__ = ["ADMITTED", "analyze_live", "live_config"]
 
 log = logging.getLogger(__name__)
+
+ADMITTED = (("x-live-admitted", "1"),)  # initial metadata of an admitted stream
 
 
 class _Stalled(Exception):
@@ -90,6 +92,14 @@ async def analyze_live(live: LiveStreams, requests: AsyncIterator[Any], call: Ca
 
 async def _serve(live: LiveStreams, session: LiveSession, requests: AsyncIterator[Any], call: Call) -> None:
     limits = live.limits
+    # Admitted: say so at once (a refused stream ends with RESOURCE_EXHAUSTED and no header). Clients
+    # wait for it before they send media: a grpc.aio client whose write fails because the server has
+    # already ended the call reports INTERNAL instead of the server's status (grpc/grpc#36066).
+    try:
+        await call.grpc.send_initial_metadata(ADMITTED)
+    except asyncio.CancelledError:  # gone before it sent anything: nothing to index
+        await live.abort(session)
+        raise
     reader = asyncio.create_task(_read(session, requests, live), name="live-reader")
     writer = asyncio.create_task(_write(session, call, limits.stall_timeout_s), name="live-writer")
     handed_off = False

@@ -51,6 +51,38 @@ async def _threaded(requests: Iterator[Any]) -> AsyncIterator[Any]:
         yield item
 
 
+async def _send_live(call: Any, requests: AsyncIterator[Any]) -> None:
+    """Write the config, wait until the server admits the stream, then write the rest.
+
+    The server answers the config at once: the `x-live-admitted` header, or
+    the end of the call (RESOURCE_EXHAUSTED with retry-after when it runs its
+    limit of streams). Media is written only after the header: a grpc.aio
+    write that fails because the server has already ended the call replaces
+    the server's status with INTERNAL "Internal error from Core"
+    (grpc/grpc#36066), so a refused client would not see its retry-after.
+    A write that fails because the call ended is not an error here: the
+    reader reports the call's status. A source that fails cancels the call.
+    """
+    try:
+        admitted = False
+        async for request in requests:
+            if call.done():
+                return
+            await call.write(request)
+            if not admitted:
+                headers = await call.initial_metadata()
+                if not any(key == "x-live-admitted" for key, _ in headers or ()):
+                    return  # refused: the call ends with the server's status
+                admitted = True
+        if not call.done():
+            await call.done_writing()
+    except (grpc.RpcError, asyncio.InvalidStateError):
+        return
+    except Exception:
+        call.cancel()
+        raise
+
+
 class _Async(_Base):
     """The asyncio shell: one grpc.aio channel, calls awaited with retries, streams iterated."""
 
@@ -388,16 +420,26 @@ class AsyncClient(_Async):
             partials=partials,
             dry_run=dry_run,
         )
-        call = self._stub.AnalyzeLive(_live.live_requests(config, source), metadata=self._metadata, timeout=timeout)
+        call = self._stub.AnalyzeLive(metadata=self._metadata, timeout=timeout)
+        writer = asyncio.create_task(_send_live(call, _live.live_requests(config, source)), name="live-writer")
         try:
             async for message in call:
                 event = _live.live_event(message)
                 if event is not None:
                     yield event
+                if isinstance(event, _live.LiveSummary):
+                    return  # the last event: whatever the writer still does cannot matter now
         except grpc.RpcError as rpc_error:
             raise from_rpc_error(rpc_error, "AnalyzeLive") from rpc_error
+        except asyncio.CancelledError:
+            failure = writer.exception() if writer.done() and not writer.cancelled() else None
+            if failure is not None:
+                raise failure from None  # the source failed: the writer cancelled the call
+            raise
         finally:
             call.cancel()
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
 
 
 class AsyncAdminClient(_Async):

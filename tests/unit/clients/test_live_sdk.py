@@ -112,3 +112,62 @@ def test_a_window_verdict_travels_with_its_evidence() -> None:
     (got,) = m.categories[0].evidence
     assert got.text == "415 555 0132" and got.span == (11, 23) and got.chunk_index == 3
     assert got.modality is Modality.SPEECH and got.model is not None and got.model.name == "understanding-contacts"
+
+
+class _FakeCall:
+    """The part of a grpc.aio stream-stream call the live writer uses; `headers` answers the config."""
+
+    def __init__(self, headers: tuple[tuple[str, str], ...], *, ends_after: int | None = None) -> None:
+        self.headers, self.ends_after = headers, ends_after
+        self.written: list[str] = []
+        self.half_closed = self.cancelled = False
+
+    def done(self) -> bool:
+        return self.cancelled or (self.ends_after is not None and len(self.written) >= self.ends_after)
+
+    async def write(self, request: live_pb2.LiveRequest) -> None:
+        self.written.append(str(request.WhichOneof("payload")))
+
+    async def initial_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self.headers
+
+    async def done_writing(self) -> None:
+        self.half_closed = True
+
+    def cancel(self) -> bool:
+        self.cancelled = True
+        return True
+
+
+async def _two_chunks() -> AsyncIterator[AudioChunk | Frame]:
+    yield AudioChunk(b"\x00\x00", 0.0)
+    yield AudioChunk(b"\x00\x00", 0.1)
+
+
+async def test_media_is_written_only_once_the_server_admitted_the_stream() -> None:
+    from understanding_client.aio import _send_live
+
+    refused = _FakeCall(())  # no header: the server ended the call (RESOURCE_EXHAUSTED)
+    await _send_live(refused, live_requests(config_request(media_id="m"), _two_chunks()))
+    assert refused.written == ["config"] and not refused.half_closed
+
+    admitted = _FakeCall((("x-live-admitted", "1"),))
+    await _send_live(admitted, live_requests(config_request(media_id="m"), _two_chunks()))
+    assert admitted.written == ["config", "audio", "audio", "end"] and admitted.half_closed
+
+    ended = _FakeCall((("x-live-admitted", "1"),), ends_after=2)  # the server ended the stream meanwhile
+    await _send_live(ended, live_requests(config_request(media_id="m"), _two_chunks()))
+    assert ended.written == ["config", "audio"] and not ended.half_closed and not ended.cancelled
+
+
+async def test_a_source_that_fails_cancels_the_call_and_raises() -> None:
+    from understanding_client.aio import _send_live
+
+    async def broken() -> AsyncIterator[AudioChunk | Frame]:
+        yield AudioChunk(b"\x00\x00", 0.0)
+        raise OSError("camera unplugged")
+
+    call = _FakeCall((("x-live-admitted", "1"),))
+    with pytest.raises(OSError, match="camera unplugged"):
+        await _send_live(call, live_requests(config_request(media_id="m"), broken()))
+    assert call.written == ["config", "audio"] and call.cancelled
