@@ -204,7 +204,19 @@ class Settings:
         0.5, "New speech between two decodes of an utterance (partials come about this often, plus the decode)."
     )
     live_end_silence_ms: int = _setting(500, "Silence that ends an utterance (then its final segment is decoded).")
-    live_beam_size: int = _setting(1, "Whisper beam size of the live path (1 = greedy: lowest latency).")
+    live_beam_size: int = _setting(
+        1,
+        "Whisper beam size of a live decode that may be an utterance's final (the one started at a pause; "
+        "1 = greedy: 5 cost more latency and streams than it gained in WER, see the README).",
+    )
+    live_partial_beam_size: int = _setting(
+        1, "Whisper beam size of live partial hypotheses (1 = greedy: partials come about every decode)."
+    )
+    live_prompt_chars: int = _setting(
+        0,
+        "Recent final text given to Whisper as context in live decodes (0: none; Whisper base then runs on past "
+        "the audio and decodes take twice as long).",
+    )
     live_status_interval_s: float = _setting(1.0, "Seconds between two status events of a live stream.")
     live_drain_s: float = _setting(
         60.0,

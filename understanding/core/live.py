@@ -152,6 +152,7 @@ class LiveStreams:
         transcriber: Transcriber,
         beam_size: int,
         text: TextPipeline,
+        partial_beam_size: int = 1,
         speech: SpeechPipeline,
         video: VideoPipeline,
         decoder: MediaDecoder,
@@ -164,7 +165,7 @@ class LiveStreams:
     ) -> None:
         self.settings = settings
         self.limits = limits
-        self._recognize = WhisperRecognizer(transcriber, beam_size=beam_size)
+        self._recognize = WhisperRecognizer(transcriber, beam_size=beam_size, partial_beam_size=partial_beam_size)
         self._model = transcriber.model_ref
         self._text = text
         self._speech = speech

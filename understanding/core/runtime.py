@@ -424,6 +424,7 @@ def _live_streams(
     live = LiveSettings(
         asr=AsrSettings(
             step_s=settings.live_decode_step_s,
+            prompt_chars=settings.live_prompt_chars,
             endpoint=EndpointSettings(end_silence_s=settings.live_end_silence_ms / 1000),
         ),
         frame_fps=settings.live_frame_fps,
@@ -444,6 +445,7 @@ def _live_streams(
         limits=limits,
         transcriber=transcriber,
         beam_size=settings.live_beam_size,
+        partial_beam_size=settings.live_partial_beam_size,
         text=text,
         speech=speech,
         video=video,

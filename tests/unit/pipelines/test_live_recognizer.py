@@ -33,16 +33,18 @@ class FakeTranscriber:
     def __init__(self, answers: dict[str | None, Transcript]) -> None:
         self.answers = answers
         self.prompts: list[str | None] = []
+        self.beams: list[int] = []
         self.model_ref = MODEL
 
     def transcribe(self, audio: np.ndarray, options: SpeechOptions) -> Transcript:
         assert options.word_timestamps and not options.vad and not options.fallback
         self.prompts.append(options.initial_prompt)
+        self.beams.append(options.beam_size)
         return self.answers[options.initial_prompt]
 
 
-def job(prompt: str | None = PROMPT) -> DecodeJob:
-    return DecodeJob(1, np.zeros(32000, np.float32), 10.0, "en", prompt, final=False)
+def job(prompt: str | None = PROMPT, *, final: bool = False, closing: bool = False) -> DecodeJob:
+    return DecodeJob(1, np.zeros(32000, np.float32), 10.0, "en", prompt, final=final, closing=closing)
 
 
 def texts(result: Transcript) -> list[str]:
@@ -101,3 +103,12 @@ def test_a_prompted_decode_that_keeps_no_word_is_retried_without_the_prompt() ->
     result = WhisperRecognizer(fake)(job())  # type: ignore[arg-type]
     assert texts(result) == ["I'm", "originally", "from", "Chicago", "also."]
     assert fake.prompts == [PROMPT, None]
+
+
+def test_a_decode_that_may_be_the_final_gets_the_beam_and_a_partial_is_greedy() -> None:
+    good = transcript(("also", 0.9), ("from", 0.95), ("Chicago.", 0.99))
+    fake = FakeTranscriber({None: good})
+    recognize = WhisperRecognizer(fake, beam_size=5, partial_beam_size=1)  # type: ignore[arg-type]
+    for decode in (job(None), job(None, closing=True), job(None, final=True, closing=True)):
+        recognize(decode)
+    assert fake.beams == [1, 5, 5]

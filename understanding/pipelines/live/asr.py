@@ -58,13 +58,19 @@ class AsrSettings:
     max_buffer_s: float = 20.0  # ... or after its last committed word; finalized as is when nothing is
     overflow_s: float = 30.0  # untranscribed audio beyond this is dropped (decoding far behind)
     preroll_s: float = 1.0  # audio kept while nobody speaks, for the padded start of the next utterance
-    prompt_chars: int = 200  # recent final text given to Whisper as context
+    prompt_chars: int = 0  # recent final text given to Whisper as context (0: none; see recognizer.py)
     endpoint: EndpointSettings = field(default_factory=EndpointSettings)
 
 
 @dataclass(frozen=True, slots=True)
 class DecodeJob:
-    """Decode `audio` (starting at stream time `offset_s`) with this language and prompt."""
+    """Decode `audio` (starting at stream time `offset_s`) with this language and prompt.
+
+    `final`: the utterance has ended and this decode is its final. `closing`:
+    the decode reaches where the utterance ends or, if the current pause
+    lasts, will end, so its result may be the final (the final decode and the
+    decode started at a pause); a partial decode is neither.
+    """
 
     utterance: int
     audio: npt.NDArray[np.float32]
@@ -72,6 +78,7 @@ class DecodeJob:
     language: str | None
     prompt: str | None
     final: bool
+    closing: bool = False
 
     @property
     def end_s(self) -> float:
@@ -173,18 +180,18 @@ class StreamingAsr:
         if first.end_s is not None:
             if first.final_decode() is not None:
                 return None  # already decoded to its end: `settle` finalizes it
-            return self._job(first, first.end_s, final=True)
+            return self._job(first, first.end_s, final=True, closing=True)
         pending = self._endpointer.pending_end_s
         # A pause: decode up to where it would end the utterance, once. (Audio the VAD finds neither
         # speech nor silence can hold a pause open without ending it: after `end_silence_s` more,
         # partials resume.)
         if pending is not None and self.received_s - pending <= self.settings.endpoint.end_silence_s:
             if self.received_s >= pending and not first.decoded_through(pending):
-                return self._job(first, pending, final=False)
+                return self._job(first, pending, final=False, closing=True)
             return None
         enough = first.decoded_to_s > first.start_s or self.received_s - first.start_s >= self.settings.first_decode_s
         if enough and self.received_s - first.decoded_to_s >= self.settings.step_s:
-            return self._job(first, self.received_s, final=False)
+            return self._job(first, self.received_s, final=False, closing=False)
         return None
 
     def on_result(self, job: DecodeJob, transcript: Transcript) -> list[LivePartial | LiveFinal]:
@@ -231,11 +238,11 @@ class StreamingAsr:
             self._buffer.drop_before(self.received_s - self.settings.preroll_s)
         return [final] if final is not None else []
 
-    def _job(self, utterance: _Utterance, end_s: float, *, final: bool) -> DecodeJob:
+    def _job(self, utterance: _Utterance, end_s: float, *, final: bool, closing: bool) -> DecodeJob:
         audio = self._buffer.slice(utterance.start_s, end_s)
         recent = self._history[-self.settings.prompt_chars :] if self.settings.prompt_chars > 0 else ""
         prompt = recent.strip() or None
-        return DecodeJob(utterance.number, audio, utterance.start_s, self.language, prompt, final)
+        return DecodeJob(utterance.number, audio, utterance.start_s, self.language, prompt, final, closing)
 
     def _learn_language(self, transcript: Transcript) -> None:
         if not self._locked_language and transcript.language.code:

@@ -32,18 +32,31 @@ class WhisperRecognizer:
     utterance. Word timestamps are always on: LocalAgreement and the buffer
     trimming work on word times.
 
+    A decode that may be the utterance's final (`DecodeJob.closing`) uses
+    `beam_size`, a partial `partial_beam_size` (both greedy by default).
+    Partials come every decode while someone speaks, so their cost is the
+    partial cadence and the wait of the final decode behind the partial in
+    flight when the speaker pauses; a wider beam for the final buys accuracy
+    with latency and with streams per process.
+
+    No prompt by default (`AsrSettings.prompt_chars`): with the stream's
+    recent finals as prompt, Whisper base goes on past the end of the audio
+    ("I'm just a little bit more ...", dropped as an invented tail, below)
+    and every decode took twice as long, sometimes the whole token budget.
+
     A decode that invents words is not a hypothesis. On a short or unclear
-    utterance the prompt (the stream's recent finals) can pull greedy decoding
-    into a loop for the whole token budget, and a looped final would be the next
-    prompt; the prompt also makes Whisper skip words it has just seen (the other
-    speaker repeating "from Chicago"), leaving only words it is unsure of. Such a
-    decode is retried once without the prompt; if that fails too, this decode
-    gives the utterance no words (nothing is committed).
+    utterance a prompt can pull decoding into a loop for the whole token
+    budget, and a looped final would be the next prompt; the prompt also makes
+    Whisper skip words it has just seen (the other speaker repeating "from
+    Chicago"), leaving only words it is unsure of. Such a decode is retried
+    once without the prompt; if that fails too, this decode gives the
+    utterance no words (nothing is committed).
     """
 
-    def __init__(self, transcriber: Transcriber, *, beam_size: int = 1) -> None:
+    def __init__(self, transcriber: Transcriber, *, beam_size: int = 1, partial_beam_size: int = 1) -> None:
         self._transcriber = transcriber
         self._beam_size = beam_size
+        self._partial_beam_size = partial_beam_size
 
     def __call__(self, job: DecodeJob) -> Transcript:
         if job.audio.size < _MIN_AUDIO_S * SAMPLE_RATE:
@@ -74,7 +87,7 @@ class WhisperRecognizer:
             word_timestamps=True,
             vad=False,
             initial_prompt=prompt,
-            beam_size=self._beam_size,
+            beam_size=self._beam_size if job.closing else self._partial_beam_size,
             fallback=False,
         )
         return self._transcriber.transcribe(job.audio, options)
