@@ -48,7 +48,7 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from benchmarks._harness import percentile, result, start_server  # noqa: E402
-from tests.fixtures.real_speech import conversation  # noqa: E402
+from tests.fixtures.real_speech import Recording, conversation  # noqa: E402
 from understanding.v1 import live_pb2, understanding_pb2, understanding_pb2_grpc  # noqa: E402
 
 MD = [("x-tenant-id", "bench-live")]
@@ -59,18 +59,14 @@ def words(text: str) -> str:
     return " ".join(re.sub(r"[^\w' ]", " ", text.lower()).split())
 
 
-def with_pauses(wav: pathlib.Path, pause_s: float) -> bytes:
-    """The reference segments (sample.stm, next to the wav) with `pause_s` of room tone after each."""
-    with wave.open(str(wav)) as w:
+def with_pauses(recording: Recording, pause_s: float) -> bytes:
+    """The recording's reference segments with `pause_s` of room tone after each."""
+    with wave.open(str(recording.wav)) as w:
         rate = w.getframerate()
         audio = np.frombuffer(w.readframes(w.getnframes()), np.int16)
     tone = audio[: int(1.5 * rate)]
     pause = np.resize(tone, int(pause_s * rate))
-    spans = [
-        (float(fields[3]), float(fields[4]))
-        for fields in (line.split(None, 5) for line in wav.with_suffix(".stm").read_text().splitlines())
-        if len(fields) == 6
-    ]
+    spans = [(start, end) for start, end, _ in recording.segments]
     parts = [pause]
     for i, (start, end) in enumerate(spans):
         # The reference times are tight: up to 0.1 s more on each side, never into a neighbour.
@@ -242,7 +238,7 @@ def main() -> int:
     with wave.open(str(recording.wav)) as w:
         pcm = w.readframes(w.getnframes())
     if args.pauses > 0:
-        pcm = with_pauses(recording.wav, args.pauses)
+        pcm = with_pauses(recording, args.pauses)
     levels = [1] if args.quick else [int(x) for x in args.levels.split(",")]
     if args.quick:
         pcm = pcm[: 15 * 32000]
