@@ -25,6 +25,13 @@ come from the 12 s cut and the end of the stream).
 
 WER: the live finals and the batch `Transcribe` of the same file (same
 server, same model) against the recording's reference transcript.
+
+Speakers (as recorded only): the share of word time whose speaker is right
+(reference: the recording's speaker-labelled segments; each label mapped to
+the reference speaker that maximises the share), for the live summary's
+analysis (labelled at the end of the stream), the live finals' own labels
+(with `--set UNDERSTANDING_LIVE_SPEAKER_LABELS=true`) and the batch
+`Transcribe` of the same file.
 Figures are printed, never asserted.
 """
 
@@ -32,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import pathlib
 import re
 import sys
@@ -49,7 +57,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from benchmarks._harness import percentile, result, start_server  # noqa: E402
 from tests.fixtures.real_speech import Recording, conversation  # noqa: E402
-from understanding.v1 import live_pb2, understanding_pb2, understanding_pb2_grpc  # noqa: E402
+from understanding.v1 import common_pb2, live_pb2, understanding_pb2, understanding_pb2_grpc  # noqa: E402
 
 MD = [("x-tenant-id", "bench-live")]
 CHUNK = 3200  # 100 ms of s16 mono 16 kHz
@@ -92,6 +100,8 @@ class StreamFigures:
     max_behind_s: float = 0.0
     drops: dict[str, float] = field(default_factory=dict)
     text: str = ""
+    speakers: list[tuple[float, float, str]] = field(default_factory=list)  # the summary's words
+    final_speakers: list[tuple[float, float, str]] = field(default_factory=list)  # each final's label
     code: str = "OK"
     details: str = ""
 
@@ -140,7 +150,10 @@ async def play(target: str, pcm: bytes, media_id: str) -> StreamFigures:
                         figures.partial_gaps.append(now - last_hypothesis[segment.index])
                     figures.final_latency.append(now - (started + segment.end_s))
                     figures.finals.append((segment.start_s, segment.end_s, segment.text))
+                    figures.final_speakers.append((segment.start_s, segment.end_s, event.final.speaker))
                     finals.append(segment.text)
+                elif kind == "summary":
+                    figures.speakers = spoken_by(event.summary.analysis.transcript)
                 elif kind == "signals" and event.signals.source == "frame":
                     figures.frame_latency.append(now - (started + event.signals.frame_s))
                 elif kind == "status":
@@ -176,7 +189,37 @@ async def refused(target: str) -> str:
         return "admitted"
 
 
-def batch_text(target: str, path: pathlib.Path) -> tuple[str, float]:
+def spoken_by(transcript: common_pb2.Transcript) -> list[tuple[float, float, str]]:
+    """(start, end, speaker) of every word (of the segment when it comes without its words)."""
+    said = []
+    for s in transcript.segments:
+        said += [(w.start_s, w.end_s, w.speaker) for w in s.words] or [(s.start_s, s.end_s, s.speaker)]
+    return said
+
+
+def speaker_share(said: list[tuple[float, float, str]], recording: Recording) -> float:
+    """Share of the time of `said` (start, end, label) whose label is the reference speaker at its
+    middle, under the label -> speaker mapping that maximises it (unlabelled time counts as wrong)."""
+    reference = [(start, end, who) for (start, end, _), who in zip(recording.segments, recording.speakers, strict=True)]
+    time_of: dict[tuple[str, str], float] = {}
+    total = 0.0
+    for start, end, label in said:
+        middle = (start + end) / 2
+        who = next((w for a, b, w in reference if a <= middle <= b), None)
+        if who is None:
+            continue
+        total += end - start
+        if label:
+            time_of[(label, who)] = time_of.get((label, who), 0.0) + end - start
+    labels = sorted({label for label, _ in time_of})
+    people = sorted(set(recording.speakers))
+    best = 0.0
+    for chosen in itertools.permutations(people + [""] * len(labels), len(labels)):
+        best = max(best, sum(time_of.get((label, who), 0.0) for label, who in zip(labels, chosen, strict=True)))
+    return best / total if total else float("nan")
+
+
+def batch_text(target: str, path: pathlib.Path) -> tuple[str, float, list[tuple[float, float, str]]]:
     channel = grpc.insecure_channel(target)
     stub = understanding_pb2_grpc.UnderstandingStub(channel)
 
@@ -189,7 +232,8 @@ def batch_text(target: str, path: pathlib.Path) -> tuple[str, float]:
     started = time.perf_counter()
     response = stub.Transcribe(upload(), metadata=MD, timeout=600)
     channel.close()
-    return " ".join(s.text for s in response.analysis.transcript.segments), time.perf_counter() - started
+    transcript = response.analysis.transcript
+    return " ".join(s.text for s in transcript.segments), time.perf_counter() - started, spoken_by(transcript)
 
 
 async def run_level(target: str, pcm: bytes, n: int) -> list[StreamFigures]:
@@ -271,9 +315,18 @@ def main() -> int:
                 w.setsampwidth(2)
                 w.setframerate(16000)
                 w.writeframes(pcm)
-        text, batch_s = batch_text(server.target, played)
+        text, batch_s, batch_speakers = batch_text(server.target, played)
         batch_wer = jiwer.wer(reference, words(text))
         print(f"WER on the full recording: live {live_wer:.3f}  batch Transcribe {batch_wer:.3f} ({batch_s:.1f} s)")
+        if args.pauses == 0 and not args.quick:
+            live_end = speaker_share(single[0].speakers, recording)
+            live_finals = speaker_share(single[0].final_speakers, recording)
+            batch_share = speaker_share(batch_speakers, recording)
+            print(
+                f"word time with the right speaker: live analysis (end of stream) {live_end:.3f}  "
+                f"live finals {live_finals:.3f}  batch Transcribe {batch_share:.3f}"
+            )
+            result("live analysis: word time with the right speaker", live_end, batch_share, "report")
         one = rows[1]
         result("live final latency p95, 1 stream (s)", one["final_p95"], None, "<= 1.5", "s")
         result("live partial gap p95, 1 stream (s)", one["partial_gap_p95"], None, "<= 1.0", "s")

@@ -203,6 +203,18 @@ class Settings:
     live_decode_step_s: float = _setting(
         0.5, "New speech between two decodes of an utterance (partials come about this often, plus the decode)."
     )
+    live_speakers: bool = _setting(
+        True,
+        "Speakers for live streams: the speaker model embeds each final's speech as the stream goes, and the "
+        "indexed analysis is labelled at the end as an upload would be. Off, or UNDERSTANDING_SPEAKER_MODEL=off: "
+        "a live analysis has no speakers.",
+    )
+    live_speaker_labels: bool = _setting(
+        False,
+        "Also label each live final with its speaker as it goes out (LiveFinal.speaker). Off by default: with "
+        "the little speech heard early in a stream they were right for ~0.7 of the word time on the labelled "
+        "call (README, live speakers), and each final waits for the clustering.",
+    )
     live_end_silence_ms: int = _setting(500, "Silence that ends an utterance (then its final segment is decoded).")
     live_beam_size: int = _setting(
         1,

@@ -27,7 +27,7 @@ import pytest
 
 from tests.fixtures import images as ifx
 from tests.fixtures import speech
-from tests.fixtures.real_speech import conversation
+from tests.fixtures.real_speech import Recording, conversation
 from tests.support import live
 from tests.support.kafka import collect
 from tests.support.server import ServerProcess
@@ -42,6 +42,22 @@ ANALYSIS_TOPIC = "understanding.analysis.v1"  # the default: these servers have 
 
 def words(text: str) -> str:
     return " ".join(re.sub(r"[^\w' ]", " ", text.lower()).split())
+
+
+def speaker_share(said: list[tuple[float, float, str]], recording: Recording) -> float:
+    """Share of the word time whose label is the reference speaker at the word's middle, each label
+    taken as the reference speaker it overlaps most."""
+    reference = list(zip(recording.segments, recording.speakers, strict=True))
+    time_of: dict[str, dict[str, float]] = {}
+    total = 0.0
+    for start, end, label in said:
+        middle = (start + end) / 2
+        who = next((w for (a, b, _), w in reference if a <= middle <= b), None)
+        if who is not None:
+            total += end - start
+            time_of.setdefault(label, {}).setdefault(who, 0.0)
+            time_of[label][who] += end - start
+    return sum(max(by_who.values()) for by_who in time_of.values()) / total
 
 
 def pcm_of(path: pathlib.Path) -> bytes:
@@ -114,6 +130,17 @@ async def test_real_speech_and_frames_at_real_time(server: ServerProcess) -> Non
     assert analysis.modality == common_pb2.MODALITY_VIDEO and analysis.media_id == "live-conversation"
     assert [s.text for s in analysis.transcript.segments] == [f.segment.text for f in finals]
     assert analysis.video.frames_analyzed == statuses[-1].frames_analyzed and analysis.shots
+    # Speakers: the finals go out unlabelled (labels as they go are off by default); the analysis
+    # is labelled from the whole stream's speech, as an upload would be.
+    assert all(f.speaker == "" for f in finals)
+    transcript = analysis.transcript
+    assert transcript.speaker_method == "clustering" and transcript.speaker_model.name
+    said = [(w.start_s, w.end_s, w.speaker) for s in transcript.segments for w in s.words]
+    assert all(label for _, _, label in said)
+    assert {label for _, _, label in said} == {sp.label for sp in transcript.speakers}
+    assert len(transcript.speakers) >= 2  # Diane and Sheila
+    share = speaker_share(said, recording)
+    assert share >= 0.7, share  # a sanity bound: benchmarks/live_bench.py reports the figure (0.93)
     assert summary.points == len(analysis.chunks) >= 1
 
     media = wait_for_media(server, "live-conversation")

@@ -60,6 +60,7 @@ from understanding.pipelines.live import (
     LiveResult,
     LiveSession,
     LiveSettings,
+    LiveSpeakers,
     StreamModeration,
     TaggerSignals,
     WhisperRecognizer,
@@ -152,6 +153,8 @@ class LiveStreams:
         transcriber: Transcriber,
         beam_size: int,
         partial_beam_size: int,
+        speakers: bool,
+        speaker_labels: bool,
         text: TextPipeline,
         speech: SpeechPipeline,
         video: VideoPipeline,
@@ -167,6 +170,8 @@ class LiveStreams:
         self.limits = limits
         self._recognize = WhisperRecognizer(transcriber, beam_size=beam_size, partial_beam_size=partial_beam_size)
         self._model = transcriber.model_ref
+        self._live_speakers = speakers
+        self._speaker_labels = speaker_labels
         self._text = text
         self._speech = speech
         self._video = video
@@ -212,6 +217,7 @@ class LiveStreams:
             faces=self._video.faces,
             signals=TaggerSignals(self._text, config.signals, face_model=_FACE_MODEL),
             moderation=moderation,
+            speakers=self._speakers(),
             trace_id=trace_id,
         )
         self._sessions.add(session)
@@ -219,6 +225,13 @@ class LiveStreams:
         session.start()
         log.info("live stream started", extra={"media_id": config.media_id, "active": len(self._sessions)})
         return session
+
+    def _speakers(self) -> LiveSpeakers | None:
+        """The stream's speakers with the server's speaker model, unless it or the setting is off."""
+        settings = self._speech.speakers
+        if not self._live_speakers or settings.encoder is None:
+            return None
+        return LiveSpeakers(settings.encoder, max_speakers=settings.max_speakers, online=self._speaker_labels)
 
     def _moderation(self, tenant: str, config: LiveConfig) -> StreamModeration | None:
         """The stream's policy resolved now, so a typo fails before any media is read."""

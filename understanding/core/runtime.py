@@ -446,6 +446,8 @@ def _live_streams(
         transcriber=transcriber,
         beam_size=settings.live_beam_size,
         partial_beam_size=settings.live_partial_beam_size,
+        speakers=settings.live_speakers,
+        speaker_labels=settings.live_speaker_labels,
         text=text,
         speech=speech,
         video=video,

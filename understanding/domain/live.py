@@ -74,7 +74,10 @@ class LivePartial:
 class LiveFinal:
     segment: Segment
     language: Language
-    speaker: str | None = None  # filled once diarization (speakers) is wired in
+    # The speaker's label when the server labels live finals and its speaker model could tell
+    # ("" when not known; None when it does not label them). Also on `segment.speaker`.
+    # See pipelines/live/speakers.py.
+    speaker: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,11 @@ _NO_SPACE = frozenset({"zh", "yue", "ja", "th", "lo", "my", "km", "bo"})
 
 
 def attribute(
-    transcript: Transcript, diarization: Diarization, *, channels: Mapping[str, int] | None = None
+    transcript: Transcript,
+    diarization: Diarization,
+    *,
+    channels: Mapping[str, int] | None = None,
+    split: bool = True,
 ) -> Transcript:
     """`transcript` with speakers on words and segments and the speaker list.
 
@@ -31,15 +35,21 @@ def attribute(
     is split into runs of one speaker (a word with no turn near stays with the
     run around it); a segment without words takes the speaker talking most
     during it. `channels` maps labels to their 1-based channel (per-channel
-    participants).
+    participants). `split=False` keeps the segments as they are (a live
+    stream's events refer to them by index): a segment then takes the speaker
+    of most of its words.
     """
     joiner = "" if transcript.language.code in _NO_SPACE else " "
     assigned = assign_speakers(transcript.segments, diarization.turns)
     segments: list[Segment] = []
     for segment, who in zip(transcript.segments, assigned, strict=True):
         words = tuple(dataclasses.replace(w, speaker=s) for w, s in zip(segment.words, who.words, strict=True))
-        segments.extend(_split(segment, words, who.speaker, joiner))
-    segments = [dataclasses.replace(s, index=i) for i, s in enumerate(segments)]
+        if split:
+            segments.extend(_split(segment, words, who.speaker, joiner))
+        else:
+            segments.append(dataclasses.replace(segment, words=words, speaker=who.speaker))
+    if split:
+        segments = [dataclasses.replace(s, index=i) for i, s in enumerate(segments)]
     by_channel = channels or {}
     return dataclasses.replace(
         transcript,

@@ -48,7 +48,12 @@ __all__ = [
     "detect_speech",
     "diarize",
     "diarize_channels",
+    "diarize_windows",
+    "level_gain",
+    "reliable_windows",
     "separate_channels",
+    "speech_gain",
+    "speech_windows",
     "validate_num_speakers",
 ]
 
@@ -348,17 +353,10 @@ def diarize(
         return Diarization(turns, _summaries(turns), "single", None)
     window = int((options.window_s or encoder.window_s) * SAMPLE_RATE)
     hop = int(options.hop_s * SAMPLE_RATE) if options.hop_s else window // 2
-    # Windows stay inside one speech region: no silence and no voice across a
-    # pause gets into them. A region shorter than a window is repeated to fill
-    # it (resemblyzer trims silence away for the same reason).
-    spans = [
-        span
-        for start_s, end_s in regions
-        for span in _tiles(int(start_s * SAMPLE_RATE), min(int(end_s * SAMPLE_RATE), audio.size), window, hop)
-    ]
+    spans = speech_windows(regions, audio.size, window, hop)
     # GE2E saw speech normalised to -30 dBFS in training (resemblyzer.preprocess_wav);
     # one gain for the whole media keeps level differences between speakers.
-    gain = _speech_gain(np.concatenate([audio[a:b] for a, b in spans]))
+    gain = speech_gain(np.concatenate([audio[a:b] for a, b in spans]))
     embeddings = np.empty((len(spans), encoder.dimension), dtype=np.float32)
     first = 0
     while first < len(spans):
@@ -370,26 +368,81 @@ def diarize(
             end += 1
         embeddings[first:end] = encoder.embed_spans(audio, spans[first:end], window, gain=gain)
         first = end
+    return diarize_windows(
+        regions,
+        spans,
+        embeddings,
+        window=window,
+        n_samples=audio.size,
+        options=options,
+        same_speaker_cosine=options.same_speaker_cosine or encoder.same_speaker_cosine,
+        model=encoder.model_ref,
+    )
+
+
+def speech_windows(
+    regions: Sequence[tuple[float, float]], n_samples: int, window: int, hop: int
+) -> list[tuple[int, int]]:
+    """The speaker model's windows (sample spans) over speech regions (seconds).
+
+    Windows stay inside one speech region: no silence and no voice across a
+    pause gets into them. A region shorter than a window is one short span
+    (the encoder repeats it to fill the window; resemblyzer trims silence away
+    for the same reason).
+    """
+    return [
+        span
+        for start_s, end_s in regions
+        for span in _tiles(int(start_s * SAMPLE_RATE), min(int(end_s * SAMPLE_RATE), n_samples), window, hop)
+    ]
+
+
+def diarize_windows(
+    regions: Sequence[tuple[float, float]],
+    spans: Sequence[tuple[int, int]],
+    embeddings: npt.NDArray[np.float32],
+    *,
+    window: int,
+    n_samples: int,
+    options: DiarizationOptions,
+    same_speaker_cosine: float,
+    model: ModelRef,
+) -> Diarization:
+    """Speaker turns from embedded windows (`speech_windows` of `regions`): clustering, then
+    frame-level re-segmentation. What `diarize` does once the windows are embedded; a live
+    stream embeds its windows as its segments come and calls this at its end."""
+    if not spans:
+        return Diarization((), (), "none", model)
     # Windows from speech shorter than half a window are unreliable voices: they
     # do not shape the clusters, they only take the nearest one.
-    reliable = np.array([b - a >= window // 2 for a, b in spans])
-    if not reliable.any():
-        reliable[:] = True
+    reliable = reliable_windows(spans, window)
     labels = cluster_embeddings(
         embeddings[reliable],
         num_speakers=options.num_speakers,
         max_speakers=options.max_speakers,
-        same_speaker_cosine=options.same_speaker_cosine or encoder.same_speaker_cosine,
+        same_speaker_cosine=same_speaker_cosine,
     )
     k = int(labels.max()) + 1
     centroids = _centroids(embeddings[reliable], labels, k)
-    frame_labels = _resegment(regions, spans, embeddings @ centroids.T, k, audio.size)
+    frame_labels = _resegment(regions, spans, embeddings @ centroids.T, k, n_samples)
     turns = _turns(regions, frame_labels, options.min_turn_s)
-    return Diarization(turns, _summaries(turns), "clustering", encoder.model_ref)
+    return Diarization(turns, _summaries(turns), "clustering", model)
 
 
-def _speech_gain(speech: npt.NDArray[np.float32]) -> float:
-    rms = math.sqrt(float(np.mean(speech.astype(np.float64) ** 2))) if speech.size else 0.0
+def reliable_windows(spans: Sequence[tuple[int, int]], window: int) -> npt.NDArray[np.bool_]:
+    """Windows of at least half the model's window (all of them when none is)."""
+    reliable = np.array([b - a >= window // 2 for a, b in spans], dtype=bool)
+    if not reliable.any():
+        reliable[:] = True
+    return reliable
+
+
+def speech_gain(speech: npt.NDArray[np.float32]) -> float:
+    return level_gain(math.sqrt(float(np.mean(speech.astype(np.float64) ** 2))) if speech.size else 0.0)
+
+
+def level_gain(rms: float) -> float:
+    """The gain that brings speech of this RMS level to -30 dBFS (never below 1)."""
     if rms <= 1e-6:
         return 1.0
     return max(1.0, 10 ** (-30 / 20) / rms)  # increase only, as resemblyzer does

@@ -122,6 +122,11 @@ class SpeechPipeline:
         self._speakers = speakers if speakers is not None else SpeakerSettings()
 
     @property
+    def speakers(self) -> SpeakerSettings:
+        """The speaker model and its bounds (live streams label their speakers with the same)."""
+        return self._speakers
+
+    @property
     def speaker_model(self) -> ModelRef | None:
         encoder = self._speakers.encoder
         return encoder.model_ref if encoder is not None else None

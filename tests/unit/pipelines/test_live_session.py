@@ -33,10 +33,19 @@ from understanding.domain import (
 )
 from understanding.media.live import DecodedFrame
 from understanding.media.video import SampledFrame
-from understanding.pipelines.live import DecodeJob, FrameCheck, LiveSession, LiveSettings, StreamModeration
+from understanding.pipelines.live import (
+    DecodeJob,
+    FrameCheck,
+    LiveSession,
+    LiveSettings,
+    LiveSpeakers,
+    StreamModeration,
+)
 from understanding.pipelines.policy import load_policy
 from understanding.pipelines.screening import FrameFindings
 from understanding.pipelines.visual import FrameSignals
+
+from .test_live_speakers import VoiceBySign, loud
 
 MODEL = ModelRef("fake", "1")
 
@@ -458,3 +467,38 @@ async def test_frames_skip_the_picture_models_while_recognition_is_behind() -> N
     assert pictures.seen == []  # audio first: the picture models waited
     s.end(EndReason.CLIENT)
     await asyncio.wait_for(s._tasks[0], 10)  # noqa: SLF001
+
+
+# ---------------------------------------------------------------- speakers
+async def voiced(s: LiveSession, voices: Sequence[tuple[float, int]]) -> None:
+    """100 ms PCM chunks: `(seconds, level)` runs (the fake speaker model tells voices by the sign)."""
+    for seconds, level in voices:
+        for _ in range(int(round(seconds * 10))):
+            await s.audio(np.full(1600, level, "<i2").tobytes(), 0)
+            await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("online", [False, True])
+async def test_speakers_label_the_analysis_at_the_end_and_the_finals_when_asked(online: bool) -> None:
+    # A speaks 0.5-6.5 s, B 7.5-13.5 s, A 14.5-17.5 s; Whisper (scripted) hears a word every 0.25 s
+    turns = [(0.5, 6.5), (7.5, 13.5), (14.5, 17.5)]
+    words = [w for i, (a, b) in enumerate(turns) for w in spoken([f"t{i}"] * int((b - a - 0.2) / 0.25), a)]
+    speakers = LiveSpeakers(VoiceBySign(), online=online, detect=loud)  # type: ignore[arg-type]
+    s, _ = session(vad=ScriptedVad(turns), recognize=ScriptedRecognizer(words), speakers=speakers)
+    s.start()
+    await voiced(s, [(0.5, 0), (6.0, 3000), (1.0, 0), (6.0, -3000), (1.0, 0), (3.0, 3000), (1.5, 0)])
+    s.end(EndReason.CLIENT)
+    result = await s.wait()
+    finals = [e for e in await drain(s) if isinstance(e, LiveFinal)]
+    assert [f.segment.text.split()[0] for f in finals] == ["t0", "t1", "t2"]
+    if online:
+        assert [f.speaker for f in finals] == ["S1", "S2", "S1"]
+        assert [f.segment.speaker for f in finals] == ["S1", "S2", "S1"]
+    else:
+        assert [f.speaker for f in finals] == [None, None, None]
+    transcript = result.transcript
+    assert [seg.speaker for seg in transcript.segments] == ["S1", "S2", "S1"]
+    assert [seg.index for seg in transcript.segments] == [0, 1, 2]
+    assert all(w.speaker == seg.speaker for seg in transcript.segments for w in seg.words)
+    assert transcript.speaker_method == "clustering"
+    assert {sp.label: round(sp.speaking_s) for sp in transcript.speakers} == {"S1": 9, "S2": 6}

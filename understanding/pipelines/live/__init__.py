@@ -13,6 +13,7 @@ from understanding.pipelines.live.signals import (
     TaggerSignals,
     TranscriptSignals,
 )
+from understanding.pipelines.live.speakers import LiveSpeakers
 
 __all__ = [
     "AsrSettings",
@@ -24,6 +25,7 @@ __all__ = [
     "LiveResult",
     "LiveSession",
     "LiveSettings",
+    "LiveSpeakers",
     "PictureChecks",
     "SignalStep",
     "StreamModeration",

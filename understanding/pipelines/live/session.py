@@ -66,8 +66,10 @@ from understanding.domain import (
 from understanding.media.live import DecodedFrame
 from understanding.media.video import SampledFrame
 from understanding.pipelines.live.asr import AsrSettings, DecodeJob, StreamingAsr
+from understanding.pipelines.live.audio_buffer import AudioBuffer
 from understanding.pipelines.live.channel import EventChannel
 from understanding.pipelines.live.signals import SignalStep, StreamModeration
+from understanding.pipelines.live.speakers import LiveSpeakers
 from understanding.pipelines.live.timeline import Timeline
 from understanding.pipelines.moderation import decide
 from understanding.pipelines.screening import FrameFindings
@@ -88,6 +90,9 @@ _CONTAINER_MAGIC = {
     b"ID3": "an MP3",
 }
 _NOT_OPUS_AFTER = 10  # undecodable packets before any good one: the audio is not Opus at all
+# Audio kept for the speaker model: a final covers at most `AsrSettings.overflow_s` of audio behind
+# the newest sample (older audio was dropped by the recogniser too).
+_SPEAKER_AUDIO_S = 40.0
 
 
 class Vad(Protocol):
@@ -152,6 +157,7 @@ class LiveSession:
         faces: FaceDetector,
         signals: SignalStep,
         moderation: StreamModeration | None = None,
+        speakers: LiveSpeakers | None = None,
         version: int | None = None,
         trace_id: str = "",
         clock: Callable[[], float] = time.monotonic,
@@ -166,6 +172,8 @@ class LiveSession:
         self._decoder = decoder
         self._signals = signals
         self.moderation = moderation
+        self._speakers = speakers
+        self._heard = AudioBuffer(SAMPLE_RATE)  # recent audio, for the speaker model (only with `speakers`)
         # The stream's analysis version: its partial verdicts carry it, its final analysis keeps it.
         self.version = version if version is not None else new_version()
         self._trace_id = trace_id
@@ -243,8 +251,11 @@ class LiveSession:
         status = self.status()
         self.events.put(status)
         visual = self._frames.finish(max(self.duration_s, self._frames.last_t_s)) if self._frames.analyzed else None
+        transcript = self.transcript()
+        if self._speakers is not None:  # every segment and word labelled from all the stream's speech
+            transcript = await asyncio.to_thread(self._speakers.attribute, transcript)
         return LiveResult(
-            transcript=self.transcript(),
+            transcript=transcript,
             visual=visual,
             frame_size=self._frame_size,
             frames_received=self._frames_received,
@@ -319,6 +330,9 @@ class LiveSession:
         gap_s = self._timeline.audio(capture_time_us, samples.size / SAMPLE_RATE)
         if gap_s > 0:
             samples = np.concatenate([np.zeros(int(round(gap_s * SAMPLE_RATE)), np.float32), samples])
+        if self._speakers is not None:
+            self._heard.append(samples)
+            self._heard.drop_before(self._heard.end_s - _SPEAKER_AUDIO_S)
         before = self._asr.dropped_audio_s
         self._asr.push(samples, self._vad.push(samples))
         if self._asr.dropped_audio_s > before:
@@ -407,10 +421,29 @@ class LiveSession:
             if self.config.partials:
                 self.events.put(event)
             return
+        speakers = self._speakers
+        if speakers is not None and speakers.online:
+            event = await self._with_speaker(event, speakers)
         self._finals.append(event.segment)
         self._final_language = event.language
         self.events.put(event)
         await self._after_final(event)
+        if speakers is not None and not speakers.online:  # for the end only: after the final went out
+            await self._hear(event.segment, speakers)
+
+    async def _with_speaker(self, final: LiveFinal, speakers: LiveSpeakers) -> LiveFinal:
+        """The final with its speaker ("" when not known), before it goes out or is judged."""
+        segment = final.segment
+        await self._hear(segment, speakers)
+        speaker = await asyncio.to_thread(speakers.label, segment)
+        return dataclasses.replace(final, segment=dataclasses.replace(segment, speaker=speaker), speaker=speaker)
+
+    async def _hear(self, segment: Segment, speakers: LiveSpeakers) -> None:
+        """The speaker model on the stream's audio up to just after this final."""
+        lo, hi = speakers.span(segment)
+        start = max(lo, self._heard.start_s)
+        audio = self._heard.slice(start, hi)  # a copy, on the loop: audio() appends meanwhile
+        await asyncio.to_thread(speakers.hear, audio, start)
 
     async def _after_final(self, final: LiveFinal) -> None:
         signals = await self._signals.transcript(final)
