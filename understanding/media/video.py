@@ -54,6 +54,9 @@ _NONREF_MIN_STRIDE = 3
 _SEEK_MIN_GOPS = 2.0
 _SEEK_MIN_S = 4.0
 _SIG_SIZE = (32, 18)
+# A video whose last decoded frame is this much (or two frames) before the end its index states
+# was cut short (its last frames can be skipped non-reference frames, so not one frame).
+_END_SLACK_S = 1.0
 _TRAIL_MAX = 512  # signatures kept between two samples (a 0.05 fps sample rate on 25 fps video)
 _LUMA8_FORMATS = frozenset(
     ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv440p", "yuvj440p",
@@ -298,6 +301,13 @@ def sample_frames(
             if stats.frames_sampled == 0:
                 raise InvalidInput(f"media is not decodable video: {_reason(exc)}", field="chunk") from exc
             stats.truncated = True  # damage after good frames (a cut upload): keep what decoded
+        else:
+            # A file cut between two packets ends without an error: the stream stopping well
+            # before the end its index states is what tells a cut upload then.
+            end = _stated_end(stream, origin)
+            slack = max(_END_SLACK_S, 2.0 / fps if fps > 0 else 0.0)
+            if stats.frames_sampled and end is not None and stats.last_t_s < end - slack:
+                stats.truncated = True
     if stats.frames_sampled == 0:
         raise InvalidInput("media contains no video frames", field="chunk")
 
@@ -360,6 +370,14 @@ def _fps(stream: av.VideoStream) -> float:
             if math.isfinite(value) and 0 < value <= 1000:
                 return value
     return 0.0
+
+
+def _stated_end(stream: av.VideoStream, origin: float) -> float | None:
+    """Where the index says the video stream ends, on the decoded frames' clock (None when unstated)."""
+    if stream.duration is None or stream.time_base is None or stream.duration <= 0:
+        return None
+    start = float(stream.start_time * stream.time_base) if stream.start_time is not None else origin
+    return start - origin + float(stream.duration * stream.time_base)
 
 
 def _duration(container: av.container.InputContainer, stream: av.VideoStream) -> float | None:

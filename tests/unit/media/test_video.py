@@ -73,6 +73,7 @@ def test_samples_on_the_grid_downscaled(shots: pathlib.Path) -> None:
     frames, stats = sample(shots, 2.0)
     times = [f.t_s for f in frames]
     assert len(frames) == 30 == stats.frames_sampled
+    assert not stats.truncated  # decoded to the end its index states
     # Each sample is the first decoded frame at or after its grid time; skipped
     # non-reference frames put it at most a few frames later.
     for i, t in enumerate(times):
@@ -89,6 +90,7 @@ def test_skips_frames_it_does_not_need(shots: pathlib.Path) -> None:
     _, every = sample(shots, 25.0)
     total = int(fx.DURATION_S * fx.FPS)
     assert every.frames_decoded == every.frames_sampled == total
+    assert not sparse.truncated and not every.truncated
     # 2 of 25 frames per second are wanted: non-reference frames are never decoded.
     assert sparse.frames_decoded < 0.7 * total, sparse
 
@@ -98,6 +100,7 @@ def test_low_rates_seek_past_whole_gops(shots: pathlib.Path) -> None:
     assert [round(f.t_s, 2) for f in frames] == [0.0, 10.0]
     assert stats.seeks >= 1
     assert stats.frames_decoded < 120, stats  # instead of 375
+    assert not stats.truncated  # seeking still reaches the end
 
 
 def test_trail_covers_the_decoded_frames_between_samples(shots: pathlib.Path) -> None:
@@ -231,6 +234,9 @@ def test_truncated_upload_keeps_the_frames_before_the_cut(shots: pathlib.Path, m
     frames, stats = sample(cut)
     assert 4 <= len(frames) < 30
     assert stats.last_t_s < fx.DURATION_S - 1
+    # Cut between two packets, FFmpeg ends the stream without an error: the stream stopping short
+    # of the end its index states is what says the upload was cut.
+    assert stats.truncated
     # Without faststart the index is at the end, so half a file cannot even be opened.
     late = fx.make_shots_video(media / "late-index.mp4", audio=False, faststart=False)
     with pytest.raises(InvalidInput) as err:
