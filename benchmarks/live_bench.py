@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import pathlib
 import re
 import sys
@@ -197,28 +196,6 @@ def spoken_by(transcript: common_pb2.Transcript) -> list[tuple[float, float, str
     return said
 
 
-def speaker_share(said: list[tuple[float, float, str]], recording: Recording) -> float:
-    """Share of the time of `said` (start, end, label) whose label is the reference speaker at its
-    middle, under the label -> speaker mapping that maximises it (unlabelled time counts as wrong)."""
-    reference = [(start, end, who) for (start, end, _), who in zip(recording.segments, recording.speakers, strict=True)]
-    time_of: dict[tuple[str, str], float] = {}
-    total = 0.0
-    for start, end, label in said:
-        middle = (start + end) / 2
-        who = next((w for a, b, w in reference if a <= middle <= b), None)
-        if who is None:
-            continue
-        total += end - start
-        if label:
-            time_of[(label, who)] = time_of.get((label, who), 0.0) + end - start
-    labels = sorted({label for label, _ in time_of})
-    people = sorted(set(recording.speakers))
-    best = 0.0
-    for chosen in itertools.permutations(people + [""] * len(labels), len(labels)):
-        best = max(best, sum(time_of.get((label, who), 0.0) for label, who in zip(labels, chosen, strict=True)))
-    return best / total if total else float("nan")
-
-
 def batch_text(target: str, path: pathlib.Path) -> tuple[str, float, list[tuple[float, float, str]]]:
     channel = grpc.insecure_channel(target)
     stub = understanding_pb2_grpc.UnderstandingStub(channel)
@@ -319,9 +296,9 @@ def main() -> int:
         batch_wer = jiwer.wer(reference, words(text))
         print(f"WER on the full recording: live {live_wer:.3f}  batch Transcribe {batch_wer:.3f} ({batch_s:.1f} s)")
         if args.pauses == 0 and not args.quick:
-            live_end = speaker_share(single[0].speakers, recording)
-            live_finals = speaker_share(single[0].final_speakers, recording)
-            batch_share = speaker_share(batch_speakers, recording)
+            live_end = recording.speaker_share(single[0].speakers)
+            live_finals = recording.speaker_share(single[0].final_speakers)
+            batch_share = recording.speaker_share(batch_speakers)
             print(
                 f"word time with the right speaker: live analysis (end of stream) {live_end:.3f}  "
                 f"live finals {live_finals:.3f}  batch Transcribe {batch_share:.3f}"

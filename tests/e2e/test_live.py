@@ -27,7 +27,7 @@ import pytest
 
 from tests.fixtures import images as ifx
 from tests.fixtures import speech
-from tests.fixtures.real_speech import Recording, conversation
+from tests.fixtures.real_speech import conversation
 from tests.support import live
 from tests.support.kafka import collect
 from tests.support.server import ServerProcess
@@ -42,22 +42,6 @@ ANALYSIS_TOPIC = "understanding.analysis.v1"  # the default: these servers have 
 
 def words(text: str) -> str:
     return " ".join(re.sub(r"[^\w' ]", " ", text.lower()).split())
-
-
-def speaker_share(said: list[tuple[float, float, str]], recording: Recording) -> float:
-    """Share of the word time whose label is the reference speaker at the word's middle, each label
-    taken as the reference speaker it overlaps most."""
-    reference = list(zip(recording.segments, recording.speakers, strict=True))
-    time_of: dict[str, dict[str, float]] = {}
-    total = 0.0
-    for start, end, label in said:
-        middle = (start + end) / 2
-        who = next((w for (a, b, _), w in reference if a <= middle <= b), None)
-        if who is not None:
-            total += end - start
-            time_of.setdefault(label, {}).setdefault(who, 0.0)
-            time_of[label][who] += end - start
-    return sum(max(by_who.values()) for by_who in time_of.values()) / total
 
 
 def pcm_of(path: pathlib.Path) -> bytes:
@@ -139,7 +123,7 @@ async def test_real_speech_and_frames_at_real_time(server: ServerProcess) -> Non
     assert all(label for _, _, label in said)
     assert {label for _, _, label in said} == {sp.label for sp in transcript.speakers}
     assert len(transcript.speakers) >= 2  # Diane and Sheila
-    share = speaker_share(said, recording)
+    share = recording.speaker_share(said)
     assert share >= 0.7, share  # a sanity bound: benchmarks/live_bench.py reports the figure (0.93)
     assert summary.points == len(analysis.chunks) >= 1
 

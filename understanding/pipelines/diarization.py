@@ -50,6 +50,7 @@ __all__ = [
     "diarize_channels",
     "diarize_windows",
     "level_gain",
+    "reliable_window",
     "reliable_windows",
     "separate_channels",
     "speech_gain",
@@ -429,9 +430,14 @@ def diarize_windows(
     return Diarization(turns, _summaries(turns), "clustering", model)
 
 
+def reliable_window(span: tuple[int, int], window: int) -> bool:
+    """Whether a window holds enough speech (half the model's window) to shape the clusters."""
+    return span[1] - span[0] >= window // 2
+
+
 def reliable_windows(spans: Sequence[tuple[int, int]], window: int) -> npt.NDArray[np.bool_]:
-    """Windows of at least half the model's window (all of them when none is)."""
-    reliable = np.array([b - a >= window // 2 for a, b in spans], dtype=bool)
+    """`reliable_window` for each span (all of them when none is)."""
+    reliable = np.array([reliable_window(span, window) for span in spans], dtype=bool)
     if not reliable.any():
         reliable[:] = True
     return reliable

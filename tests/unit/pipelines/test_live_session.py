@@ -480,13 +480,15 @@ async def voiced(s: LiveSession, voices: Sequence[tuple[float, int]]) -> None:
 
 @pytest.mark.parametrize("online", [False, True])
 async def test_speakers_label_the_analysis_at_the_end_and_the_finals_when_asked(online: bool) -> None:
-    # A speaks 0.5-6.5 s, B 7.5-13.5 s, A 14.5-17.5 s; Whisper (scripted) hears a word every 0.25 s
-    turns = [(0.5, 6.5), (7.5, 13.5), (14.5, 17.5)]
+    # A speaks 0.5-6.5 s, B 7.5-17.5 s, A 18.5-21.5 s; Whisper (scripted) hears a word every 0.25 s.
+    # B says more than A before its final: with as little speech as A's, the clustering may not tell
+    # them apart yet (the contract allows that; here the labels must be right).
+    turns = [(0.5, 6.5), (7.5, 17.5), (18.5, 21.5)]
     words = [w for i, (a, b) in enumerate(turns) for w in spoken([f"t{i}"] * int((b - a - 0.2) / 0.25), a)]
     speakers = LiveSpeakers(VoiceBySign(), online=online, detect=loud)  # type: ignore[arg-type]
     s, _ = session(vad=ScriptedVad(turns), recognize=ScriptedRecognizer(words), speakers=speakers)
     s.start()
-    await voiced(s, [(0.5, 0), (6.0, 3000), (1.0, 0), (6.0, -3000), (1.0, 0), (3.0, 3000), (1.5, 0)])
+    await voiced(s, [(0.5, 0), (6.0, 3000), (1.0, 0), (10.0, -3000), (1.0, 0), (3.0, 3000), (1.5, 0)])
     s.end(EndReason.CLIENT)
     result = await s.wait()
     finals = [e for e in await drain(s) if isinstance(e, LiveFinal)]
@@ -501,4 +503,4 @@ async def test_speakers_label_the_analysis_at_the_end_and_the_finals_when_asked(
     assert [seg.index for seg in transcript.segments] == [0, 1, 2]
     assert all(w.speaker == seg.speaker for seg in transcript.segments for w in seg.words)
     assert transcript.speaker_method == "clustering"
-    assert {sp.label: round(sp.speaking_s) for sp in transcript.speakers} == {"S1": 9, "S2": 6}
+    assert {sp.label: round(sp.speaking_s) for sp in transcript.speakers} == {"S1": 9, "S2": 10}

@@ -20,7 +20,7 @@ vector) it matches by the same-voice cosine, else the next new label. A
 final with no window of at least half the model's window (~0.75 s of speech
 for CAM++) gets "" (not known). With few windows, the clustering often
 cannot tell two voices apart yet: on the only labelled call here, online
-labels were right for ~2/3 of the speech time against ~0.98 at the end
+labels were right for ~0.7 of the word time against ~0.93 at the end
 (benchmarks/live_bench.py), which is why they are off unless asked for.
 
 Not thread-safe: one caller at a time (the stream's decode loop, then its end).
@@ -43,6 +43,7 @@ from understanding.pipelines.diarization import (
     detect_speech,
     diarize_windows,
     level_gain,
+    reliable_window,
     speech_windows,
 )
 
@@ -142,8 +143,7 @@ class LiveSpeakers:
 
     # ------------------------------------------------------------ internals
     def _reliable(self, i: int) -> bool:
-        a, b = self._spans[i]
-        return b - a >= self._window // 2
+        return reliable_window(self._spans[i], self._window)
 
     def _recluster(self) -> None:
         recent = [i for i in range(max(0, len(self._spans) - self._recent), len(self._spans)) if self._reliable(i)]
