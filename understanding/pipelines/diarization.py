@@ -44,6 +44,7 @@ __all__ = [
     "SpeakerTurn",
     "assign_speakers",
     "channel_layout",
+    "centroids",
     "cluster_embeddings",
     "detect_speech",
     "diarize",
@@ -206,7 +207,8 @@ def _spectral_labels(affinity: npt.NDArray[np.float64], k: int) -> npt.NDArray[n
     return np.asarray(model.fit_predict(affinity + 1e-6), dtype=np.int64)
 
 
-def _centroids(embeddings: npt.NDArray[np.float32], labels: npt.NDArray[np.int64], k: int) -> npt.NDArray[np.float32]:
+def centroids(embeddings: npt.NDArray[np.float32], labels: npt.NDArray[np.int64], k: int) -> npt.NDArray[np.float32]:
+    """The unit mean vector of each of the `k` clusters (zeros for an empty one)."""
     out = np.zeros((k, embeddings.shape[1]), dtype=np.float32)
     for c in range(k):
         members = embeddings[labels == c]
@@ -223,7 +225,7 @@ def _merge_similar(
     labels = _compact(labels)
     while labels.max(initial=0) >= 1:
         k = int(labels.max()) + 1
-        cent = _centroids(embeddings, labels, k)
+        cent = centroids(embeddings, labels, k)
         sim = cent @ cent.T
         np.fill_diagonal(sim, -1.0)
         a, b = np.unravel_index(int(np.argmax(sim)), sim.shape)
@@ -248,7 +250,7 @@ def _absorb_small(
             small[int(np.argmax(sizes))] = False
         if not small.any():
             return labels
-        cent = _centroids(embeddings, labels, sizes.size)
+        cent = centroids(embeddings, labels, sizes.size)
         candidates = np.flatnonzero(small)
         victim = int(candidates[np.argmin(sizes[candidates])])
         sim = cent[victim] @ cent.T
@@ -283,7 +285,7 @@ def cluster_embeddings(
     items, owner = embeddings, np.arange(n)
     if n > _MAX_CLUSTER_ITEMS:
         km = KMeans(n_clusters=_MAX_CLUSTER_ITEMS, n_init=1, random_state=0, max_iter=50).fit(embeddings)
-        items = _centroids(embeddings, np.asarray(km.labels_, dtype=np.int64), _MAX_CLUSTER_ITEMS)
+        items = centroids(embeddings, np.asarray(km.labels_, dtype=np.int64), _MAX_CLUSTER_ITEMS)
         owner = np.asarray(km.labels_)
     m = items.shape[0]
     if num_speakers is not None:
@@ -305,7 +307,7 @@ def _refine(
 ) -> npt.NDArray[np.int64]:
     """A few nearest-centroid passes (k-means style) that keep every cluster non-empty."""
     for _ in range(rounds):
-        cent = _centroids(embeddings, labels, k)
+        cent = centroids(embeddings, labels, k)
         new = np.argmax(embeddings @ cent.T, axis=1).astype(np.int64)
         if len(np.unique(new)) < len(np.unique(labels)) or np.array_equal(new, labels):
             break
@@ -424,8 +426,8 @@ def diarize_windows(
         same_speaker_cosine=same_speaker_cosine,
     )
     k = int(labels.max()) + 1
-    centroids = _centroids(embeddings[reliable], labels, k)
-    frame_labels = _resegment(regions, spans, embeddings @ centroids.T, k, n_samples)
+    means = centroids(embeddings[reliable], labels, k)
+    frame_labels = _resegment(regions, spans, embeddings @ means.T, k, n_samples)
     turns = _turns(regions, frame_labels, options.min_turn_s)
     return Diarization(turns, _summaries(turns), "clustering", model)
 

@@ -39,6 +39,7 @@ from understanding.pipelines.attribution import attribute
 from understanding.pipelines.diarization import (
     SAMPLE_RATE,
     DiarizationOptions,
+    centroids,
     cluster_embeddings,
     detect_speech,
     diarize_windows,
@@ -102,8 +103,8 @@ class LiveSpeakers:
         """Embed the speech in the stream's `audio` from `offset_s`, as `span` asked (less when the
         stream no longer had all of it)."""
         self._done_s = max(self._done_s, offset_s + audio.size / SAMPLE_RATE)
-        regions = [(s + offset_s, e + offset_s) for s, e in self._detect(audio) if e > s]
-        local = speech_windows([(s - offset_s, e - offset_s) for s, e in regions], audio.size, self._window, self._hop)
+        found = [(s, e) for s, e in self._detect(audio) if e > s]
+        local = speech_windows(found, audio.size, self._window, self._hop)
         if not local:
             return
         # One gain for the stream (as `diarize` has one per media), from all its speech so far.
@@ -114,7 +115,7 @@ class LiveSpeakers:
         gain = level_gain(float(np.sqrt(self._square_sum / max(self._speech_samples, 1))))
         embeddings = self._encoder.embed_spans(audio, local, self._window, gain=gain)
         shift = int(round(offset_s * SAMPLE_RATE))
-        self._regions.extend(regions)
+        self._regions.extend((s + offset_s, e + offset_s) for s, e in found)
         self._spans.extend((a + shift, b + shift) for a, b in local)
         self._embeddings.extend(embeddings)
         self._labels.extend([""] * len(local))
@@ -155,22 +156,20 @@ class LiveSpeakers:
             max_speakers=self._options.max_speakers,
             same_speaker_cosine=self._encoder.same_speaker_cosine,
         )
-        k = int(clusters.max()) + 1
-        names = self._name(recent, clusters, k, vectors)
+        means = centroids(vectors, clusters, int(clusters.max()) + 1)
+        names = self._name(recent, clusters, means)
         for i, c in zip(recent, clusters, strict=True):
             self._labels[i] = names[int(c)]
-        for c in range(k):
-            mean = vectors[clusters == c].mean(axis=0)
-            self._voices[names[c]] = mean / max(float(np.linalg.norm(mean)), 1e-12)
-        centroids = np.stack([self._voices[names[c]] for c in range(k)])
+        for c, mean in enumerate(means):
+            self._voices[names[c]] = mean
         for i in range(max(0, len(self._spans) - self._recent), len(self._spans)):
             if not self._reliable(i):  # a short window takes the nearest voice, as in `diarize`
-                self._labels[i] = names[int(np.argmax(centroids @ self._embeddings[i]))]
+                self._labels[i] = names[int(np.argmax(means @ self._embeddings[i]))]
 
     def _name(
-        self, members: list[int], clusters: npt.NDArray[np.int64], k: int, vectors: npt.NDArray[np.float32]
+        self, members: list[int], clusters: npt.NDArray[np.int64], means: npt.NDArray[np.float32]
     ) -> dict[int, str]:
-        """A stable label per cluster (see the module docstring)."""
+        """A stable label per cluster (`means`: their unit mean vectors; see the module docstring)."""
         overlap: dict[tuple[int, str], int] = {}
         first: dict[tuple[int, str], int] = {}  # its earliest window: a tie goes to the longer-standing voice
         for i, c in zip(members, clusters, strict=True):
@@ -184,11 +183,9 @@ class LiveSpeakers:
             if c not in names and name not in taken:
                 names[c] = name
                 taken.add(name)
-        for c in range(k):
+        for c, mean in enumerate(means):
             if c in names:
                 continue
-            mean = vectors[clusters == c].mean(axis=0)
-            mean = mean / max(float(np.linalg.norm(mean)), 1e-12)
             free = [(float(voice @ mean), name) for name, voice in self._voices.items() if name not in taken]
             best = max(free, default=None)
             if best is not None and best[0] >= self._encoder.same_speaker_cosine:
