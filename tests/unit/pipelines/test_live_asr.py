@@ -77,6 +77,44 @@ def test_endpointer_opens_after_min_speech_and_closes_after_end_silence() -> Non
     assert not ep.speaking
 
 
+def windows(*runs: tuple[float, float]) -> list[float]:
+    """(seconds, probability) runs, as the VAD's per-window scores."""
+    return [p for seconds, p in runs for _ in range(int(round(seconds / WINDOW_S)))]
+
+
+def test_endpointer_starts_where_a_soft_onset_began_not_where_the_vad_became_sure() -> None:
+    # A phone line's "oh, I'm ...": 0.6 s scored 0.2-0.3 before the voice gets loud.
+    ep = Endpointer(EndpointSettings(min_speech_s=0.15, pad_s=0.2, onset_floor=0.1, lookback_s=1.0))
+    bounds = ep.push(windows((2.0, 0.02), (0.6, 0.25), (1.0, 0.9)))
+    assert [b.kind for b in bounds] == ["start"]
+    assert bounds[0].t_s == pytest.approx(2.0 - 0.2, abs=WINDOW_S)
+    # ... but never further back than lookback_s
+    ep = Endpointer(EndpointSettings(min_speech_s=0.15, pad_s=0.2, onset_floor=0.1, lookback_s=1.0))
+    bounds = ep.push(windows((2.0, 0.02), (3.0, 0.25), (1.0, 0.9)))
+    assert bounds[0].t_s == pytest.approx(5.0 - 1.0 - 0.2, abs=2 * WINDOW_S)
+
+
+def test_endpointer_counts_the_hysteresis_band_towards_the_opening_run() -> None:
+    # A short "Hello?": 0.13 s sure, then 0.06 s between the thresholds, then silence. Silero's own
+    # splitter counts the band as speech once it has started; so does the run that opens an utterance.
+    settings = EndpointSettings(min_speech_s=0.15, end_silence_s=0.5, pad_s=0.2)
+    bounds = Endpointer(settings).push(windows((1.0, 0.02), (0.128, 0.7), (0.064, 0.4), (1.0, 0.02)))
+    assert [b.kind for b in bounds] == ["start", "end"]
+    # Band alone opens nothing; nor does a blip under min_speech_s.
+    assert Endpointer(settings).push(windows((1.0, 0.02), (1.0, 0.4), (1.0, 0.02))) == []
+    assert Endpointer(settings).push(windows((1.0, 0.02), (0.096, 0.9), (1.0, 0.02))) == []
+
+
+def test_an_utterance_never_starts_inside_the_previous_one() -> None:
+    # With pads over half the end silence, the second utterance's padded start would reach into
+    # the first one's padded end: it starts where the first ended.
+    asr = StreamingAsr(AsrSettings(endpoint=EndpointSettings(end_silence_s=0.5, pad_s=0.4)))
+    probs = windows((1.0, 0.02), (1.0, 0.9), (0.6, 0.02), (1.0, 0.9), (1.0, 0.02))
+    asr.push(np.zeros(int(len(probs) * 512), np.float32), np.asarray(probs, np.float32))
+    first, second = list(asr._utterances)  # noqa: SLF001
+    assert first.end_s is not None and second.start_s == pytest.approx(first.end_s)
+
+
 # ---------------------------------------------------------------- the state machine
 
 
@@ -84,8 +122,9 @@ class ScriptedRecognizer:
     """Knows the words said and when; the last word still being spoken comes out wrong,
     like Whisper's unstable tail. Records every job it saw."""
 
-    def __init__(self, words: list[Word]) -> None:
+    def __init__(self, words: list[Word], unstable_s: float = 0.15) -> None:
         self.words = words
+        self.unstable_s = unstable_s
         self.jobs: list[DecodeJob] = []
 
     def __call__(self, job: DecodeJob) -> Transcript:
@@ -95,7 +134,7 @@ class ScriptedRecognizer:
         for word in self.words:
             if word.start_s >= job.offset_s - 0.05 and word.end_s <= end:
                 text = word.text
-                if not job.final and end - word.end_s < 0.15:
+                if not job.final and end - word.end_s < self.unstable_s:
                     text = text + "x"  # unstable tail: changes in the next hypothesis
                 out.append(Word(text, word.start_s - job.offset_s, word.end_s - job.offset_s, 0.9))
         segment = Segment(0, 0.0, end - job.offset_s, " ".join(x.text for x in out), -0.2, 0.01, tuple(out))
@@ -194,6 +233,48 @@ def test_a_pause_decode_that_returns_after_the_utterance_ended_is_its_final() ->
     assert [type(e) for e in finals] == [LiveFinal]
     assert [x.text for x in finals[0].segment.words] == [x.text for x in words]  # type: ignore[union-attr]
     assert asr.next_job() is None and asr.settle() == []
+
+
+@pytest.mark.parametrize(("decoded_past_silence_s", "one_more_decode"), [(-0.05, False), (-0.35, True)])
+def test_a_partial_that_heard_the_whole_utterance_is_its_final(
+    decoded_past_silence_s: float, one_more_decode: bool
+) -> None:
+    """A partial started just after the speaker stopped, while the VAD still hesitated, has all
+    the words: the final follows it without one more decode (up to 0.1 s short of the silence)."""
+    words = speech_words(1.0, 3.0, "a")
+    recognizer = ScriptedRecognizer(words, unstable_s=0.0)  # a word is right as soon as it is heard
+    asr = StreamingAsr()
+    # speech, 0.3 s between the thresholds (the last word's tail), then silence from 3.3 s
+    probs = windows((1.0, 0.02), (2.0, 0.9), (0.3, 0.45), (2.0, 0.02))
+    silence_start = 3.3
+    fed = 0
+    events: list[LivePartial | LiveFinal] = []
+
+    def feed(until_s: float) -> None:
+        nonlocal fed
+        n = int(round(until_s / WINDOW_S)) - fed
+        asr.push(np.zeros(n * 512, np.float32), np.asarray(probs[fed : fed + n], np.float32))
+        fed += n
+
+    t = 0.0
+    while t < silence_start + decoded_past_silence_s - 0.1:  # partials while speaking, each returning at once
+        t += 0.1
+        feed(t)
+        while (job := asr.next_job()) is not None:
+            events.extend(asr.on_result(job, recognizer(job)))
+    feed(silence_start + decoded_past_silence_s)
+    late = asr._job(asr._utterances[0], asr.received_s, final=False, closing=False)  # noqa: SLF001
+    recognizer.jobs.clear()
+    feed(silence_start + 1.0)  # the silence ends the utterance while that partial runs
+    assert not asr.speaking
+    events = asr.on_result(late, recognizer(late)) + asr.settle()
+    while (job := asr.next_job()) is not None:
+        events.extend(asr.on_result(job, recognizer(job)))
+    finals = [e for e in events if isinstance(e, LiveFinal)]
+    assert len(finals) == 1
+    assert [x.text for x in finals[0].segment.words] == [x.text for x in words]
+    assert len(recognizer.jobs) == (2 if one_more_decode else 1)
+    assert finals[0].segment.words[-1].end_s == pytest.approx(2.9)
 
 
 def test_a_pause_that_does_not_end_the_utterance_is_decoded_as_a_partial() -> None:

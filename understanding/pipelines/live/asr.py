@@ -19,7 +19,9 @@ That keeps every decision testable with a fake recogniser:
   end, its result is the final (`on_result`, or `settle` when it came back
   before the endpoint) and the final follows the speaker by one decode, not
   by the end silence plus one; if the speaker goes on, it was a partial. No
-  other decode starts during a pause (nothing new was said).
+  other decode starts during a pause (nothing new was said). A partial that
+  started after the last word, while the VAD still hesitated, heard every
+  word: it stands for that decode (`_pause_covered_by`).
 - The buffer is bounded: an utterance longer than `trim_s` is cut after its
   last committed sentence (or, past `max_buffer_s`, after its last committed
   word), the words before the cut become a final segment and their audio is
@@ -47,6 +49,7 @@ __all__ = ["AsrSettings", "DecodeJob", "StreamingAsr"]
 
 _SENTENCE_END = (".", "?", "!", "。", "？", "！")
 _EPS_S = 1e-6
+_COVER_TOLERANCE_S = 0.1  # a decode ending this much before a pause's silence still heard all its words
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +159,8 @@ class StreamingAsr:
         for boundary in self._endpointer.push([float(p) for p in probabilities]):
             if boundary.kind == "start":
                 start = max(boundary.t_s, self._buffer.start_s)
+                if self._utterances and (previous_end := self._utterances[-1].end_s) is not None:
+                    start = max(start, previous_end)  # the reach back for its onset stops at the last one's end
                 self._count += 1
                 self._utterances.append(_Utterance(self._count, start, decoded_to_s=start))
             elif (open_ := self._open) is not None:
@@ -200,7 +205,7 @@ class StreamingAsr:
         self._transcribed_s = max(self._transcribed_s, job.end_s)
         if utterance is None:  # dropped meanwhile (overflow)
             return []
-        utterance.decoded_to_s = job.end_s
+        utterance.decoded_to_s = max(job.end_s, self._pause_covered_by(utterance, job.end_s))
         utterance.last = transcript
         self._learn_language(transcript)
         words = self._words(transcript, job.offset_s, utterance)
@@ -229,6 +234,23 @@ class StreamingAsr:
         return finals
 
     # ------------------------------------------------------------ internals
+    def _pause_covered_by(self, utterance: _Utterance, decoded_to_s: float) -> float:
+        """Where the utterance ends (or will, if its current pause lasts) when a decode up to
+        `decoded_to_s` heard all of its speech, else 0.
+
+        A partial often starts just after the speaker stopped, while the VAD still
+        hesitates (it scores the last word's tail between its two thresholds for a
+        few windows). That decode has all the words: it stands for the decode of
+        the pause, so the final need not wait for one more. Up to
+        `_COVER_TOLERANCE_S` short of where the VAD put the pause: its silence
+        starts after the last word has ended (Silero lags the voice).
+        """
+        end = utterance.end_s if utterance.end_s is not None else self._endpointer.pending_end_s
+        if end is None or utterance is not self._utterances[0]:
+            return 0.0
+        silence_start = end - self.settings.endpoint.pad_s
+        return end if decoded_to_s >= silence_start - _COVER_TOLERANCE_S else 0.0
+
     def _close(self, utterance: _Utterance, transcript: Transcript) -> list[LiveFinal]:
         """The first utterance is over: its committed words become its final segment."""
         final = self._final(utterance, utterance.agreement.take_committed(), transcript)
