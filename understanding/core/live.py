@@ -25,6 +25,7 @@ join the final analysis's shots as an uploaded video's would.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
@@ -183,6 +184,9 @@ class LiveStreams:
         self._pictures = pictures or VisualModels()
         self._screening = screening or ScreeningSettings()
         self._sessions: set[LiveSession] = set()
+        # One thread per admitted stream for its Whisper decodes (one at a time per stream), so a
+        # decode waiting for Whisper never holds a thread the rest of the server needs.
+        self._decodes = concurrent.futures.ThreadPoolExecutor(limits.max_streams, thread_name_prefix="live-decode")
         self._background: set[asyncio.Task[LiveSummary | None]] = set()
         self._draining = False
         self._rpcs = 0
@@ -219,6 +223,7 @@ class LiveStreams:
             moderation=moderation,
             speakers=self._speakers(),
             trace_id=trace_id,
+            decode_executor=self._decodes,
         )
         self._sessions.add(session)
         self._idle.clear()
@@ -332,6 +337,7 @@ class LiveStreams:
             await asyncio.wait_for(self._wait_drained(), self.limits.drain_s)
         except TimeoutError:
             log.warning("live streams still running after the drain timeout", extra={"active": len(self._sessions)})
+        self._decodes.shutdown(wait=False, cancel_futures=True)
 
     async def _wait_drained(self) -> None:
         await self._idle.wait()

@@ -134,6 +134,9 @@ def _session(path: pathlib.Path, threads: int) -> object:
     if threads > 0:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    # No busy-waiting between ops: the picture models share 2 cores with Whisper (live frames
+    # are checked while a stream's speech is being decoded), as the text embedder does.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 

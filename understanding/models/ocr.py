@@ -144,6 +144,7 @@ class PaddleOcr:
         if threads > 0:
             session_options.intra_op_num_threads = threads
             session_options.inter_op_num_threads = 1
+        session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as in nudity.py
         providers = ["CPUExecutionProvider"]
         self._det: Any = ort.InferenceSession(str(det_path), sess_options=session_options, providers=providers)
         self._rec: Any = ort.InferenceSession(str(rec_path), sess_options=session_options, providers=providers)

@@ -4,6 +4,8 @@ faces, moderation signals and publisher (the real policy file and `decide`)."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -167,6 +169,92 @@ async def test_frames_are_sampled_down_before_any_audio_is_lost_when_recognition
     # half the rate: every other frame goes, and no audio at all
     assert status.dropped_frames == {DropReason.FRAME_BEHIND: 2}
     assert status.dropped_audio_s == {}
+
+
+class SpeechEverywhere:
+    """A VAD that hears speech in every window."""
+
+    def __init__(self) -> None:
+        self._samples = 0
+
+    def push(self, samples: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        before, self._samples = self._samples // 512, self._samples + samples.size
+        return np.full(self._samples // 512 - before, 0.9, np.float32)
+
+
+async def test_a_decode_that_keeps_up_sheds_no_frames_however_long_it_runs() -> None:
+    """Frames are shed by how old the audio being decoded is, not by how much waits for its result:
+    everything received while a decode runs is untranscribed, so on a slow CPU `behind_s` passes
+    2 s on a stream that keeps up."""
+    started, release = threading.Event(), threading.Event()
+
+    def slow(job: DecodeJob) -> Transcript:
+        started.set()
+        release.wait(30)
+        return never(job)
+
+    s, _ = session(recognize=slow, vad=SpeechEverywhere())
+    s.start()
+    try:
+        for _ in range(11):  # 1.1 s of speech: the utterance's first decode starts
+            await s.audio(b"\x00\x00" * 1600, 0)
+        await asyncio.wait_for(asyncio.to_thread(started.wait, 30), 30)
+        for _ in range(15):  # 1.5 s more while it runs
+            await s.audio(b"\x00\x00" * 1600, 0)
+        assert s.status().behind_s >= 2.0 and s.recognition_lag_s == pytest.approx(1.5, abs=0.15)
+        for t in (1.0, 2.0, 3.0):
+            s.frame(b"jpeg", int(t * 1e6) + 10_000_000)
+            s._pending_frame = None  # noqa: SLF001 - as if analysed at once
+        assert s.status().dropped_frames == {}
+        for _ in range(10):  # 1 s more: the audio being decoded ended 2.5 s ago
+            await s.audio(b"\x00\x00" * 1600, 0)
+        for t in (4.0, 5.0, 6.0, 7.0):
+            s.frame(b"jpeg", int(t * 1e6) + 10_000_000)
+            s._pending_frame = None  # noqa: SLF001
+        assert s.status().dropped_frames == {DropReason.FRAME_BEHIND: 2}
+    finally:
+        release.set()
+        s.end(EndReason.CLIENT)
+        await asyncio.wait_for(s.wait(), 30)
+
+
+async def test_decodes_waiting_for_whisper_leave_the_default_executor_free() -> None:
+    """Each stream's decode may wait for one of Whisper's shared workers: on the streams' own
+    executor, not in asyncio's default one, where the frames' and uploads' calls run."""
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(2))  # asyncio's 6 on 2 cores, scaled down
+    decodes = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="live-decode")
+    waiting, release = threading.Semaphore(0), threading.Event()
+    threads: list[str] = []
+
+    def blocked(job: DecodeJob) -> Transcript:
+        threads.append(threading.current_thread().name)
+        waiting.release()
+        release.wait(30)
+        return never(job)
+
+    sessions = [session(recognize=blocked, vad=SpeechEverywhere(), decode_executor=decodes)[0] for _ in range(4)]
+    try:
+        for s in sessions:
+            s.start()
+            for _ in range(11):  # 1.1 s of speech: the stream's first decode starts, and waits
+                await s.audio(b"\x00\x00" * 1600, 0)
+        deadline = loop.time() + 30
+        started = 0
+        while started < len(sessions) and loop.time() < deadline:  # every stream's decode is waiting
+            if waiting.acquire(blocking=False):
+                started += 1
+            else:
+                await asyncio.sleep(0.01)
+        assert started == len(sessions)
+        assert await asyncio.wait_for(asyncio.to_thread(lambda: 42), 10) == 42
+        assert len(threads) == 4 and all(name.startswith("live-decode") for name in threads)
+    finally:
+        release.set()
+        for s in sessions:
+            s.end(EndReason.CLIENT)
+            await asyncio.wait_for(s.wait(), 30)
+        decodes.shutdown()
 
 
 async def test_a_frame_is_analysed_and_reported() -> None:

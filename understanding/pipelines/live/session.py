@@ -5,13 +5,14 @@ The api feeds a session (`audio`, `frame`, `end`) and forwards
 dropped:
 
 - Audio is never dropped while frames can be: when speech recognition
-  falls `behind_s` behind, frames are sampled at half the rate (a quarter
-  at twice that); a frame that arrives while the previous one still waits
+  lags `behind_s` (`recognition_lag_s`: the audio being decoded ended that
+  long ago), frames are sampled at half the rate (a quarter at twice that); a frame that arrives while the previous one still waits
   replaces it. Only a recogniser that falls `overflow_s` behind loses audio
   (see `asr.py`). Every drop is counted and reported in a status event.
-- Decoding runs one job at a time per stream in a worker thread (Whisper's
-  own workers are shared by every stream and upload); frames are analysed
-  in another, so a frame's result does not wait for a decode.
+- Decoding runs one job at a time per stream in a thread of the streams'
+  own executor (Whisper's workers are shared by every stream and upload);
+  frames are analysed in another, so a frame's result does not wait for a
+  decode.
 - Status events go out every `status_interval_s` and right after a drop.
 - With `moderation`, every final segment is judged after its signals: a
   REVIEW or BLOCK is sent to the client and published (moderation topic)
@@ -21,8 +22,8 @@ dropped:
   Frames are judged the same way when the picture models run
   (`StreamModeration.pictures`), in the frame task, so a frame's verdict
   never waits for a decode; the frame's signals event follows its verdict
-  and names the picture models that looked at it. While recognition is
-  `behind_s` behind, frames skip the picture models (audio first): their
+  and names the picture models that looked at it. While recognition
+  lags `behind_s`, frames skip the picture models (audio first): their
   signals then name none.
 
 `wait()` returns a `LiveResult`: the transcript of every final segment,
@@ -33,6 +34,7 @@ assemble, index and publish.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import logging
@@ -116,7 +118,7 @@ Recognize = Callable[[DecodeJob], Transcript]
 class LiveSettings:
     asr: AsrSettings = field(default_factory=AsrSettings)
     frame_fps: float = 1.0  # frames analysed per second at most
-    behind_s: float = 2.0  # recognition this far behind: frames at half rate (twice as far: a quarter)
+    behind_s: float = 2.0  # recognition lagging this much: frames at half rate (twice as much: a quarter)
     status_interval_s: float = 1.0
     max_ahead_s: float = 5.0  # a client further ahead of real time is read at real time
     event_capacity: int = 1024
@@ -161,12 +163,17 @@ class LiveSession:
         version: int | None = None,
         trace_id: str = "",
         clock: Callable[[], float] = time.monotonic,
+        decode_executor: concurrent.futures.Executor | None = None,
     ) -> None:
         self.config = config
         self.settings = settings
         self.tenant = tenant
         self.events = EventChannel(settings.event_capacity)
         self._recognize = recognize
+        # Decodes wait for one of Whisper's shared workers: in asyncio's default executor (6 threads
+        # on 2 cores) a few streams' waiting decodes would hold every thread, and the frames' and
+        # uploads' short calls would queue behind them (None: the default executor, for tests).
+        self._decode_executor = decode_executor
         self._model = model
         self._vad = vad
         self._decoder = decoder
@@ -203,6 +210,7 @@ class LiveSession:
         self._error: BaseException | None = None
         self._first_audio = True
         self.paced = False
+        self._decoding_to_s: float | None = None  # end of the audio of the decode running, if one is
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -300,6 +308,21 @@ class LiveSession:
         """How long to hold back reading so the client stays within `max_ahead_s` of real time."""
         return max(0.0, self.ahead_s - self.settings.max_ahead_s)
 
+    @property
+    def recognition_lag_s(self) -> float:
+        """How old the audio is that recognition is working on: received audio since the end of
+        the decode running (with none running, audio not yet transcribed).
+
+        This, not `LiveStatus.behind_s`, tells whether recognition keeps up. Just before a
+        decode comes back, everything received while it ran is untranscribed: on this
+        project's 2-core test machine one Whisper decode takes 1.2-1.5 s, so `behind_s`
+        reached 2.7-2.9 s on a single stream that kept up (benchmarks/live_bench.py) and
+        frames were shed for nothing.
+        """
+        if self._decoding_to_s is not None:
+            return max(0.0, self._asr.received_s - self._decoding_to_s)
+        return self._asr.behind_s
+
     def _media_arrived(self) -> None:
         if self._started_at is None:
             self._started_at = self._clock()
@@ -378,7 +401,7 @@ class LiveSession:
             return
         self._last_frame_s = t_s
         interval = 1.0 / self.settings.frame_fps
-        behind = self._asr.behind_s
+        behind = self.recognition_lag_s
         reason = DropReason.FRAME_RATE
         if behind >= self.settings.behind_s:
             interval *= 4 if behind >= 2 * self.settings.behind_s else 2
@@ -409,7 +432,12 @@ class LiveSession:
                     self._audio_wake.clear()
                     await self._audio_wake.wait()
                     continue
-                transcript = await asyncio.to_thread(self._recognize, job)
+                self._decoding_to_s = job.end_s
+                try:
+                    loop = asyncio.get_running_loop()
+                    transcript = await loop.run_in_executor(self._decode_executor, self._recognize, job)
+                finally:
+                    self._decoding_to_s = None
                 for event in self._asr.on_result(job, transcript):
                     await self._emit(event)
         except BaseException as exc:
@@ -547,7 +575,7 @@ class LiveSession:
         checked_by: tuple[ModelRef, ...] = ()
         # The picture models cost more than the rest of a frame together: while recognition is
         # behind they wait (audio before frames); the frame's signals then name no picture model.
-        if self.moderation is not None and self._asr.behind_s <= self.settings.behind_s:
+        if self.moderation is not None and self.recognition_lag_s <= self.settings.behind_s:
             new_shot = bool(shot_starts and shot_starts[0])
             checked_by = await self._moderate_frame(self.moderation, sampled, decoded, new_shot=new_shot)
         if found is not None:  # after the verdict: a frame's signals say it has been judged, and by which models
