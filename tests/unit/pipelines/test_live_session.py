@@ -218,9 +218,13 @@ async def test_a_decode_that_keeps_up_sheds_no_frames_however_long_it_runs() -> 
         await asyncio.wait_for(s.wait(), 30)
 
 
-async def test_decodes_waiting_for_whisper_leave_the_default_executor_free() -> None:
+def test_decodes_waiting_for_whisper_leave_the_default_executor_free() -> None:
     """Each stream's decode may wait for one of Whisper's shared workers: on the streams' own
     executor, not in asyncio's default one, where the frames' and uploads' calls run."""
+    asyncio.run(_four_streams_decoding())  # its own loop: the tests' shared loop keeps its executor
+
+
+async def _four_streams_decoding() -> None:
     loop = asyncio.get_running_loop()
     loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(2))  # asyncio's 6 on 2 cores, scaled down
     decodes = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="live-decode")
