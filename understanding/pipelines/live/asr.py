@@ -245,8 +245,10 @@ class StreamingAsr:
         `_COVER_TOLERANCE_S` short of where the VAD put the pause: its silence
         starts after the last word has ended (Silero lags the voice).
         """
-        end = utterance.end_s if utterance.end_s is not None else self._endpointer.pending_end_s
-        if end is None or utterance is not self._utterances[0]:
+        end = utterance.end_s
+        if end is None and utterance is self._open:
+            end = self._endpointer.pending_end_s  # the pause the endpointer is in is the open utterance's
+        if end is None:
             return 0.0
         silence_start = end - self.settings.endpoint.pad_s
         return end if decoded_to_s >= silence_start - _COVER_TOLERANCE_S else 0.0

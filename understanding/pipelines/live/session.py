@@ -6,8 +6,8 @@ dropped:
 
 - Audio is never dropped while frames can be: when speech recognition
   lags `behind_s` (`recognition_lag_s`: the audio being decoded ended that
-  long ago), frames are sampled at half the rate (a quarter at twice that); a frame that arrives while the previous one still waits
-  replaces it. Only a recogniser that falls `overflow_s` behind loses audio
+  long ago), frames are sampled at half the rate (a quarter at twice that);
+  a frame that arrives while the previous one still waits replaces it. Only a recogniser that falls `overflow_s` behind loses audio
   (see `asr.py`). Every drop is counted and reported in a status event.
 - Decoding runs one job at a time per stream in a thread of the streams'
   own executor (Whisper's workers are shared by every stream and upload);
