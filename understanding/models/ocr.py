@@ -42,6 +42,7 @@ import numpy as np
 import numpy.typing as npt
 
 from understanding.domain import ModelRef
+from understanding.models._onnx import cpu_session
 
 __all__ = ["OcrModelError", "OcrOptions", "OcrResult", "PaddleOcr", "TextLine", "TextReader"]
 
@@ -132,7 +133,6 @@ class PaddleOcr:
     REC_HEIGHT = 48
 
     def __init__(self, options: OcrOptions | None = None, *, threads: int = 0, models_dir: pathlib.Path | None = None):
-        import onnxruntime as ort
 
         self.options = options or OcrOptions()
         folder = models_dir or _models_dir()
@@ -140,14 +140,8 @@ class PaddleOcr:
         for path in (det_path, rec_path):
             if not path.is_file():
                 raise OcrModelError(f"OCR model missing at {path}")
-        session_options = ort.SessionOptions()
-        if threads > 0:
-            session_options.intra_op_num_threads = threads
-            session_options.inter_op_num_threads = 1
-        session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as in nudity.py
-        providers = ["CPUExecutionProvider"]
-        self._det: Any = ort.InferenceSession(str(det_path), sess_options=session_options, providers=providers)
-        self._rec: Any = ort.InferenceSession(str(rec_path), sess_options=session_options, providers=providers)
+        self._det: Any = cpu_session(det_path, threads)
+        self._rec: Any = cpu_session(rec_path, threads)
         characters = self._rec.get_modelmeta().custom_metadata_map.get("character")
         if not characters:
             raise OcrModelError(f"{rec_path} carries no character list")

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from understanding.domain import ModelRef, Vector
+from understanding.models._onnx import cpu_session
 
 log = logging.getLogger(__name__)
 
@@ -259,23 +260,13 @@ class OnnxEmbedder:
         quantize: bool = False,
         threads: int = 0,
     ) -> None:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         cfg = model_config(model_dir)
         if not (model_dir / "tokenizer.json").exists():
             raise ValueError(f"{model_dir} has no tokenizer.json (a fast tokenizer): use embedding_backend=torch")
         path = ensure_export(model_dir, cache_root, model_ref.version, quantize=quantize)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = max(0, threads)  # 0: one per core
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # No busy-waiting between ops: on 2 cores shared with Whisper and the
-        # event loop, spinning threads steal the CPU the other work needs
-        # (measured: spinning cost up to 3x CPU per text under load).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self._session = cpu_session(path, threads)
         self._input_names = {i.name for i in self._session.get_inputs()}
         self.max_seq_length = int(cfg["max_seq_length"])
         self._lower = bool(cfg["do_lower_case"])

