@@ -12,11 +12,21 @@ Transient failures retry in place with exponential back-off (the partition
 waits, nothing is committed); permanent ones fail at once; exhausted jobs go to
 the dead-letter topic. A job cancelled in the state topic stops at the
 pipeline's next cancellation check and is committed without a result.
+
+A batch comes again when the group rebalances before its commit (a worker
+joined, left or died), often to the worker that already ran it: a job whose
+result this worker delivered is not run again. On another worker the job's
+state in this process's view may still say RUNNING while the store owner
+marks it SUCCEEDED and deletes its media; the second run then fails on the
+missing media. Since media are deleted only after the job's terminal state is
+durable, a failure with the media gone waits for the view to show that state
+and publishes nothing, instead of a FAILED event for a job that succeeded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import threading
 import time
@@ -24,7 +34,7 @@ from typing import Any, Protocol
 
 from understanding import codec
 from understanding.codec.records import encode_result
-from understanding.domain import Analysis, Job, JobError, JobState, UnderstandingError
+from understanding.domain import Analysis, Job, JobError, JobState, NotFound, UnderstandingError
 from understanding.jobs.blobs import BlobStore
 from understanding.jobs.kafka_io import JobTopics, Producer, consume_at_least_once, ensure_topics, publish_event
 from understanding.jobs.runner import Analyze, media_request
@@ -33,6 +43,8 @@ from understanding.jobs.state_topic import JobStateLog, decode
 from understanding.sinks.results import ResultSink
 
 log = logging.getLogger(__name__)
+
+_DELIVERED_MEMORY = 10_000  # job ids whose results a worker remembers having delivered
 
 
 class ResultDelivery(Protocol):
@@ -97,6 +109,7 @@ class JobWorker:
         max_run_s: float = 1800.0,
         client_id: str = "understanding-worker",
         direct_sink: ResultSink | None = None,
+        media_gone_wait_s: float = 30.0,
     ) -> None:
         self._topics = topics
         self.state = state
@@ -113,6 +126,9 @@ class JobWorker:
         self._task: asyncio.Task[None] | None = None
         self._draining = asyncio.Event()
         self.completed = 0
+        self._delivered: collections.OrderedDict[str, None] = collections.OrderedDict()
+        # How long a failure with the job's media gone waits for the view to show who finished it.
+        self._media_gone_wait_s = media_gone_wait_s
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -180,6 +196,8 @@ class JobWorker:
         except (ValueError, KeyError, TypeError) as error:
             log.error("undecodable job record skipped: %r", error)
             return
+        if queued.job_id in self._delivered:
+            return  # the batch came again (a rebalance before its commit): its result went out already
         job = await asyncio.to_thread(self.state.store.get, queued.job_id) or queued
         if job.state.terminal:
             return  # cancelled while queued, or a redelivery of a finished job
@@ -217,6 +235,7 @@ class JobWorker:
                 await self.state.publish(job.with_(stage="index", progress=0.95))
                 assert self._delivery is not None
                 await self._delivery.deliver(job, analysis)
+                self._remember_delivered(job.job_id)
                 self.completed += 1
                 return
             except asyncio.CancelledError:
@@ -227,6 +246,8 @@ class JobWorker:
                 reporter.cancel()
                 if await self._finished_meanwhile(job) or cancelled.is_set():
                     return  # cancelled by the caller: the canceller recorded it
+                if await self._finished_elsewhere(job):
+                    return
                 code, retriable = classify_error(error)
                 message = getattr(error, "message", None) or f"{type(error).__name__}: {error}"
                 if getattr(error, "field", None):
@@ -253,6 +274,36 @@ class JobWorker:
             return False
         await self.state.publish(current)
         return True
+
+    async def _finished_elsewhere(self, job: Job) -> bool:
+        """True when the job's media is gone and the view then shows the job finished.
+
+        Whoever finishes a job (the store owner's indexer, a direct sink, a
+        cancel) deletes its media only after the terminal state is durable in the
+        state topic, so a run that lost its media ran a job finished elsewhere;
+        this view applies that state within moments. Media missing with no
+        terminal state after `media_gone_wait_s` is a real failure.
+        """
+        if not job.spec.blob:
+            return False
+        try:
+            await asyncio.to_thread(self._blobs.path, job.spec.blob)
+            return False
+        except NotFound:
+            pass
+        deadline = time.monotonic() + self._media_gone_wait_s
+        while True:
+            if await self._finished_meanwhile(job):
+                log.info("job finished elsewhere while it ran again here", extra={"job_id": job.job_id})
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.1)
+
+    def _remember_delivered(self, job_id: str) -> None:
+        self._delivered[job_id] = None
+        while len(self._delivered) > _DELIVERED_MEMORY:
+            self._delivered.popitem(last=False)
 
     async def _fail(self, job: Job, err: JobError) -> None:
         """FAILED: status event (and dead letter when retries ran out) before the state, so a
