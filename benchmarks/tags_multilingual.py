@@ -308,10 +308,6 @@ def centred(
 ) -> None:
     langs = ("en", *sentences.translations)
     labels = [label.id for label in taxonomy.labels]
-    descriptions = [d for label in taxonomy.labels for d in label.descriptions]
-    owners = [k for k, label in enumerate(taxonomy.labels) for _ in label.descriptions]
-    starts = np.searchsorted(np.asarray(owners), np.arange(len(labels)))
-    matrix = encode(encoder, descriptions)
     texts = {lang: encode(encoder, [i.texts[lang] for i in items]) for lang in langs}
     corpus = {"en": encode(encoder, list(sentences.english.values()))}
     corpus.update({lang: encode(encoder, list(pairs.values())) for lang, pairs in sentences.translations.items()})
@@ -326,22 +322,20 @@ def centred(
     detected = {lang: [detector.detect(i.texts[lang]).code for i in items] for lang in langs}
     print("\nlanguage centring (text minus alpha x its language's mean; not in the service)")
     print("  by the language the text is in, and by the one py3langid detects (none: not centred)")
+    model = encoder.model_ref.name
+    before = Tagger(taxonomy, lambda d: encode(encoder, d), model=model).scores(corpus["en"])
     for alpha, by_detection in ((0.0, False), (1.0, False), (1.5, False), (1.0, True), (1.5, True)):
-        labels_m = unit(matrix - alpha * mean["en"])
+        # The service's scorer, with the label descriptions centred on English's mean.
+        tagger = Tagger(taxonomy, lambda d, a=alpha: unit(encode(encoder, d) - a * mean["en"]), model=model)
 
-        def score(x: np.ndarray, lang: str, labels_m: np.ndarray = labels_m, alpha: float = alpha) -> np.ndarray:
-            return np.maximum.reduceat(unit(x - alpha * mean[lang]) @ labels_m.T, starts, axis=1)
-
-        def score_detected(lang: str, labels_m: np.ndarray = labels_m, alpha: float = alpha) -> np.ndarray:
-            means = np.stack([mean.get(code, np.zeros_like(mean["en"])) for code in detected[lang]])
-            return np.maximum.reduceat(unit(texts[lang] - alpha * means) @ labels_m.T, starts, axis=1)
+        def centred_by(codes: Sequence[str], alpha: float = alpha) -> np.ndarray:
+            return alpha * np.stack([mean.get(code, np.zeros_like(mean["en"])) for code in codes])
 
         if by_detection:
-            scores = {lang: score_detected(lang) for lang in langs}
+            scores = {lang: tagger.scores(unit(texts[lang] - centred_by(detected[lang]))) for lang in langs}
         else:
-            scores = {lang: score(texts[lang], lang) for lang in langs}
-        before = np.maximum.reduceat(corpus["en"] @ matrix.T, starts, axis=1)
-        after = score(corpus["en"], "en")
+            scores = {lang: tagger.scores(unit(texts[lang] - alpha * mean[lang])) for lang in langs}
+        after = tagger.scores(unit(corpus["en"] - alpha * mean["en"]))
         row = []
         for name, calibrate in (("held out", ~split), ("swapped", split)):
             measure = ~calibrate

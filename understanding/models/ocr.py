@@ -133,7 +133,6 @@ class PaddleOcr:
     REC_HEIGHT = 48
 
     def __init__(self, options: OcrOptions | None = None, *, threads: int = 0, models_dir: pathlib.Path | None = None):
-
         self.options = options or OcrOptions()
         folder = models_dir or _models_dir()
         det_path, rec_path = folder / self.DET_FILE, folder / self.REC_FILE
