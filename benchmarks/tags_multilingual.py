@@ -10,7 +10,13 @@ unicode-cldr-core), e.g. "soccer ball: ball, football, soccer" / "축구공: 공
 축구, 축구공". Items are split in two halves by a hash of the emoji:
 thresholds are calibrated on one, every figure is measured on the other.
 
-Calibration (printed as the taxonomy's `thresholds` entries):
+Scoring: relative (see understanding/pipelines/tagging.py): a label's cosine
+minus the mean of the text's cosines to every label, and a label also needs
+its cosine to reach a floor, the 95th percentile of the English Firefox
+sentences' best label cosine (UI text, topic-free: a text must look more like
+some label than 95% of them do).
+
+Calibration (printed as the taxonomy's `[scoring]` and `thresholds` entries):
   - a topic with labelled items: the threshold that maximises F0.5 pooled
     over all languages (English and its translations count alike, so a
     threshold does not sit where only English scores reach). F0.5 weighs
@@ -19,8 +25,9 @@ Calibration (printed as the taxonomy's `thresholds` entries):
     threshold in the dense middle of the scores flips between translations;
   - a label without labelled items (news, dating, safety.*): MiniLM's
     threshold carried over by standard scores on a neutral public corpus
-    (Firefox UI sentences + emoji names): the same number of standard
-    deviations above the corpus mean under the new model.
+    (the English Firefox UI sentences): the same number of standard
+    deviations above the corpus mean under the new model (relative scores
+    without the floor, which only filters).
 
 Figures on the held-out half, with the thresholds of the taxonomy file the
 service loads (`--taxonomy`, default the packaged one), and the agreement
@@ -29,7 +36,8 @@ with the halves swapped (topic thresholds calibrated on the held-out half):
     English original's: the target is >= 0.90 in every language;
   - per topic, F1 per language;
   - the Firefox sentences (mostly topic-free UI text): the share of
-    translations whose tag set equals their English original's.
+    translations whose tag set equals their English original's, and the
+    share given any tag (nearly all of them wrong).
 
 What more consistency would cost (`--tradeoffs`, held-out half):
   - every threshold raised by a margin: consistency against mean topic F1
@@ -38,22 +46,25 @@ What more consistency would cost (`--tradeoffs`, held-out half):
     the calibration half to agree with the English decisions (within 0.08 of
     the shared one), applied by the language py3langid detects, as the
     service would have to;
-  - language centring (not in the service): each text's vector minus alpha
-    times its language's mean vector (the mean of that language's Firefox
-    sentences), the label descriptions minus English's, both re-normalised;
-    the multilingual model's vectors carry their language, and this removes
-    its average. Topic thresholds recalibrated on the calibration half, the
-    other labels' carried over by standard scores; both halves reported.
+  - the scoring: plain cosines (before 2026-12) against relative scores,
+    without and with the floor, each recalibrated on one half and measured
+    on the other, with the share of Firefox sentences given any tag.
+    (Language centring, each vector minus its language's mean, was measured
+    here up to commit d603a1d: it helps only with the true language, which
+    the service does not have.)
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import os
 import pathlib
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
+from functools import partial
 
 import numpy as np
 
@@ -70,7 +81,7 @@ from _corpora import (  # noqa: E402
 from _harness import result  # noqa: E402
 
 from understanding.models.embedder import MINILM, MULTILINGUAL, TextEncoder, load_text_encoder, resolve_model  # noqa: E402
-from understanding.pipelines.tagging import Tagger, Taxonomy  # noqa: E402
+from understanding.pipelines.tagging import BELOW_FLOOR, Tagger, Taxonomy  # noqa: E402
 
 
 def cache_root() -> pathlib.Path:
@@ -138,31 +149,38 @@ def main() -> None:
     topics = sorted(set(TOPIC_OF_SUBGROUP.values()))
     use = load(MULTILINGUAL)
     model = use.model_ref.name
-    use_tagger = Tagger(taxonomy, use.encode, model=model)
+    use_tagger = Tagger(taxonomy, use.encode, model=model)  # the file's scoring and thresholds
 
     items = [i for i in labelled_emoji(langs) if all(lang in i.texts for lang in langs)]
     split = np.array([held_out(i) for i in items])
     truth = {t: np.array([i.label == t for i in items]) for t in topics}
-    scores = {lang: use_tagger.scores(encode(use, [i.texts[lang] for i in items])) for lang in langs}
+    vectors = {lang: encode(use, [i.texts[lang] for i in items]) for lang in langs}
+    scores = {lang: use_tagger.scores(v) for lang, v in vectors.items()}
     column = {label: k for k, label in enumerate(labels)}
     n_cal, n_eval = int((~split).sum()), int(split.sum())
     print(f"{len(items)} emoji items in {len(langs)} languages ({n_cal} calibration, {n_eval} held out); model {model}")
 
     # ---------------------------------------------------------------- calibration
+    sentences = parallel_sentences(languages, limit=300 if args.quick else 0)
+    neutral = encode(use, list(sentences.english.values()))
+    plain = Tagger(replace(taxonomy, relative={}), use.encode, model=model)
+    floor = round(float(np.percentile(plain.scores(neutral).max(axis=1), 95)), 3)
+    print(f"\nrelative scores; floor {floor:.3f}: the 95th percentile of the Firefox sentences' best label cosine")
+    calibrating = Tagger(replace(taxonomy, relative={model: floor}), use.encode, model=model)
+    cal_scores = {lang: calibrating.scores(v[~split]) for lang, v in vectors.items()}
     suggested: dict[str, float] = {}
-    print(f"\ncalibration half: thresholds maximising F{BETA} pooled over languages")
+    print(f"calibration half: thresholds maximising F{BETA} pooled over languages")
     for t in topics:
-        pooled = np.concatenate([scores[lang][~split, column[t]] for lang in langs])
+        pooled = np.concatenate([cal_scores[lang][:, column[t]] for lang in langs])
         positive = np.concatenate([truth[t][~split] for _ in langs])
         suggested[t], best = best_threshold(pooled, positive)
         print(f"  {t:18s} {suggested[t]:.3f}  pooled F{BETA} {best:.3f}")
     minilm = load(MINILM)
     minilm_tagger = Tagger(taxonomy, minilm.encode, model=minilm.model_ref.name)
-    sentences = parallel_sentences(languages, limit=300 if args.quick else 0)
-    neutral = list(sentences.english.values()) + [i.texts["en"] for i in items]
-    use_neutral = use_tagger.scores(encode(use, neutral))
-    mini_neutral = minilm_tagger.scores(encode(minilm, neutral))
-    print("\nlabels without labelled items: MiniLM's threshold carried over by standard scores (neutral corpus)")
+    # Standard scores of the relative scores without the floor (which only filters).
+    use_neutral = Tagger(replace(taxonomy, relative={model: BELOW_FLOOR}), use.encode, model=model).scores(neutral)
+    mini_neutral = minilm_tagger.scores(encode(minilm, list(sentences.english.values())))
+    print("\nlabels without labelled items: MiniLM's threshold carried over by standard scores (Firefox sentences)")
     for label in taxonomy.labels:
         k = column[label.id]
         mu_m, sd_m = float(mini_neutral[:, k].mean()), float(mini_neutral[:, k].std())
@@ -174,7 +192,7 @@ def main() -> None:
         print(
             f"  {label.id:18s} MiniLM {label.threshold_for(minilm.model_ref.name):.3f} = {z:+.1f} sd -> {carried:.3f}{note}"
         )
-    print("\nsuggested taxonomy entries (thresholds = { ... } per label):")
+    print(f'\nsuggested taxonomy entries ([scoring] relative = {{ "{model}" = {floor:.3f} }}; thresholds per label):')
     for label_id in labels:
         print(f'  {label_id:18s} "{model}" = {suggested[label_id]:.3f}')
 
@@ -194,7 +212,7 @@ def main() -> None:
     en_sentences = tag_sets(use_tagger.scores(encode(use, list(sentences.english.values()))))
     index = {sid: k for k, sid in enumerate(sentences.english)}
     print("\nsame tag set as the English original (every label)")
-    print(f"  {'lang':4s} {'emoji':>7s} {'tagged in en':>12s} {'firefox':>8s}")
+    print(f"  {'lang':4s} {'emoji':>7s} {'tagged in en':>12s} {'firefox':>8s} {'firefox tagged':>15s}")
     worst = 1.0
     for lang in languages:
         tags = tag_sets(scores[lang][split])
@@ -204,16 +222,20 @@ def main() -> None:
         translated = tag_sets(use_tagger.scores(encode(use, list(pairs.values()))))
         same_ff = float(np.mean([t == en_sentences[index[s]] for s, t in zip(pairs, translated, strict=True)]))
         worst = min(worst, same)
-        print(f"  {lang:4s} {same:7.3f} {same_tagged:12.3f} {same_ff:8.3f}")
+        spurious = float(np.mean([bool(t) for t in translated]))
+        print(f"  {lang:4s} {same:7.3f} {same_tagged:12.3f} {same_ff:8.3f} {spurious:15.3f}")
         result(f"tags_same_as_english_{lang}", same, None, ">= 0.90")
+    print(f"  {'en':4s} {'':7s} {'':12s} {'':8s} {np.mean([bool(t) for t in en_sentences]):15.3f}")
     print(
-        f"  ({n_eval} held-out emoji items, {len(tagged)} tagged in English; {len(sentences.english)} Firefox sentences)"
+        f"  ({n_eval} held-out emoji items, {len(tagged)} tagged in English; {len(sentences.english)} Firefox sentences,"
+        " 'firefox tagged': the share given any tag, all of them spurious or nearly)"
     )
     result("tags_same_as_english_worst_language", worst, None, ">= 0.90")
     other_fold(split, scores, thresholds, [labels.index(t) for t in topics], np.stack([truth[t] for t in topics], 1))
     if args.tradeoffs:
         tradeoffs(items, split, scores, thresholds, labels, topics, truth, languages)
-        centred(use, taxonomy, items, split, truth, topics, sentences, thresholds)
+        emoji_names = [i.texts["en"] for i in items]
+        scorings(taxonomy, use, minilm, vectors, split, truth, topics, sentences, emoji_names, floor)
 
 
 def other_fold(
@@ -296,57 +318,59 @@ def tradeoffs(
         print(f"  {lang:4s} {shared:7.3f} {own:7.3f} {detected:9.3f} {right:15.2f}")
 
 
-def centred(
-    encoder: TextEncoder,
+def scorings(
     taxonomy: Taxonomy,
-    items: Sequence[LabelledItem],
+    encoder: TextEncoder,
+    minilm: TextEncoder,
+    vectors: dict[str, np.ndarray],
     split: np.ndarray,
     truth: dict[str, np.ndarray],
     topics: Sequence[str],
     sentences: ParallelCorpus,
-    thresholds: np.ndarray,
+    emoji_names: Sequence[str],
+    floor: float,
 ) -> None:
-    langs = ("en", *sentences.translations)
+    """Plain cosines against relative scores, without and with the floor: each recalibrated
+    on one half (topics by F0.5, the other labels carried from MiniLM by standard scores on
+    a neutral corpus: the Firefox sentences, or those and the English emoji names as before
+    2026-12) and measured on the other; also the share of Firefox sentences given any tag."""
+    model = encoder.model_ref.name
     labels = [label.id for label in taxonomy.labels]
-    texts = {lang: encode(encoder, [i.texts[lang] for i in items]) for lang in langs}
+    langs = list(vectors)
     corpus = {"en": encode(encoder, list(sentences.english.values()))}
     corpus.update({lang: encode(encoder, list(pairs.values())) for lang, pairs in sentences.translations.items()})
-    mean = {lang: vectors.mean(axis=0) for lang, vectors in corpus.items()}
-
-    def unit(x: np.ndarray) -> np.ndarray:
-        return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-    from understanding.models.language import LanguageDetector
-
-    detector = LanguageDetector()
-    detected = {lang: [detector.detect(i.texts[lang]).code for i in items] for lang in langs}
-    print("\nlanguage centring (text minus alpha x its language's mean; not in the service)")
-    print("  by the language the text is in, and by the one py3langid detects (none: not centred)")
-    model = encoder.model_ref.name
-    before = Tagger(taxonomy, lambda d: encode(encoder, d), model=model).scores(corpus["en"])
-    for alpha, by_detection in ((0.0, False), (1.0, False), (1.5, False), (1.0, True), (1.5, True)):
-        # The service's scorer, with the label descriptions centred on English's mean.
-        tagger = Tagger(taxonomy, lambda d, a=alpha: unit(encode(encoder, d) - a * mean["en"]), model=model)
-
-        def centred_by(codes: Sequence[str], alpha: float = alpha) -> np.ndarray:
-            return alpha * np.stack([mean.get(code, np.zeros_like(mean["en"])) for code in codes])
-
-        if by_detection:
-            scores = {lang: tagger.scores(unit(texts[lang] - centred_by(detected[lang]))) for lang in langs}
-        else:
-            scores = {lang: tagger.scores(unit(texts[lang] - alpha * mean[lang])) for lang in langs}
-        after = tagger.scores(unit(corpus["en"] - alpha * mean["en"]))
+    mini = Tagger(taxonomy, minilm.encode, model=minilm.model_ref.name)
+    mini_thresholds = np.array([label.threshold_for(minilm.model_ref.name) for label in taxonomy.labels])
+    names = encode(encoder, emoji_names)
+    neutrals = {
+        "firefox": (corpus["en"], mini.scores(encode(minilm, list(sentences.english.values())))),
+        "firefox + emoji names": (
+            np.concatenate([corpus["en"], names]),
+            mini.scores(encode(minilm, [*sentences.english.values(), *emoji_names])),
+        ),
+    }
+    print("\nscoring: plain cosine (before) or relative to the label mean, without and with the floor;")
+    print("  unlabelled labels carried over on either neutral corpus")
+    variants = (("cosine", {}), ("relative", {model: BELOW_FLOOR}), (f"relative, floor {floor}", {model: floor}))
+    for (name, relative), (corpus_name, (neutral_vectors, mini_neutral)) in itertools.product(
+        variants, neutrals.items()
+    ):
+        tagger = Tagger(replace(taxonomy, relative=relative), partial(encode, encoder), model=model)
+        unfloored = {model: BELOW_FLOOR} if relative else {}
+        neutral = Tagger(replace(taxonomy, relative=unfloored), partial(encode, encoder), model=model).scores(
+            neutral_vectors
+        )
+        z = (mini_thresholds - mini_neutral.mean(axis=0)) / mini_neutral.std(axis=0)
+        carried = neutral.mean(axis=0) + z * neutral.std(axis=0)
+        scores = {lang: tagger.scores(v) for lang, v in vectors.items()}
         row = []
-        for name, calibrate in (("held out", ~split), ("swapped", split)):
+        for half, calibrate in (("held out", ~split), ("swapped", split)):
             measure = ~calibrate
-            own = thresholds.copy()
+            own = carried.astype(np.float32)
             for k, label in enumerate(labels):
                 if label in topics:
                     pooled = np.concatenate([scores[lang][calibrate, k] for lang in langs])
                     own[k], _ = best_threshold(pooled, np.concatenate([truth[label][calibrate] for _ in langs]))
-                else:
-                    z = (thresholds[k] - before[:, k].mean()) / before[:, k].std()
-                    own[k] = after[:, k].mean() + z * after[:, k].std()
             english = scores["en"][measure] >= own
             same = [agreement(scores[lang][measure], own, english) for lang in langs[1:]]
             f1s = [
@@ -354,8 +378,12 @@ def centred(
                 for t in topics
                 for lang in langs
             ]
-            row.append(f"{name}: worst {min(same):.3f} mean {np.mean(same):.3f} topic F1 {np.mean(f1s):.3f}")
-        print(f"  alpha {alpha:.1f}{' detected' if by_detection else ''}  " + "   ".join(row))
+            tagged = np.mean([np.any(tagger.scores(c) >= own, axis=1).mean() for c in corpus.values()])
+            row.append(
+                f"{half}: worst {min(same):.3f} mean {np.mean(same):.3f} topic F1 {np.mean(f1s):.3f}"
+                f" firefox tagged {tagged:.3f}"
+            )
+        print(f"  {name}; carried on {corpus_name}\n    " + "\n    ".join(row))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,16 @@ are both selectable), so a label may give one per model name:
 
 A label's threshold for a model is, in order: its `thresholds[model]`, its
 `threshold`, `[defaults.thresholds][model]`, `[defaults] threshold`.
+
+Scores are relative for the models in `[scoring] relative` (model name =
+floor): each label's similarity minus the mean of the text's similarities to
+every label. A language (or a text's length and genericness) moves all of a
+text's similarities up or down together; the difference does not move with
+it, so a translation crosses the same thresholds as its original more often.
+A text unlike every label still has a label that is best relative to the
+others, so a label also needs its similarity to reach the floor; below it the
+label's score is -1 (`BELOW_FLOOR`). Thresholds are calibrated for one way of
+scoring: a model's thresholds and its `relative` entry go together.
 """
 
 from __future__ import annotations
@@ -28,6 +38,8 @@ from importlib import resources
 import numpy as np
 
 from understanding.domain import InvalidInput, Tag, Vector
+
+BELOW_FLOOR = -1.0  # a relative score whose similarity did not reach the model's floor
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +58,7 @@ class Label:
 class Taxonomy:
     version: str
     labels: tuple[Label, ...]
+    relative: Mapping[str, float] = field(default_factory=dict)  # model name -> floor (relative scoring)
 
     @classmethod
     def load(cls, path: str | pathlib.Path | None = None) -> Taxonomy:
@@ -88,7 +101,11 @@ class Taxonomy:
             )
         if not labels:
             raise InvalidInput(f"{source} defines no labels")
-        return cls(version=str(doc.get("version", "0")), labels=tuple(labels))
+        scoring = doc.get("scoring", {})
+        if not isinstance(scoring, dict):
+            raise InvalidInput(f"{source}: scoring must be a table")
+        relative = _per_model(scoring.get("relative", {}), source, "scoring.relative")
+        return cls(version=str(doc.get("version", "0")), labels=tuple(labels), relative=relative)
 
 
 def _threshold(value: object, source: str, where: str) -> float:
@@ -123,16 +140,27 @@ class Tagger:
         # reduceat segment: no Python loop per description on the event loop.
         self._starts = np.searchsorted(self._owners, np.arange(len(taxonomy.labels)))
         self._thresholds = np.asarray([label.threshold_for(model) for label in taxonomy.labels], dtype=np.float32)
+        self._floor = taxonomy.relative.get(model)  # None: plain cosine similarities
 
     @property
     def dimension(self) -> int:
         """Size of the vectors this tagger scores (its model's)."""
         return int(self._matrix.shape[1])
 
+    @property
+    def relative(self) -> bool:
+        """Whether scores are relative to the label mean (see the module's docstring)."""
+        return self._floor is not None
+
     def scores(self, vectors: np.ndarray) -> np.ndarray:
-        """(N, labels) best cosine similarity per label (vectors are unit-norm)."""
+        """(N, labels) each label's best cosine similarity (vectors are unit-norm); for a
+        relative model, minus the row's mean over the labels, or BELOW_FLOOR."""
         sims = vectors.astype(np.float32) @ self._matrix.T  # (N, D)
-        return np.maximum.reduceat(sims, self._starts, axis=1)
+        best = np.maximum.reduceat(sims, self._starts, axis=1)
+        if self._floor is None:
+            return best
+        relative = best - best.mean(axis=1, keepdims=True)
+        return np.where(best >= self._floor, relative, np.float32(BELOW_FLOOR))
 
     def tag(self, vectors: Sequence[Vector], *, start_s: float = 0.0, end_s: float = 0.0) -> list[tuple[Tag, ...]]:
         if not vectors:

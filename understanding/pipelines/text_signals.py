@@ -272,7 +272,8 @@ class TextSignals:
                 score = zero_shot_score(similarity, threshold)
                 if score < EVIDENCE_FLOOR:
                     continue
-                detail = f"zero-shot {label.id}: similarity {similarity:.3f} (label threshold {threshold:.3f})"
+                kind = "relative score" if tagger.relative else "similarity"
+                detail = f"zero-shot {label.id}: {kind} {similarity:.3f} (label threshold {threshold:.3f})"
                 evidence = self._evidence(unit, 0, len(unit.text), model, detail)
                 signals.append(Signal(category, round(score, 4), evidence, zero_shot=True))
         return signals
