@@ -6,6 +6,7 @@ import pathlib
 import shutil
 
 import joblib
+import numpy as np
 import pytest
 
 from understanding.models.offensive import (
@@ -13,6 +14,7 @@ from understanding.models.offensive import (
     OffensiveModelError,
     ProfanityCheckModel,
     _package_dir,
+    _SigmoidFolds,
     deobfuscate,
 )
 
@@ -33,6 +35,25 @@ def test_offensive_and_ordinary_messages(model: ProfanityCheckModel) -> None:
     assert ordinary < 0.2 and question < 0.2
     assert model.model.name == "alt-profanity-check" and model.model.version == "1.9.1"
     assert LANGUAGES == frozenset({"en"})
+
+
+def test_the_one_product_scores_exactly_as_scikit_learn(model: ProfanityCheckModel) -> None:
+    """The fast path (`_SigmoidFolds`) against the pickled classifier's own predict_proba, on
+    texts of 1-12 words drawn from the model's whole vocabulary, offensive words included."""
+    assert model._folds is not None
+    vocabulary = sorted(model._vocabulary)
+    rng = np.random.default_rng(7)
+    texts = [" ".join(rng.choice(vocabulary, size=int(rng.integers(1, 13)))) for _ in range(2000)]
+    texts += ["fuck you, you stupid bitch", "Thanks for the call yesterday!", "", "!!!"]
+    matrix = model._vectorizer.transform(texts)
+    expected = model._classifier.predict_proba(matrix)[:, 1]
+    assert np.abs(model._folds.positive(matrix) - expected).max() < 1e-12
+    assert np.abs(np.asarray(model.predict(texts)) - expected).max() < 1e-12
+    assert expected.min() < 0.1 and expected.max() > 0.9  # both ends of the scale were exercised
+
+
+def test_a_classifier_of_another_shape_keeps_scikit_learns_path() -> None:
+    assert _SigmoidFolds.of(object()) is None
 
 
 def test_one_insult_in_a_long_text_is_found_with_its_span(model: ProfanityCheckModel) -> None:
