@@ -4,6 +4,7 @@ Needs `scripts/fetch_ts_eval_data.sh` first (what each data set is: see that scr
 MANIFEST.tsv in the data folder). Prints, per category:
 
 - offensive text: precision / recall at several thresholds, per language (alt-profanity-check)
+- zero-shot safety labels (the taxonomy's safety.*, any language): the share of each side flagged
 - contact details: precision / recall per kind (pipelines/contacts.py)
 - OCR: word error rate and seconds per page, ours vs RapidOCR as shipped (and 2x upscaled)
 - nudity: false-positive rate on ordinary real images and video frames, and frames/s
@@ -11,7 +12,7 @@ MANIFEST.tsv in the data folder). Prints, per category:
 Subsampled so a run stays under ~10 minutes on the shared 2-core machine; the load average
 is printed with the timings because it moves them. Figures only: nothing is asserted.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/moderation_direct.py [--only offensive,contacts,ocr,nudity]
+    PYTHONPATH=. .venv/bin/python benchmarks/moderation_direct.py [--only offensive,zeroshot,contacts,ocr,nudity]
 """
 
 from __future__ import annotations
@@ -468,9 +469,47 @@ def parity(frames: Sequence[np.ndarray]) -> None:
     print(f"-- parity with nudenet's own NudeDetector on {len(frames)} frames: max score difference {worst:.4f}")
 
 
+def bench_zeroshot(args: argparse.Namespace) -> None:
+    """The taxonomy's zero-shot `safety.*` labels (the only moderation signal for text outside
+    English) on the offensive-text sets: the share of each side given any safety label."""
+    from understanding.config import Settings
+    from understanding.models.embedder import MULTILINGUAL, load_text_encoder, resolve_model
+    from understanding.pipelines.tagging import Tagger, Taxonomy
+
+    settings = Settings.from_env()  # UNDERSTANDING_TAXONOMY_PATH compares another taxonomy file
+    cache = pathlib.Path(settings.cache_dir or pathlib.Path.home() / ".cache/understanding")
+    encoder = load_text_encoder(resolve_model(MULTILINGUAL), backend="onnx", cache_dir=cache / "models")
+    model = encoder.model_ref.name
+    taxonomy = Taxonomy.load(settings.taxonomy_path or None)
+    tagger = Tagger(taxonomy, encoder.encode, model=model)
+    columns = [k for k, label in enumerate(taxonomy.labels) if label.id.startswith("safety.")]
+    thresholds = np.array([taxonomy.labels[k].threshold_for(model) for k in columns])
+    scoring = "relative" if tagger.relative else "cosine"
+    print(f"\n== zero-shot safety labels: taxonomy {taxonomy.version}, {model} ({scoring} scores)")
+
+    def flagged(texts: Sequence[str]) -> np.ndarray:
+        vectors = np.concatenate([np.stack(encoder.encode(list(texts[i : i + 64]))) for i in range(0, len(texts), 64)])
+        return np.asarray(tagger.scores(vectors)[:, columns] >= thresholds)
+
+    for name, (pos, neg) in offensive_sets(random.Random(RNG_SEED)).items():
+        if args.quick:
+            pos, neg = pos[:100], neg[:100]
+        hits_pos, hits_neg = flagged(pos), flagged(neg)
+        by_label = ", ".join(
+            f"{taxonomy.labels[k].id[7:]} {int(hits_pos[:, i].sum())}/{int(hits_neg[:, i].sum())}"
+            for i, k in enumerate(columns)
+            if hits_pos[:, i].any() or hits_neg[:, i].any()
+        )
+        print(f"-- {name}: {len(pos)} offensive, {len(neg)} not")
+        print(
+            f"   any safety label: offensive {hits_pos.any(1).mean():.3f}, not offensive {hits_neg.any(1).mean():.3f}"
+        )
+        print(f"   per label (offensive/not): {by_label or 'none'}")
+
+
 def main(argv: Iterable[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="offensive,contacts,ocr,nudity")
+    parser.add_argument("--only", default="offensive,zeroshot,contacts,ocr,nudity")
     parser.add_argument("--ocr-pages", type=int, default=1)
     parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--contact-cases", type=int, default=3000)
@@ -486,7 +525,13 @@ def main(argv: Iterable[str] | None = None) -> None:
     if args.quick:
         args.ocr_pages, args.frames, args.contact_cases, args.no_baseline = 0, 8, 200, True
     print(f"data: {DATA}; cores: {os.cpu_count()}; load: {load()}")
-    sections = {"offensive": bench_offensive, "contacts": bench_contacts, "ocr": bench_ocr, "nudity": bench_nudity}
+    sections = {
+        "offensive": bench_offensive,
+        "zeroshot": bench_zeroshot,
+        "contacts": bench_contacts,
+        "ocr": bench_ocr,
+        "nudity": bench_nudity,
+    }
     for name in args.only.split(","):
         started = time.perf_counter()
         sections[name.strip()](args)
