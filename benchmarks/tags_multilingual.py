@@ -181,17 +181,12 @@ def main() -> None:
     use_neutral = Tagger(replace(taxonomy, relative={model: BELOW_FLOOR}), use.encode, model=model).scores(neutral)
     mini_neutral = minilm_tagger.scores(encode(minilm, list(sentences.english.values())))
     print("\nlabels without labelled items: MiniLM's threshold carried over by standard scores (Firefox sentences)")
-    for label in taxonomy.labels:
-        k = column[label.id]
-        mu_m, sd_m = float(mini_neutral[:, k].mean()), float(mini_neutral[:, k].std())
-        mu_u, sd_u = float(use_neutral[:, k].mean()), float(use_neutral[:, k].std())
-        z = (label.threshold_for(minilm.model_ref.name) - mu_m) / sd_m
-        carried = round(mu_u + z * sd_u, 3)
+    mini_thresholds = np.array([label.threshold_for(minilm.model_ref.name) for label in taxonomy.labels])
+    z, carried = carry_over(mini_thresholds, mini_neutral, use_neutral)
+    for k, label in enumerate(taxonomy.labels):
         note = "" if label.id in suggested else "  <- used"
-        suggested.setdefault(label.id, carried)
-        print(
-            f"  {label.id:18s} MiniLM {label.threshold_for(minilm.model_ref.name):.3f} = {z:+.1f} sd -> {carried:.3f}{note}"
-        )
+        suggested.setdefault(label.id, round(float(carried[k]), 3))
+        print(f"  {label.id:18s} MiniLM {mini_thresholds[k]:.3f} = {z[k]:+.1f} sd -> {carried[k]:.3f}{note}")
     print(f'\nsuggested taxonomy entries ([scoring] relative = {{ "{model}" = {floor:.3f} }}; thresholds per label):')
     for label_id in labels:
         print(f'  {label_id:18s} "{model}" = {suggested[label_id]:.3f}')
@@ -236,6 +231,16 @@ def main() -> None:
         tradeoffs(items, split, scores, thresholds, labels, topics, truth, languages)
         emoji_names = [i.texts["en"] for i in items]
         scorings(taxonomy, use, minilm, vectors, split, truth, topics, sentences, emoji_names, floor)
+
+
+def carry_over(
+    thresholds: np.ndarray, neutral_from: np.ndarray, neutral_to: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(standard scores, thresholds carried over): each label's `thresholds` under one scoring
+    as the same number of standard deviations above the neutral corpus's mean under another
+    (`neutral_from`, `neutral_to`: the corpus's (texts, labels) scores under each)."""
+    z = (thresholds - neutral_from.mean(axis=0)) / neutral_from.std(axis=0)
+    return z, neutral_to.mean(axis=0) + z * neutral_to.std(axis=0)
 
 
 def other_fold(
@@ -360,8 +365,7 @@ def scorings(
         neutral = Tagger(replace(taxonomy, relative=unfloored), partial(encode, encoder), model=model).scores(
             neutral_vectors
         )
-        z = (mini_thresholds - mini_neutral.mean(axis=0)) / mini_neutral.std(axis=0)
-        carried = neutral.mean(axis=0) + z * neutral.std(axis=0)
+        _, carried = carry_over(mini_thresholds, mini_neutral, neutral)
         scores = {lang: tagger.scores(v) for lang, v in vectors.items()}
         row = []
         for half, calibrate in (("held out", ~split), ("swapped", split)):
